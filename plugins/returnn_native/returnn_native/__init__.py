@@ -1,0 +1,1 @@
+"""RETURNN native CPU/CUDA ops (NativeLSTM)."""

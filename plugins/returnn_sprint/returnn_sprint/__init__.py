@@ -1,0 +1,1 @@
+"""RETURNN RASR (Sprint) integration."""

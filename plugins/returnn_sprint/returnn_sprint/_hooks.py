@@ -1,0 +1,3 @@
+"""Entry point of the returnn-sprint plugin: registrations only (imports nothing but the standard library and the core)."""
+
+from returnn_core.plugin import Registrar, hookimpl

@@ -1,0 +1,1 @@
+"""RETURNN TensorFlow backend."""

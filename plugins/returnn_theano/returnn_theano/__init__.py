@@ -1,0 +1,1 @@
+"""RETURNN Theano-API backend on PyTensor."""

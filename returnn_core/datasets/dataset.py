@@ -1,0 +1,206 @@
+"""The backend-neutral :class:`Dataset` base class every dataset plugin builds on."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import numpy as np
+
+from returnn_core.datasets.batching import Batch, DatasetSeq, generate_batches
+from returnn_core.datasets.seq_order import seq_order
+from returnn_core.datasets.spec import DataSpec
+from returnn_core.errors import DatasetError
+
+
+class Dataset:
+    """Seqs of named data streams, ordered per epoch, partitioned, windowed, chunked and batched.
+
+    A random-access subclass implements :meth:`data_specs`, :meth:`_num_total_seqs` and :meth:`_load_seq`
+    (and optionally :meth:`_seq_length`, :meth:`_seq_tag`, :meth:`_prepare_epoch`). A streaming subclass
+    (seqs arrive from a process) overrides :meth:`init_seq_order` and :meth:`iter_seqs` instead.
+    """
+
+    def __init__(
+        self,
+        name: str | None = None,
+        *,
+        seq_ordering: str = "default",
+        partition_epoch: int = 1,
+        fixed_random_seed: int | None = None,
+        random_seed_offset: int = 0,
+        chunking: Any = None,
+        min_chunk_size: int = 0,
+        window: int = 1,
+    ) -> None:
+        self.name = name or type(self).__name__
+        self.seq_ordering = seq_ordering
+        self.partition_epoch = int(partition_epoch)
+        if self.partition_epoch < 1:
+            raise DatasetError(f"{self.name}: partition_epoch must be >= 1, got {partition_epoch}")
+        self.fixed_random_seed = fixed_random_seed
+        self.random_seed_offset = int(random_seed_offset)
+        self.chunking = chunking
+        self.min_chunk_size = int(min_chunk_size)
+        self.window = int(window)
+        self.epoch: int | None = None
+        self._order: list[int] = []
+
+    # -- what subclasses provide ----------------------------------------------------------------
+    def data_specs(self) -> dict[str, DataSpec]:
+        """Data key -> spec of the streams this dataset delivers (before windowing)."""
+        raise NotImplementedError
+
+    def _num_total_seqs(self) -> int:
+        """Seqs in the whole corpus (one full epoch)."""
+        raise NotImplementedError
+
+    def _load_seq(self, corpus_idx: int) -> dict[str, np.ndarray]:
+        """Arrays of one seq by its index in the corpus."""
+        raise NotImplementedError
+
+    def _seq_length(self, corpus_idx: int) -> int:
+        """Frames of the default key of one corpus seq (used by sorted orderings)."""
+        feats = self._load_seq(corpus_idx)
+        key = "data" if "data" in feats else next(iter(feats))
+        return int(feats[key].shape[0])
+
+    def _seq_tag(self, corpus_idx: int) -> str:
+        """Name of one corpus seq."""
+        return f"seq-{corpus_idx}"
+
+    def _prepare_epoch(self, epoch: int) -> None:
+        """Called before the order of ``epoch`` is computed (e.g. to generate that epoch's data)."""
+
+    # -- seq order --------------------------------------------------------------------------------
+    def random_seed(self, epoch: int | None, *, every: int = 1) -> int:
+        """The seed for ``epoch`` (fixed when ``fixed_random_seed`` is set; shared by the sub-epochs of one full epoch)."""
+        if self.fixed_random_seed is not None:
+            return int(self.fixed_random_seed)
+        full_epoch = ((epoch or 1) - 1) // self.partition_epoch + 1
+        full_epoch = (full_epoch - 1) // max(every, 1) + 1
+        return full_epoch + self.random_seed_offset
+
+    def init_seq_order(self, epoch: int | None = None, seq_list: list[str] | None = None) -> None:
+        """Fix the seqs and their order for ``epoch`` (or exactly the tags in ``seq_list``)."""
+        self.epoch = epoch
+        self._prepare_epoch(epoch or 1)
+        total = self._num_total_seqs()
+        if seq_list is not None:
+            index = {self._seq_tag(i): i for i in range(total)}
+            missing = [t for t in seq_list if t not in index]
+            if missing:
+                raise DatasetError(f"{self.name}: seq tag(s) not found: {', '.join(missing[:5])}")
+            self._order = [index[t] for t in seq_list]
+            return
+        order = seq_order(self.seq_ordering, total, self._seq_length, self.random_seed(epoch))
+        if self.partition_epoch > 1:
+            part = ((epoch or 1) - 1) % self.partition_epoch
+            n = len(order)
+            order = order[part * n // self.partition_epoch : (part + 1) * n // self.partition_epoch]
+        self._order = order
+
+    @property
+    def num_seqs(self) -> int:
+        """Seqs in the current (sub-)epoch."""
+        return len(self._order)
+
+    def get_total_num_seqs(self) -> int:
+        """Seqs in the whole corpus."""
+        return self._num_total_seqs()
+
+    def corpus_index(self, seq_idx: int) -> int:
+        """Corpus index of the ``seq_idx``-th seq of the current epoch."""
+        return self._order[seq_idx]
+
+    # -- access ---------------------------------------------------------------------------------
+    def get_seq(self, seq_idx: int) -> DatasetSeq:
+        """The ``seq_idx``-th seq of the current epoch, windowed."""
+        if not 0 <= seq_idx < len(self._order):
+            raise DatasetError(f"{self.name}: seq index {seq_idx} out of range (epoch has {len(self._order)})")
+        corpus_idx = self._order[seq_idx]
+        features = self._load_seq(corpus_idx)
+        return DatasetSeq(seq_idx, self._seq_tag(corpus_idx), self._apply_window(features))
+
+    def iter_seqs(self) -> Iterator[DatasetSeq]:
+        """Seqs of the current epoch in order."""
+        for i in range(self.num_seqs):
+            yield self.get_seq(i)
+
+    def get_data(self, seq_idx: int, key: str) -> np.ndarray:
+        """Array of ``key`` for one seq of the current epoch."""
+        return self.get_seq(seq_idx).features[key]
+
+    def get_tag(self, seq_idx: int) -> str:
+        """Tag of one seq of the current epoch."""
+        return self._seq_tag(self._order[seq_idx])
+
+    def get_seq_length(self, seq_idx: int) -> dict[str, int]:
+        """Frames per key of one seq of the current epoch."""
+        seq = self.get_seq(seq_idx)
+        return {k: seq.length(k) for k in seq.features}
+
+    @property
+    def data_keys(self) -> list[str]:
+        """Sorted data keys."""
+        return sorted(self.data_specs())
+
+    def output_specs(self) -> dict[str, DataSpec]:
+        """Specs as delivered (``window`` multiplies the input dim)."""
+        specs = dict(self.data_specs())
+        if self.window > 1 and "data" in specs and not specs["data"].sparse:
+            base = specs["data"]
+            specs["data"] = DataSpec((base.dim or 0) * self.window, dtype=base.dtype)
+        return specs
+
+    @property
+    def num_outputs(self) -> dict[str, list[int]]:
+        """RETURNN's ``{key: [dim, ndim]}``."""
+        return {k: s.as_num_outputs() for k, s in self.output_specs().items()}
+
+    @property
+    def num_inputs(self) -> int:
+        """Input feature dim."""
+        return int(self.output_specs()["data"].dim or 0)
+
+    def _apply_window(self, features: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if self.window <= 1 or "data" not in features or features["data"].ndim != 2:
+            return features
+        x = features["data"]
+        w, t = self.window, x.shape[0]
+        left = (w - 1) // 2
+        padded = np.zeros((t + w - 1, x.shape[1]), dtype=x.dtype)
+        padded[left : left + t] = x
+        windowed = np.concatenate([padded[i : i + t] for i in range(w)], axis=1)
+        return {**features, "data": windowed}
+
+    # -- batches --------------------------------------------------------------------------------
+    def generate_batches(
+        self,
+        *,
+        batch_size: int,
+        max_seqs: int = -1,
+        max_seq_length: int | Mapping[str, int] | None = None,
+        chunking: Any = "from-dataset",
+    ) -> Iterator[Batch]:
+        """Batches over the current epoch (``chunking`` defaults to the dataset's own)."""
+        return generate_batches(
+            self.iter_seqs(),
+            batch_size=batch_size,
+            max_seqs=max_seqs,
+            max_seq_length=max_seq_length,
+            chunking=self.chunking if chunking == "from-dataset" else chunking,
+            min_chunk_size=self.min_chunk_size,
+        )
+
+    def finish_epoch(self) -> None:
+        """Called when an epoch's seqs are consumed (streaming datasets stop their source here)."""
+
+    def close(self) -> None:
+        """Release files and processes."""
+
+    def __enter__(self) -> Dataset:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,25 @@
+"""Backend-neutral network handling: the resolved ``network`` dict and the rec-unit protocol."""
+
+from returnn_core.network.description import (
+    COMMON_OPTIONS,
+    DataRef,
+    LayerRef,
+    LayerSpec,
+    NetworkDescription,
+    Source,
+    resolve_network,
+)
+from returnn_core.network.rec_unit import LSTM_GATE_ORDER, ParamSpec, RecUnit
+
+__all__ = [
+    "COMMON_OPTIONS",
+    "LSTM_GATE_ORDER",
+    "DataRef",
+    "LayerRef",
+    "LayerSpec",
+    "NetworkDescription",
+    "ParamSpec",
+    "RecUnit",
+    "Source",
+    "resolve_network",
+]

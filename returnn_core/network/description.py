@@ -1,0 +1,162 @@
+"""The ``network`` dict resolved once for every backend: sources, order, outputs, errors naming the layer."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from returnn_core.errors import NetworkError
+
+#: options (besides ``from``) whose string value may name another layer that must be built first
+LAYER_REF_OPTIONS = ("reuse_params", "initial_state")
+#: options every layer accepts and the core interprets
+COMMON_OPTIONS = frozenset(
+    {"class", "from", "is_output_layer", "loss", "target", "loss_scale", "loss_opts", "n_out", "activation",
+     "dropout", "L2", "trainable", "reuse_params", "with_bias", "forward_weights_init", "bias_init", "out_type"}
+)
+
+
+@dataclass(frozen=True)
+class DataRef:
+    """A source that is an extern data key (``"data"``, ``"data:classes"``)."""
+
+    key: str
+
+
+@dataclass(frozen=True)
+class LayerRef:
+    """A source that is another layer."""
+
+    name: str
+
+
+Source = DataRef | LayerRef
+
+
+@dataclass
+class LayerSpec:
+    """One layer of the network dict with its sources resolved."""
+
+    name: str
+    layer_class: str
+    sources: list[Source]
+    opts: dict[str, Any]
+    is_output: bool = False
+    deps: list[str] = field(default_factory=list)
+
+    @property
+    def loss(self) -> str | None:
+        """The loss name, if the layer has one."""
+        loss = self.opts.get("loss")
+        return loss if isinstance(loss, str) or loss is None else loss.get("class")
+
+    @property
+    def target(self) -> str | None:
+        """The target data key of the loss (default ``classes``)."""
+        return self.opts.get("target", "classes") if self.loss else self.opts.get("target")
+
+    @property
+    def n_out(self) -> int | None:
+        """Declared output dim."""
+        return self.opts.get("n_out")
+
+
+@dataclass
+class NetworkDescription:
+    """All layers in build order; the output layers; the data keys they read."""
+
+    layers: dict[str, LayerSpec]
+    output_layers: list[str]
+    data_keys: list[str]
+
+    def __iter__(self):
+        return iter(self.layers.values())
+
+    def __getitem__(self, name: str) -> LayerSpec:
+        return self.layers[name]
+
+    @property
+    def loss_layers(self) -> list[LayerSpec]:
+        """Layers with a loss."""
+        return [spec for spec in self.layers.values() if spec.loss]
+
+
+def _parse_source(layer: str, src: Any, layer_names: Iterable[str], data_keys: Iterable[str], default_input: str) -> Source:
+    if not isinstance(src, str):
+        raise NetworkError(f"layer {layer!r}: 'from' entries must be strings, got {src!r}")
+    if src == "data":
+        return DataRef(default_input)
+    if src.startswith("data:"):
+        key = src[len("data:") :]
+        if key not in data_keys:
+            raise NetworkError(
+                f"layer {layer!r}: 'from' names data key {key!r}, which is not in the data ({', '.join(sorted(data_keys))})"
+            )
+        return DataRef(key)
+    if src not in layer_names:
+        import difflib
+
+        close = difflib.get_close_matches(src, list(layer_names), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise NetworkError(f"layer {layer!r}: 'from' names layer {src!r}, which is not in the network{hint}")
+    return LayerRef(src)
+
+
+def resolve_network(
+    net_dict: Mapping[str, Any],
+    data_keys: Iterable[str],
+    *,
+    default_input: str = "data",
+) -> NetworkDescription:
+    """Check and order ``net_dict``: resolve ``from`` (default ``data``), find outputs, reject cycles."""
+    if not isinstance(net_dict, Mapping) or not net_dict:
+        raise NetworkError("the network must be a non-empty dict of layers")
+    data_keys = list(data_keys)
+    names = list(net_dict)
+    specs: dict[str, LayerSpec] = {}
+    for name in names:
+        layer = net_dict[name]
+        if not isinstance(layer, Mapping):
+            raise NetworkError(f"layer {name!r}: expected a dict, got {type(layer).__name__}")
+        layer_class = layer.get("class")
+        if not isinstance(layer_class, str):
+            raise NetworkError(f"layer {name!r} has no 'class'")
+        raw_from = layer.get("from", ["data"])
+        if isinstance(raw_from, str):
+            raw_from = [raw_from]
+        sources = [_parse_source(name, s, names, data_keys, default_input) for s in raw_from]
+        opts = {k: v for k, v in layer.items() if k not in ("class", "from")}
+        deps = [s.name for s in sources if isinstance(s, LayerRef)]
+        for opt in LAYER_REF_OPTIONS:
+            ref = opts.get(opt)
+            if isinstance(ref, str) and ref in net_dict:
+                deps.append(ref)
+        is_output = bool(opts.get("is_output_layer")) or bool(opts.get("loss")) or name == "output"
+        specs[name] = LayerSpec(name, layer_class, sources, opts, is_output, deps)
+    order = _topological_order(specs)
+    outputs = [n for n in order if specs[n].is_output]
+    if not outputs:
+        raise NetworkError("the network has no output layer (name one 'output', or set a loss or is_output_layer)")
+    return NetworkDescription({n: specs[n] for n in order}, outputs, data_keys)
+
+
+def _topological_order(specs: Mapping[str, LayerSpec]) -> list[str]:
+    state: dict[str, int] = {}  # 1 = visiting, 2 = done
+    order: list[str] = []
+
+    def visit(name: str, path: list[str]) -> None:
+        if state.get(name) == 2:
+            return
+        if state.get(name) == 1:
+            cycle = path[path.index(name) :] + [name]
+            raise NetworkError(f"layer {name!r} depends on itself: {' -> '.join(cycle)}")
+        state[name] = 1
+        for dep in specs[name].deps:
+            visit(dep, path + [name])
+        state[name] = 2
+        order.append(name)
+
+    for name in specs:
+        visit(name, [])
+    return order

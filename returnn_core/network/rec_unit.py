@@ -1,0 +1,57 @@
+"""The recurrent-unit protocol shared by all backends, so a unit plugin needs no backend plugin's code."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """A parameter a unit needs; the backend creates it and hands it back by name.
+
+    ``init`` is one of ``"glorot_uniform"``, ``"orthogonal"``, ``"zeros"``, ``"ones"``, or
+    ``"uniform:<scale>"`` / ``"normal:<stddev>"``.
+    """
+
+    shape: tuple[int, ...]
+    init: str = "glorot_uniform"
+
+
+@runtime_checkable
+class RecUnit(Protocol):
+    """A unit registered under ``rec_units`` for one backend.
+
+    Constructed as ``unit_cls(n_in, n_out, **unit_opts)``. The backend creates the tensors for
+    :meth:`param_specs` (named ``<layer>/<param>``) and calls the unit with backend tensors, batch-major:
+    ``x`` (B, T, n_in) float32 and ``mask`` (B, T) float32 (1 = frame present). It returns ``y`` (B, T, n_out)
+    and the final state as a tuple of (B, n) tensors (``(h, c)`` for an LSTM). ``direction=-1`` runs
+    backwards over each seq's present frames and returns ``y`` in the original time order.
+    """
+
+    n_in: int
+    n_out: int
+
+    def param_specs(self) -> dict[str, ParamSpec]:
+        """Parameters by name."""
+        ...
+
+    def state_sizes(self) -> tuple[int, ...]:
+        """Sizes of the state tensors (initial and final state)."""
+        ...
+
+    def __call__(
+        self,
+        params: dict[str, Any],
+        x: Any,
+        mask: Any,
+        *,
+        initial_state: tuple[Any, ...] | None = None,
+        direction: int = 1,
+    ) -> tuple[Any, tuple[Any, ...]]:
+        """Run over the whole padded batch."""
+        ...
+
+
+#: The gate order of every LSTM unit's 4n blocks (NativeLSTM's layout): cell input, input, forget, output.
+LSTM_GATE_ORDER = ("cell_in", "input", "forget", "output")
