@@ -1,0 +1,62 @@
+"""Backend-neutral reading of the optimizer settings: ``optimizer = {"class": ...}`` or legacy flags."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from returnn_core.errors import ConfigError
+
+#: legacy boolean flags (``adam = True``) -> optimizer class name
+LEGACY_FLAGS = ("adam", "nadam", "adadelta", "adagrad", "rmsprop", "momentum")
+
+
+@dataclass
+class OptimizerSettings:
+    """Which optimizer and how gradients are treated, as the config asks."""
+
+    name: str = "sgd"
+    opts: dict[str, Any] = field(default_factory=dict)
+    gradient_clip: float | None = None
+    gradient_clip_global_norm: float | None = None
+    gradient_noise: float | None = None
+    accum_grad_multiple_step: int = 1
+
+    @classmethod
+    def from_config(cls, config: Any) -> OptimizerSettings:
+        """Read ``optimizer`` (dict or class name) or a legacy flag, plus the gradient options."""
+        opt = config.typed_value("optimizer")
+        if isinstance(opt, str) and opt.startswith("{"):
+            opt = config.dict("optimizer")
+        if isinstance(opt, dict):
+            opts = dict(opt)
+            name = opts.pop("class", None)
+            if not name:
+                raise ConfigError(f"optimizer {opt!r} has no 'class'")
+        elif isinstance(opt, str):
+            name, opts = opt, {}
+        elif opt is None:
+            flags = [f for f in LEGACY_FLAGS if config.bool(f, False)]
+            if len(flags) > 1:
+                raise ConfigError(f"several optimizer flags set: {', '.join(flags)}; choose one")
+            name, opts = (flags[0] if flags else "sgd"), {}
+            if name == "momentum":
+                opts["momentum"] = config.float("momentum", 0.9)
+            elif config.float("momentum", 0.0) and name == "sgd":
+                name, opts = "momentum", {"momentum": config.float("momentum", 0.0)}
+            if name in ("adam", "nadam") and config.has("optimizer_epsilon"):
+                opts["epsilon"] = config.float("optimizer_epsilon")
+        else:
+            raise ConfigError(f"optimizer: expected a dict or a name, got {opt!r}")
+        name = str(name).lower()
+        for suffix in ("optimizer",):
+            if name.endswith(suffix) and name != suffix:
+                name = name[: -len(suffix)]
+        return cls(
+            name=name,
+            opts=opts,
+            gradient_clip=config.float("gradient_clip", None) or None,
+            gradient_clip_global_norm=config.float("gradient_clip_global_norm", None) or None,
+            gradient_noise=config.float("gradient_noise", None) or None,
+            accum_grad_multiple_step=config.int("accum_grad_multiple_step", 1) or 1,
+        )
