@@ -1,3 +1,19 @@
 """Entry point of the returnn-datasets plugin: registrations only (imports nothing but the standard library and the core)."""
 
 from returnn_core.plugin import Registrar, hookimpl
+
+_PKG = "returnn_datasets"
+
+#: config class name -> import target
+DATASETS: dict[str, str] = {
+    "DummyDataset": f"{_PKG}.generating:DummyDataset",
+    "StaticDataset": f"{_PKG}.generating:StaticDataset",
+    "Task12AXDataset": f"{_PKG}.task_12ax:Task12AXDataset",
+}
+
+
+@hookimpl
+def returnn_register_datasets(registry: Registrar) -> None:
+    """Generated tasks, HDF files, text corpora, wav files and combinations of datasets."""
+    for name, target in DATASETS.items():
+        registry.register(name, target)

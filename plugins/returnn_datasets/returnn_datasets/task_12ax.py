@@ -1,0 +1,85 @@
+"""The 12AX task: a classic test of working memory with an outer (digit) and an inner (letter) loop."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from returnn_datasets.generating import GeneratingDataset
+
+INPUT_SYMBOLS = "123ABCXYZ"
+OUTPUT_SYMBOLS = "LR"
+
+
+def targets_12ax(symbols: str) -> str:
+    """The ``L``/``R`` target per input symbol.
+
+    ``R`` exactly at an X/Y that completes ``1AX`` or ``2BY``: the last digit seen (1 or 2; "3" is a
+    distractor and does not count) and the pending letter (the last A or B since the previous X/Y).
+    Every X/Y clears the pending letter; C, Z and 3 change nothing.
+    """
+    digit, letter = "", ""
+    out = []
+    for c in symbols:
+        target = "L"
+        if c in "12":
+            digit = c
+        elif c in "AB":
+            letter = c
+        elif c in "XY":
+            if digit + letter + c in ("1AX", "2BY"):
+                target = "R"
+            letter = ""
+        out.append(target)
+    return "".join(out)
+
+
+class Task12AXDataset(GeneratingDataset):
+    """12AX: dense one-hot ``data`` over "123ABCXYZ" (dim 9), sparse ``classes`` L/R (2 classes), lengths 10-100."""
+
+    input_labels = tuple(INPUT_SYMBOLS)
+    output_labels = tuple(OUTPUT_SYMBOLS)
+
+    def __init__(self, num_seqs: int = 1000, min_seq_len: int = 10, max_seq_len: int = 100, **kwargs: Any) -> None:
+        super().__init__(len(INPUT_SYMBOLS), len(OUTPUT_SYMBOLS), num_seqs, **kwargs)
+        self.min_seq_len, self.max_seq_len = int(min_seq_len), int(max_seq_len)
+
+    def generate_symbols(self, rng: np.random.RandomState, length: int) -> str:
+        """A random input string: digits now and then, inner loops of letter pairs and distractors."""
+        parts: list[str] = []
+        size = 0
+        while size < length:
+            if rng.uniform() < 0.4:
+                parts.append("12"[rng.randint(2)] if rng.uniform() < 0.9 else "3")
+            for _ in range(rng.randint(1, 5)):
+                r = rng.uniform()
+                if r < 0.7:
+                    # the pairs that can give R, and their near misses
+                    parts.append(("AX", "BY", "AY", "BX")[rng.choice(4, p=(0.35, 0.35, 0.15, 0.15))])
+                elif r < 0.85:
+                    parts.append("CZ"[rng.randint(2)] + "XYZ"[rng.randint(3)])
+                else:
+                    parts.append(INPUT_SYMBOLS[rng.randint(len(INPUT_SYMBOLS))])
+            size = sum(len(p) for p in parts)
+        return "".join(parts)[:length]
+
+    def generate_seq(self, seq_idx: int, rng: np.random.RandomState, epoch: int) -> dict[str, np.ndarray]:
+        """One 12AX seq: its one-hot input and its L/R targets."""
+        length = rng.randint(self.min_seq_len, self.max_seq_len + 1)
+        symbols = self.generate_symbols(rng, length)
+        return {
+            "data": self.one_hot([INPUT_SYMBOLS.index(c) for c in symbols]),
+            "classes": self.sparse([OUTPUT_SYMBOLS.index(c) for c in targets_12ax(symbols)]),
+        }
+
+    @staticmethod
+    def decode_input(data: np.ndarray) -> str:
+        """One-hot (T, 9) input back to its symbols."""
+        return "".join(INPUT_SYMBOLS[i] for i in np.argmax(data, axis=1))
+
+    @staticmethod
+    def decode_targets(classes: Sequence[int]) -> str:
+        """Class indices back to ``L``/``R``."""
+        return "".join(OUTPUT_SYMBOLS[int(i)] for i in classes)
