@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from returnn_datasets.task_12ax import Task12AXDataset, targets_12ax
 
 from returnn_core.datasets import init_dataset
 from returnn_core.errors import DatasetError
 from returnn_core.plugin import PluginManager
-from returnn_datasets.task_12ax import Task12AXDataset, targets_12ax
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from returnn_core.datasets import DataSpec, Dataset
+from returnn_core.datasets import Dataset, DataSpec
 from returnn_core.errors import DatasetError
 
 
