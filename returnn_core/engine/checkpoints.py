@@ -1,0 +1,52 @@
+"""Checkpoint naming (``model.%03d``), atomic saving and finding the newest complete checkpoint."""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+
+from returnn_core.engine.backend import Backend
+from returnn_core.errors import TrainingError
+
+
+def checkpoint_prefix(model: str, epoch: int) -> str:
+    """``<model>.003`` for epoch 3."""
+    return f"{model}.{epoch:03d}"
+
+
+def is_complete(prefix: str, marker: str) -> bool:
+    """A checkpoint is complete once its marker file exists (renamed into place last)."""
+    return os.path.exists(prefix + marker)
+
+
+def completed_epochs(model: str, marker: str) -> list[int]:
+    """Epochs with a complete checkpoint, ascending."""
+    pattern = re.compile(re.escape(os.path.basename(model)) + r"\.(\d{3,})" + re.escape(marker) + "$")
+    epochs = []
+    for path in glob.glob(glob.escape(model) + ".*" + glob.escape(marker)):
+        m = pattern.match(os.path.basename(path))
+        if m:
+            epochs.append(int(m.group(1)))
+    return sorted(epochs)
+
+
+def save_checkpoint(backend: Backend, prefix: str) -> None:
+    """Let the backend write under a temporary prefix, then rename its files into place, marker last."""
+    marker = backend.checkpoint_marker
+    directory = os.path.dirname(os.path.abspath(prefix))
+    os.makedirs(directory, exist_ok=True)
+    # a stale marker of an earlier, interrupted run must not make a half-renamed set look complete
+    if os.path.exists(prefix + marker):
+        os.unlink(prefix + marker)
+    tmp = f"{prefix}.tmp-{os.getpid()}"
+    files = backend.save(tmp)
+    bad = [f for f in files if not f.startswith(tmp)]
+    if bad or not any(f == tmp + marker for f in files):
+        raise TrainingError(
+            f"backend {backend.name!r} wrote {files} for checkpoint {tmp!r}; expected files starting with the"
+            f" prefix, including {tmp + marker!r}"
+        )
+    for f in sorted(files, key=lambda f: f == tmp + marker):
+        os.replace(f, prefix + f[len(tmp) :])
+

@@ -1,0 +1,327 @@
+"""The training driver: tasks train/eval/forward/compute_priors over any backend."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from returnn_core.atomic_write import atomic_write_text
+from returnn_core.config import Config
+from returnn_core.datasets import Dataset, ExternData, init_dataset
+from returnn_core.engine.backend import Backend, StepResult
+from returnn_core.engine.checkpoints import checkpoint_prefix, completed_epochs, is_complete, save_checkpoint
+from returnn_core.errors import ConfigError, TrainingError
+from returnn_core.learning_rate import LearningRateControl, learning_rate_control_from_config
+from returnn_core.log import Log, Progress, epoch_line
+from returnn_core.network import NetworkDescription, resolve_network
+from returnn_core.plugin import PluginManager, get_plugin_manager
+
+TASKS = ("train", "eval", "forward", "compute_priors")
+
+
+def select_backend(config: Config, manager: PluginManager) -> str:
+    """The backend named by ``backend`` (or ``use_tensorflow``/``use_theano``), else ``tf``, else the only one."""
+    name = config.value("backend", None)
+    if not name:
+        if config.bool("use_tensorflow", False):
+            name = "tf"
+        elif config.bool("use_theano", False):
+            name = "theano"
+    if name:
+        entry = manager.backends.entry(name)
+        return entry.alias_of or entry.name
+    installed = manager.loaded_backends()
+    if "tf" in installed:
+        return "tf"
+    if len(installed) == 1:
+        return installed[0]
+    if not installed:
+        raise manager.backends.unknown("tf")
+    raise ConfigError(f"several backends are installed ({', '.join(installed)}); choose one with backend = ...")
+
+
+def score_summary(prefix: str, result: StepResult) -> dict[str, float]:
+    """Scores for the learning-rate file: ``<prefix>_score``/``_error`` of all layers, per layer if several."""
+    scores, errors = result.scores(), result.error_rates()
+    out: dict[str, float] = {}
+    if not scores:
+        return out
+    out[f"{prefix}_score"] = sum(scores.values())
+    main = "output" if "output" in scores else sorted(scores)[0]
+    if main in errors:
+        out[f"{prefix}_error"] = errors[main]
+    if len(scores) > 1:
+        for layer, score in scores.items():
+            out[f"{prefix}_score_{layer}"] = score
+            if layer in errors:
+                out[f"{prefix}_error_{layer}"] = errors[layer]
+    return out
+
+
+class Engine:
+    """Runs one config: builds datasets, network and backend, then the task."""
+
+    def __init__(self, config: Config, *, manager: PluginManager | None = None, log: Log | None = None) -> None:
+        self.config = config
+        self.manager = manager or get_plugin_manager()
+        self.log = log or Log.from_config(config)
+        self.backend_name = select_backend(config, self.manager)
+        self.backend_cls: type[Backend] = self.manager.backends.get(self.backend_name)
+        self.model = config.value("model", None)
+        self.batch_opts: dict[str, Any] = {
+            "batch_size": config.int("batch_size", 1),
+            "max_seqs": config.int("max_seqs", -1),
+            "max_seq_length": config.typed_value("max_seq_length", None),
+        }
+        if isinstance(self.batch_opts["max_seq_length"], str):
+            self.batch_opts["max_seq_length"] = config.int("max_seq_length")
+        self.backend: Backend | None = None
+        self.extern_data: ExternData | None = None
+        self.network: NetworkDescription | None = None
+
+    # -- setup ----------------------------------------------------------------------------------
+    def dataset(self, key: str) -> Dataset | None:
+        """The dataset configured under ``key`` (``train``, ``dev``, ``eval``), or None."""
+        spec = self.config.typed_value(key)
+        if spec is None or spec == "":
+            return None
+        return init_dataset(spec, manager=self.manager)
+
+    def build(self, reference: Dataset | None, *, train: bool) -> Backend:
+        """Resolve the network against the data and let the backend build it."""
+        self.extern_data = ExternData.from_config(self.config, reference)
+        net_dict = self.config.typed_value("network")
+        if net_dict is None:
+            raise ConfigError("the config has no 'network'")
+        self.network = resolve_network(net_dict, list(self.extern_data))
+        backend = self.backend_cls(self.config, self.manager, self.log)
+        backend.build(self.network, self.extern_data, train=train)
+        self.backend = backend
+        self.log.v4(f"backend {self.backend_name}: network with layers {', '.join(self.network.layers)}")
+        return backend
+
+    def _require_model(self) -> str:
+        if not self.model:
+            raise ConfigError("set 'model' (the checkpoint path prefix, e.g. 'out/model') in the config")
+        return self.model
+
+    def _checkpoint(self, epoch: int) -> str:
+        prefix = checkpoint_prefix(self._require_model(), epoch)
+        if not is_complete(prefix, self.backend_cls.checkpoint_marker):
+            raise TrainingError(f"no complete checkpoint {prefix} (missing {prefix}{self.backend_cls.checkpoint_marker})")
+        return prefix
+
+    def last_epoch(self) -> int | None:
+        """The newest epoch with a complete checkpoint."""
+        if not self.model:
+            return None
+        epochs = completed_epochs(self.model, self.backend_cls.checkpoint_marker)
+        return epochs[-1] if epochs else None
+
+    # -- tasks ----------------------------------------------------------------------------------
+    def run(self) -> None:
+        """Run the configured ``task``."""
+        task = self.config.value("task", "train")
+        handlers: dict[str, Callable[[], None]] = {
+            "train": self.train,
+            "eval": self.eval,
+            "forward": self.forward,
+            "compute_priors": self.compute_priors,
+        }
+        if task not in handlers:
+            raise ConfigError(f"unknown task {task!r}; known: {', '.join(TASKS)}")
+        try:
+            handlers[task]()
+        finally:
+            if self.backend is not None:
+                self.backend.close()
+
+    def run_epoch(self, dataset: Dataset, epoch: int, *, learning_rate: float | None, what: str) -> StepResult:
+        """One pass over ``dataset``: train steps when ``learning_rate`` is given, else eval steps."""
+        assert self.backend is not None and self.extern_data is not None
+        train = learning_rate is not None
+        dataset.init_seq_order(epoch)
+        chunking = self.config.typed_value("chunking", None) if train else None
+        if train and chunking is None:
+            chunking = "from-dataset"
+        total = StepResult()
+        total_steps = None
+        progress = Progress(self.log, f"{what} epoch {epoch}", total_steps)
+        step = 0
+        for step, batch in enumerate(dataset.generate_batches(chunking=chunking, **self.batch_opts), 1):
+            data = batch.to_data(self.extern_data)
+            if train:
+                result = self.backend.train_step(data, learning_rate)  # type: ignore[arg-type]
+                if not result.is_finite() and self.config.bool("stop_on_nonfinite_train_score", True):
+                    bad = ", ".join(f"{k}={v}" for k, v in result.losses.items() if not np.isfinite(v))
+                    last = self.last_epoch()
+                    kept = f"the last good checkpoint {checkpoint_prefix(self.model, last)} is kept" if last and self.model else "no checkpoint of this epoch is written"
+                    raise TrainingError(
+                        f"epoch {epoch} step {step}: non-finite loss ({bad}) in seqs {', '.join(data.tags[:3])}; "
+                        f"stopped the epoch; {kept}. Lower the learning rate or enable gradient_clip."
+                    )
+            else:
+                result = self.backend.eval_step(data)
+            total.add(result)
+            progress.step(step)
+        dataset.finish_epoch()
+        if step == 0:
+            raise TrainingError(f"{what} dataset {dataset.name} gave no batch in epoch {epoch} (empty, or all seqs too long)")
+        return total
+
+    def _eval_datasets(self) -> dict[str, Dataset]:
+        out = {}
+        for key in ("dev", "eval"):
+            ds = self.dataset(key)
+            if ds is not None:
+                out[key] = ds
+        for name, spec in (self.config.typed_value("eval_datasets") or {}).items():
+            out[name] = init_dataset(spec, manager=self.manager)
+        return out
+
+    def train(self) -> None:
+        """The epoch loop with learning-rate control, checkpoints and resume."""
+        model = self._require_model()
+        train_data = self.dataset("train")
+        if train_data is None:
+            raise ConfigError("task train needs a 'train' dataset")
+        eval_sets = self._eval_datasets()
+        backend = self.build(train_data, train=True)
+        num_epochs = self.config.int("num_epochs", 5) or 5
+        save_interval = max(self.config.int("save_interval", 1) or 1, 1)
+        lrc: LearningRateControl = learning_rate_control_from_config(self.config, self.manager)
+        start = self._restore_for_training()
+        if start > num_epochs:
+            self.log.v2(f"model {model} is trained up to epoch {start - 1} >= num_epochs {num_epochs}; nothing to do")
+            return
+        for epoch in range(start, num_epochs + 1):
+            t0 = time.monotonic()
+            lr = lrc.learning_rate(epoch)
+            self.log.v3(f"start epoch {epoch} with learning rate {lr:g}")
+            train_res = self.run_epoch(train_data, epoch, learning_rate=lr, what="train")
+            scores = score_summary("train", train_res)
+            dev_lines: dict[str, dict[str, float]] = {}
+            for name, ds in eval_sets.items():
+                res = self.run_epoch(ds, epoch, learning_rate=None, what=name)
+                s = score_summary(name, res)
+                scores.update(s)
+                dev_lines[name] = {"score": s.get(f"{name}_score", float("nan")), "error": s.get(f"{name}_error")}
+            lrc.set_epoch_error(epoch, scores)
+            lrc.save()  # before the checkpoint: a crash in between retrains this epoch at the same rate
+            if epoch % save_interval == 0 or epoch == num_epochs:
+                save_checkpoint(backend, checkpoint_prefix(model, epoch))
+            backend.epoch_summary(epoch, {**scores, "learning_rate": lr})
+            self.log.v1(epoch_line(epoch, scores.get("train_score"), time.monotonic() - t0, dev_lines))
+        self.log.v3(f"finished training after epoch {num_epochs}")
+
+    def _restore_for_training(self) -> int:
+        """Load what the config asks for (or the newest checkpoint); return the first epoch to train."""
+        assert self.backend is not None
+        load_epoch = self.config.int("load_epoch", None)
+        if load_epoch:
+            self.backend.load(self._checkpoint(load_epoch))
+            return load_epoch + 1
+        import_path = self.config.value("import_model_train_epoch1", None)
+        last = self.last_epoch()
+        if last is not None:
+            self.log.v2(f"resuming from {checkpoint_prefix(self.model, last)}")  # type: ignore[arg-type]
+            self.backend.load(checkpoint_prefix(self.model, last))  # type: ignore[arg-type]
+            return last + 1
+        if import_path:
+            self.backend.load(import_path, params_only=True)
+        elif self.config.value("load", None):
+            self.backend.load(self.config.value("load"))  # type: ignore[arg-type]
+        return 1
+
+    def _load_for_inference(self, reference: Dataset | None) -> int:
+        self.build(reference, train=False)
+        assert self.backend is not None
+        path = self.config.value("load", None)
+        epoch = self.config.int("load_epoch", None) or self.last_epoch()
+        if path and not self.config.int("load_epoch", None):
+            self.backend.load(path, params_only=True)
+            return epoch or 0
+        if epoch is None:
+            raise TrainingError(f"no complete checkpoint found for model {self.model!r}; train first or set load")
+        self.backend.load(self._checkpoint(epoch), params_only=True)
+        return epoch
+
+    def eval(self) -> None:
+        """Scores of the loaded model on ``dev``/``eval``/``eval_datasets``."""
+        eval_sets = self._eval_datasets()
+        if not eval_sets:
+            raise ConfigError("task eval needs a 'dev', 'eval' or 'eval_datasets' dataset")
+        epoch = self._load_for_inference(next(iter(eval_sets.values())))
+        for name, ds in eval_sets.items():
+            res = self.run_epoch(ds, epoch or 1, learning_rate=None, what=name)
+            s = score_summary(name, res)
+            self.log.v1(f"epoch {epoch} {name}: score {s.get(f'{name}_score', float('nan')):.6g}"
+                        + (f" error {s[f'{name}_error']:.6g}" if f"{name}_error" in s else ""))
+
+    def _forward_batches(self, dataset: Dataset, layer: str):
+        assert self.backend is not None and self.extern_data is not None
+        dataset.init_seq_order(1)
+        for batch in dataset.generate_batches(chunking=None, **self.batch_opts):
+            data = batch.to_data(self.extern_data)
+            out, lens = self.backend.forward_step(data, layer)
+            yield out, lens, data.tags
+        dataset.finish_epoch()
+
+    def forward(self) -> None:
+        """Write the outputs of ``forward_output_layer`` on the ``eval`` (or ``forward_data``) set to ``output_file``."""
+        key = "forward_data" if self.config.has("forward_data") else "eval"
+        dataset = self.dataset(key)
+        if dataset is None:
+            raise ConfigError("task forward needs an 'eval' (or 'forward_data') dataset")
+        output_file = self.config.value("output_file", None)
+        if not output_file:
+            raise ConfigError("task forward needs 'output_file'")
+        self._load_for_inference(dataset)
+        layer = self.config.value("forward_output_layer", "output")
+        assert self.network is not None
+        if layer not in self.network.layers:
+            raise ConfigError(f"forward_output_layer {layer!r} is not in the network")
+        fmt = self.config.value("output_file_format", None) or os.path.splitext(output_file)[1].lstrip(".") or "hdf"
+        writer_cls = self.manager.output_writers.get("hdf" if fmt in ("hdf", "h5") else fmt)
+        writer = None
+        try:
+            for out, lens, tags in self._forward_batches(dataset, layer):
+                if writer is None:
+                    sparse = out.ndim == 2
+                    dim = self.network[layer].n_out if sparse else out.shape[-1]
+                    writer = writer_cls(output_file, dim=int(dim or 0), sparse=sparse)
+                writer.write_batch(out, lens, tags)
+        except BaseException:
+            if writer is not None:
+                writer.abort()
+            raise
+        if writer is None:
+            raise TrainingError(f"forward: dataset {dataset.name} gave no seqs; nothing written")
+        writer.close()
+        self.log.v2(f"forward: wrote {output_file}")
+
+    def compute_priors(self) -> None:
+        """Average output posteriors over the ``train`` set; write their logs to ``output_file`` (one line)."""
+        dataset = self.dataset("train")
+        if dataset is None:
+            raise ConfigError("task compute_priors needs a 'train' dataset")
+        output_file = self.config.value("output_file", None) or self.config.value("prior_file", None)
+        if not output_file:
+            raise ConfigError("task compute_priors needs 'output_file'")
+        self._load_for_inference(dataset)
+        layer = self.config.value("forward_output_layer", "output")
+        total, frames = None, 0
+        for out, lens, _ in self._forward_batches(dataset, layer):
+            mask = np.arange(out.shape[1])[None, :] < lens[:, None]
+            s = out[mask].astype(np.float64).sum(axis=0)
+            total = s if total is None else total + s
+            frames += int(lens.sum())
+        if total is None or frames == 0:
+            raise TrainingError("compute_priors: the train dataset gave no frames")
+        priors = np.log(np.maximum(total / frames, 1e-30))
+        atomic_write_text(output_file, " ".join(f"{p:.8g}" for p in priors) + "\n")
+        self.log.v2(f"compute_priors: wrote {output_file}")
