@@ -9,6 +9,7 @@ DATASETS: dict[str, str] = {
     "DummyDataset": f"{_PKG}.generating:DummyDataset",
     "StaticDataset": f"{_PKG}.generating:StaticDataset",
     "Task12AXDataset": f"{_PKG}.task_12ax:Task12AXDataset",
+    "HDFDataset": f"{_PKG}.hdf.reader:HDFDataset",
 }
 
 
@@ -17,3 +18,9 @@ def returnn_register_datasets(registry: Registrar) -> None:
     """Generated tasks, HDF files, text corpora, wav files and combinations of datasets."""
     for name, target in DATASETS.items():
         registry.register(name, target)
+
+
+@hookimpl
+def returnn_register_output_writers(registry: Registrar) -> None:
+    """The forward task's HDF output (RETURNN layout)."""
+    registry.register("hdf", f"{_PKG}.hdf.writer:HDFWriter", aliases=("h5",))

@@ -1,0 +1,347 @@
+""":class:`HDFDataset`: seqs from one or more RETURNN HDF files, read lazily within a ``cache_size`` budget."""
+
+from __future__ import annotations
+
+import bisect
+import os
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Any
+
+import h5py
+import numpy as np
+
+from returnn_core.datasets import Dataset, DatasetSeq, DataSpec
+from returnn_core.errors import DatasetError
+from returnn_datasets.hdf import layout as L
+
+#: the most one read-ahead block may hold (bigger blocks gain nothing once h5py's per-call cost is amortised)
+MAX_BLOCK_BYTES = 32 << 20
+
+
+def _nbytes(feats: dict[str, np.ndarray]) -> int:
+    return sum(a.nbytes for a in feats.values())
+
+
+class HDFFile:
+    """One opened HDF file: its streams, per-stream seq offsets and (lazily) its tags."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        if not os.path.exists(path):
+            raise DatasetError(f"HDF file {path} does not exist")
+        try:
+            self.h5 = h5py.File(path, "r")
+        except OSError as exc:
+            raise DatasetError(f"HDF file {path} cannot be opened (corrupt or not HDF5?): {exc}") from None
+        try:
+            self._parse()
+        except KeyError as exc:
+            self.h5.close()
+            raise DatasetError(f"HDF file {path} is not in the RETURNN layout: {exc}") from None
+        except DatasetError:
+            self.h5.close()
+            raise
+        self._tags: list[str] | None = None
+
+    def _parse(self) -> None:
+        h5 = self.h5
+        if L.SEQ_LENGTHS not in h5:
+            raise DatasetError(f"HDF file {self.path} has no '{L.SEQ_LENGTHS}'; not a RETURNN HDF file")
+        lengths = np.asarray(h5[L.SEQ_LENGTHS][...], dtype=np.int64)
+        has_targets = "targets" in h5 and L.TARGETS_DATA in h5
+        target_keys: list[str] = []
+        if has_targets:
+            # RETURNN numbers the seqLengths columns by every key the targets groups mention
+            names = set(h5[L.TARGETS_DATA].keys())
+            if L.TARGETS_LABELS in h5:
+                names |= set(h5[L.TARGETS_LABELS].keys())
+            if L.TARGETS_SIZE in h5:
+                names |= set(h5[L.TARGETS_SIZE].attrs.keys())
+            target_keys = sorted(names)
+        if lengths.ndim == 1:  # old style: one length shared by all streams
+            lengths = np.repeat(lengths[:, None], 1 + max(len(target_keys), 1), axis=1)
+        if lengths.ndim != 2 or lengths.shape[1] < 1 + len(target_keys):
+            raise DatasetError(
+                f"HDF file {self.path}: '{L.SEQ_LENGTHS}' has shape {lengths.shape}, expected (num_seqs, "
+                f"{1 + len(target_keys)}) for inputs + targets {target_keys}"
+            )
+        self.num_seqs = int(lengths.shape[0])
+        self.datasets: dict[str, h5py.Dataset] = {}
+        self.specs: dict[str, DataSpec] = {}
+        self.starts: dict[str, np.ndarray] = {}
+        self.row_bytes: dict[str, int] = {}
+        streams: list[tuple[str, int, h5py.Dataset]] = []
+        if L.INPUTS in h5:
+            streams.append((L.INPUT_KEY, 0, h5[L.INPUTS]))
+        for col, key in enumerate(target_keys, start=1):
+            if key in h5[L.TARGETS_DATA]:
+                streams.append((key, col, h5[L.TARGETS_DATA][key]))
+        for key, col, ds in streams:
+            if ds.dtype.kind not in "biuf":
+                continue  # strings and other non-numeric streams are not deliverable as arrays
+            starts = np.zeros(self.num_seqs + 1, dtype=np.int64)
+            np.cumsum(lengths[:, col], out=starts[1:])
+            if starts[-1] != ds.shape[0]:
+                where = L.INPUTS if key == L.INPUT_KEY else f"{L.TARGETS_DATA}/{key}"
+                raise DatasetError(
+                    f"HDF file {self.path} is corrupt: '{L.SEQ_LENGTHS}' column {col} sums to {starts[-1]} "
+                    f"frames but '{where}' holds {ds.shape[0]}"
+                )
+            self.datasets[key] = ds
+            self.starts[key] = starts
+            self.specs[key] = self._spec(key, ds)
+            self.row_bytes[key] = int(np.prod(ds.shape[1:], dtype=np.int64)) * ds.dtype.itemsize
+        if not self.datasets:
+            raise DatasetError(f"HDF file {self.path} holds no numeric data streams")
+        self.default_key = L.INPUT_KEY if L.INPUT_KEY in self.datasets else next(iter(self.datasets))
+        self._seq_bytes = sum(
+            np.diff(self.starts[k]) * self.row_bytes[k] for k in self.datasets
+        )
+
+    def _spec(self, key: str, ds: h5py.Dataset) -> DataSpec:
+        h5 = self.h5
+        labels = self._labels(key)
+        sparse = ds.ndim == 1 and ds.dtype.kind in "iub"
+        if key == L.INPUT_KEY:
+            dim = int(h5.attrs.get(L.ATTR_INPUT_DIM, 0)) if ds.ndim == 1 else int(ds.shape[-1])
+        else:
+            size = h5[L.TARGETS_SIZE].attrs.get(key) if L.TARGETS_SIZE in h5 else None
+            if size is None:
+                dim = int(ds.shape[-1]) if ds.ndim >= 2 else int(h5.attrs.get(L.ATTR_NUM_LABELS, 1))
+            elif np.ndim(size) == 0:
+                dim = int(size)
+            else:
+                dim, ndim = (int(v) for v in np.asarray(size).reshape(-1)[:2])
+                sparse = ndim == 1 and ds.dtype.kind in "iub"
+        if labels is not None and len(labels) != dim:
+            labels = None  # RETURNN writes a "dummy-label" placeholder when there are none
+        return DataSpec(dim, sparse=sparse, dtype=ds.dtype.name, labels=tuple(labels) if labels else None)
+
+    def _labels(self, key: str) -> list[str] | None:
+        h5 = self.h5
+        if key != L.INPUT_KEY and L.TARGETS_LABELS in h5 and key in h5[L.TARGETS_LABELS]:
+            return [L.decode_string(s) for s in h5[L.TARGETS_LABELS][key][...].tolist()]
+        if key == "classes" and L.LABELS in h5 and h5[L.LABELS].shape and h5[L.LABELS].shape[0]:
+            return [L.decode_string(s) for s in h5[L.LABELS][...].tolist()]
+        return None
+
+    def seq_bytes(self, local_idx: int) -> int:
+        """Bytes of all streams of one seq."""
+        return int(self._seq_bytes[local_idx])
+
+    def seq_length(self, local_idx: int, key: str | None = None) -> int:
+        """Frames of ``key`` (default: inputs) of one seq."""
+        starts = self.starts[key or self.default_key]
+        return int(starts[local_idx + 1] - starts[local_idx])
+
+    def tags(self) -> list[str]:
+        """All seq tags (read on first use)."""
+        if self._tags is None:
+            if L.SEQ_TAGS in self.h5:
+                self._tags = [L.decode_string(t) for t in self.h5[L.SEQ_TAGS][...].tolist()]
+            else:
+                self._tags = [f"{os.path.basename(self.path)}/seq-{i}" for i in range(self.num_seqs)]
+            if len(self._tags) != self.num_seqs:
+                raise DatasetError(
+                    f"HDF file {self.path} is corrupt: {len(self._tags)} seq tags for {self.num_seqs} seqs"
+                )
+        return self._tags
+
+    def read(self, keys: Sequence[str], start: int, end: int) -> list[dict[str, np.ndarray]]:
+        """Seqs ``start:end`` (local indices), each stream read in one contiguous call and split."""
+        out: list[dict[str, np.ndarray]] = [{} for _ in range(end - start)]
+        for key in keys:
+            starts = self.starts[key]
+            lo, hi = int(starts[start]), int(starts[end])
+            try:
+                block = self.datasets[key][lo:hi]
+            except (OSError, ValueError) as exc:
+                raise DatasetError(f"HDF file {self.path}: cannot read {key!r} frames {lo}:{hi}: {exc}") from None
+            for i in range(start, end):
+                out[i - start][key] = block[int(starts[i]) - lo : int(starts[i + 1]) - lo]
+        return out
+
+    def close(self) -> None:
+        """Close the file."""
+        try:
+            self.h5.close()
+        except Exception:  # noqa: BLE001 - closing at interpreter shutdown may fail harmlessly
+            pass
+
+
+class HDFDataset(Dataset):
+    """Seqs of RETURNN HDF files (``inputs`` as ``data``, each ``targets/data/KEY`` as ``KEY``).
+
+    Frames are read on demand. When the epoch order visits consecutive seqs of a file, they are read
+    ahead in one block per stream; everything read is kept in an LRU cache of at most ``cache_size``
+    bytes (``"512M"``, ``"2G"`` or an int; 0 reads every seq on its own and keeps nothing).
+    """
+
+    def __init__(
+        self,
+        files: Sequence[str] | str | None = None,
+        cache_size: int | str | None = "256M",
+        cache_byte_size: int | str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if isinstance(files, str):
+            files = [f for f in files.split(",") if f]
+        if not files:
+            raise DatasetError(f"{self.name}: no HDF files given ('files' is empty)")
+        self.cache_size = L.parse_byte_size(cache_byte_size if cache_byte_size is not None else cache_size)
+        self.files: list[HDFFile] = []
+        try:
+            for path in files:
+                self._add_file(os.fspath(path))
+        except BaseException:
+            self.close()
+            raise
+        self._file_start = [0]
+        for f in self.files:
+            self._file_start.append(self._file_start[-1] + f.num_seqs)
+        if self._file_start[-1] == 0:
+            raise DatasetError(f"{self.name}: the HDF files {', '.join(f.path for f in self.files)} hold no seqs")
+        keys = set(self.files[0].specs)
+        for f in self.files[1:]:
+            keys &= set(f.specs)
+        self._specs = {k: self.files[0].specs[k] for k in sorted(keys)}
+        self._cache: OrderedDict[int, dict[str, np.ndarray]] = OrderedDict()
+        self._cache_bytes = 0
+        self._cursor = -1
+        self._tag_index: dict[str, int] | None = None
+
+    def _add_file(self, path: str) -> None:
+        new = HDFFile(path)
+        if self.files:
+            first = self.files[0]
+            shared = set(first.specs) & set(new.specs)
+            if not shared:
+                new.close()
+                raise DatasetError(
+                    f"{self.name}: HDF file {path} has streams {sorted(new.specs)}, none in common with "
+                    f"{first.path} ({sorted(first.specs)})"
+                )
+            for key in sorted(shared):
+                a, b = first.specs[key], new.specs[key]
+                if (a.dim, a.sparse) != (b.dim, b.sparse):
+                    new.close()
+                    raise DatasetError(
+                        f"{self.name}: HDF file {path} has {key!r} with dim {b.dim} ({'sparse' if b.sparse else 'dense'}), "
+                        f"but {first.path} has dim {a.dim} ({'sparse' if a.sparse else 'dense'})"
+                    )
+        self.files.append(new)
+
+    # -- Dataset API ------------------------------------------------------------------------------
+    def data_specs(self) -> dict[str, DataSpec]:
+        """Streams present in every file."""
+        return dict(self._specs)
+
+    def _num_total_seqs(self) -> int:
+        return self._file_start[-1]
+
+    def _locate(self, corpus_idx: int) -> tuple[HDFFile, int]:
+        fi = bisect.bisect_right(self._file_start, corpus_idx) - 1
+        return self.files[fi], corpus_idx - self._file_start[fi]
+
+    def _seq_length(self, corpus_idx: int) -> int:
+        f, local = self._locate(corpus_idx)
+        return f.seq_length(local)
+
+    def _seq_tag(self, corpus_idx: int) -> str:
+        f, local = self._locate(corpus_idx)
+        return f.tags()[local]
+
+    def init_seq_order(self, epoch: int | None = None, seq_list: list[str] | None = None) -> None:
+        """As the base, but looks tags up through one index over all files."""
+        if seq_list is not None:
+            index = self._tags_to_index()
+            missing = [t for t in seq_list if t not in index]
+            if missing:
+                raise DatasetError(
+                    f"{self.name}: seq tag(s) not in {', '.join(f.path for f in self.files)}: {', '.join(missing[:5])}"
+                )
+            self.epoch = epoch
+            self._order = [index[t] for t in seq_list]
+        else:
+            super().init_seq_order(epoch)
+        self._cursor = -1
+
+    def _tags_to_index(self) -> dict[str, int]:
+        if self._tag_index is None:
+            index: dict[str, int] = {}
+            for fi, f in enumerate(self.files):
+                for local, tag in enumerate(f.tags()):
+                    index.setdefault(tag, self._file_start[fi] + local)
+            self._tag_index = index
+        return self._tag_index
+
+    def get_seq(self, seq_idx: int) -> DatasetSeq:
+        """The ``seq_idx``-th seq of the epoch (its position steers the read-ahead)."""
+        self._cursor = seq_idx
+        return super().get_seq(seq_idx)
+
+    def _load_seq(self, corpus_idx: int) -> dict[str, np.ndarray]:
+        cached = self._cache.get(corpus_idx)
+        if cached is not None:
+            self._cache.move_to_end(corpus_idx)
+            return cached
+        f, local = self._locate(corpus_idx)
+        end = local + 1
+        if self.cache_size > 0:
+            end = self._read_ahead_end(f, local)
+        seqs = f.read(list(self._specs), local, end)
+        if self.cache_size <= 0:
+            return seqs[0]
+        for i, feats in enumerate(seqs):
+            self._cache[corpus_idx + i] = feats
+            self._cache_bytes += _nbytes(feats)
+        self._cache.move_to_end(corpus_idx)
+        self._evict(keep=corpus_idx)
+        return seqs[0]
+
+    def _read_ahead_end(self, f: HDFFile, local: int) -> int:
+        """End of the run of seqs that the epoch order visits next, consecutively in this file."""
+        budget = min(self.cache_size // 2, MAX_BLOCK_BYTES)
+        order, pos = self._order, self._cursor
+        if not (0 <= pos < len(order)) or order[pos] != self._file_start[self.files.index(f)] + local:
+            return local + 1
+        total, end = f.seq_bytes(local), local + 1
+        j = pos + 1
+        while j < len(order) and end < f.num_seqs and order[j] == order[pos] + (end - local):
+            size = f.seq_bytes(end)
+            if total + size > budget:
+                break
+            total += size
+            end += 1
+            j += 1
+        return end
+
+    def _evict(self, keep: int) -> None:
+        while self._cache_bytes > self.cache_size and len(self._cache) > 1:
+            idx, _ = next(iter(self._cache.items()))
+            if idx == keep:
+                self._cache.move_to_end(idx)
+                continue
+            self._cache_bytes -= _nbytes(self._cache.pop(idx))
+
+    @property
+    def cached_bytes(self) -> int:
+        """Bytes of seq data held in the cache now."""
+        return self._cache_bytes
+
+    def get_all_tags(self) -> list[str]:
+        """Tags of every seq of every file, in corpus order."""
+        return [t for f in self.files for t in f.tags()]
+
+    def close(self) -> None:
+        """Close all files and drop the cache."""
+        for f in self.files:
+            f.close()
+        self._cache = OrderedDict()
+        self._cache_bytes = 0
+
+    def __del__(self) -> None:
+        for f in getattr(self, "files", ()):
+            f.close()
