@@ -1,0 +1,155 @@
+"""The training driver over a real (numpy) backend plugin: epochs, scores, checkpoints, resume, bad input."""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from fake_dist import HERE, make_distribution
+
+from returnn_core.config import Config
+from returnn_core.engine import Engine, completed_epochs
+from returnn_core.errors import ConfigError, TrainingError
+from returnn_core.learning_rate import load_state
+from returnn_core.log import Log
+
+NETWORK = {"output": {"class": "softmax", "loss": "ce", "n_out": 2}}
+
+
+def make_config(tmp_path, **extra) -> Config:
+    values = {
+        "backend": "toy",
+        "task": "train",
+        "train": {"class": "ToyDataset", "num_seqs": 30, "seq_ordering": "random"},
+        "dev": {"class": "ToyDataset", "num_seqs": 10, "fixed_random_seed": 1},
+        "network": NETWORK,
+        "num_epochs": 3,
+        "batch_size": 40,
+        "max_seqs": 4,
+        "learning_rate": 1.0,
+        "learning_rate_control": "newbob",
+        "learning_rate_file": str(tmp_path / "lr.txt"),
+        "model": str(tmp_path / "net" / "model"),
+    }
+    values.update(extra)
+    return Config(values)
+
+
+def run(config, manager) -> str:
+    out = io.StringIO()
+    Engine(config, manager=manager, log=Log(verbosity=3, stream=out)).run()
+    return out.getvalue()
+
+
+EPOCH_LINE = re.compile(r"^epoch (\d+) score: ([\d.e-]+) elapsed: \d+:\d\d:\d\d dev: score ([\d.e-]+) error ([\d.e-]+)$", re.M)
+
+
+def test_train_learns_writes_checkpoints_and_lr_file(tmp_path, manager):
+    log = run(make_config(tmp_path), manager)
+    lines = EPOCH_LINE.findall(log)
+    assert [int(e) for e, *_ in lines] == [1, 2, 3]
+    dev_errors = [float(err) for *_, err in lines]
+    assert dev_errors[-1] < 0.15, log  # linearly separable task: it must learn
+    assert completed_epochs(str(tmp_path / "net" / "model"), ".npz") == [1, 2, 3]
+    state = load_state(str(tmp_path / "lr.txt"))
+    assert sorted(state) == [1, 2, 3] and state[1].learning_rate == 1.0
+    assert set(state[3].error) == {"train_score", "train_error", "dev_score", "dev_error"}
+    assert float(lines[-1][2]) == pytest.approx(state[3].error["dev_score"], rel=1e-5)
+
+
+def test_resume_continues_from_newest_complete_checkpoint(tmp_path, manager):
+    run(make_config(tmp_path, num_epochs=2), manager)
+    # an interrupted save of epoch 3: data without its marker must not count as a checkpoint
+    (tmp_path / "net" / "model.003.tmp-123.npz").write_bytes(b"partial")
+    log = run(make_config(tmp_path, num_epochs=4), manager)
+    assert "resuming from" in log and "model.002" in log
+    assert [int(e) for e, *_ in EPOCH_LINE.findall(log)] == [3, 4]
+    with np.load(tmp_path / "net" / "model.004.npz") as f:
+        with np.load(tmp_path / "net" / "model.002.npz") as g:
+            assert int(f["steps"]) > int(g["steps"]) > 0  # optimizer state (step count) carried over
+    log = run(make_config(tmp_path, num_epochs=4), manager)
+    assert "nothing to do" in log
+
+
+def test_save_interval_and_load_epoch(tmp_path, manager):
+    run(make_config(tmp_path, num_epochs=3, save_interval=2), manager)
+    assert completed_epochs(str(tmp_path / "net" / "model"), ".npz") == [2, 3]
+    with pytest.raises(TrainingError, match="no complete checkpoint .*model.001"):
+        run(make_config(tmp_path, num_epochs=4, load_epoch=1), manager)
+
+
+def test_nan_loss_stops_epoch_and_keeps_last_good_checkpoint(tmp_path, manager):
+    config = make_config(tmp_path, train={"class": "ToyDataset", "num_seqs": 30, "nan_in_epoch": 2})
+    with pytest.raises(TrainingError, match=r"epoch 2 step \d+: non-finite loss \(output=nan\).*model.001 is kept"):
+        run(config, manager)
+    assert completed_epochs(str(tmp_path / "net" / "model"), ".npz") == [1]
+    assert sorted(load_state(str(tmp_path / "lr.txt"))) == [1]  # the failed epoch left no record
+
+
+def test_eval_forward_and_priors(tmp_path, manager):
+    run(make_config(tmp_path, num_epochs=1), manager)
+    log = run(make_config(tmp_path, task="eval"), manager)
+    assert re.search(r"epoch 1 dev: score [\d.]+ error [\d.]+", log)
+    out = tmp_path / "fwd.npz"
+    run(make_config(tmp_path, task="forward", eval={"class": "ToyDataset", "num_seqs": 5}, output_file=str(out)), manager)
+    with np.load(out) as f:
+        assert sorted(f.files) == [f"seq-{i}" for i in range(5)]
+        assert f["seq-1"].shape == (8, 2) and np.allclose(f["seq-1"].sum(-1), 1.0, atol=1e-5)
+    priors = tmp_path / "priors.txt"
+    run(make_config(tmp_path, task="compute_priors", output_file=str(priors)), manager)
+    values = np.array([float(x) for x in priors.read_text().split()])
+    assert values.shape == (2,) and np.isclose(np.exp(values).sum(), 1.0, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("extra", "error", "pattern"),
+    [
+        ({"model": None}, ConfigError, "set 'model'"),
+        ({"train": None}, ConfigError, "needs a 'train' dataset"),
+        ({"task": "dance"}, ConfigError, "unknown task 'dance'"),
+        ({"backend": "tf"}, Exception, "backend 'tf' needs plugin 'tf': pip install returnn-tf"),
+        ({"network": {"output": {"class": "linear", "loss": "ce", "n_out": 2}}}, Exception, "knows only 'softmax'"),
+        ({"train": {"class": "ToyDataset", "num_seqs": 0}}, TrainingError, "gave no batch"),
+    ],
+)
+def test_bad_configs_give_clear_errors(tmp_path, manager, extra, error, pattern):
+    with pytest.raises(error, match=pattern):
+        run(make_config(tmp_path, **extra), manager)
+
+
+def test_killed_run_resumes_from_newest_complete_checkpoint(tmp_path):
+    """A real `returnn CONFIG` process is SIGKILLed mid-training; the rerun resumes and finishes."""
+    site = tmp_path / "site"
+    site.mkdir()
+    make_distribution(site, "returnn-toy", "toy_entry", "from toy_plugin import *\n", plugin_name="toy")
+    cfg = tmp_path / "train.config"
+    cfg.write_text(
+        "#!python\n"
+        f"backend = 'toy'\nmodel = {str(tmp_path / 'm' / 'model')!r}\nlearning_rate_file = {str(tmp_path / 'lr')!r}\n"
+        "train = {'class': 'ToyDataset', 'num_seqs': 20, 'sleep_per_seq': 0.01}\n"
+        f"network = {NETWORK!r}\nnum_epochs = 6\nbatch_size = 40\nmax_seqs = 2\nlearning_rate = 0.5\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), str(site), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.Popen([sys.executable, "-m", "returnn_core", str(cfg)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    model = str(tmp_path / "m" / "model")
+    deadline = time.monotonic() + 60
+    while not completed_epochs(model, ".npz") and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.1)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = completed_epochs(model, ".npz")
+    assert done and done[-1] < 6, "the kill should land mid-training"
+    res = subprocess.run([sys.executable, "-m", "returnn_core", str(cfg)], env=env, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    epochs = [int(e) for e, *_ in re.findall(r"^epoch (\d+) score", res.stdout, re.M)]
+    assert epochs[0] == done[-1] + 1 and epochs[-1] == 6
+    assert completed_epochs(model, ".npz") == sorted(set(done) | set(epochs))

@@ -1,0 +1,56 @@
+"""Network-dict resolution shared by all backends."""
+
+from __future__ import annotations
+
+import pytest
+
+from returnn_core.errors import NetworkError
+from returnn_core.network import DataRef, LayerRef, resolve_network
+
+KEYS = ["data", "classes", "speaker"]
+
+
+def test_default_from_data_and_order():
+    net = resolve_network(
+        {
+            "output": {"class": "softmax", "from": ["fw", "bw"], "loss": "ce"},
+            "bw": {"class": "rec", "from": "data", "direction": -1},
+            "fw": {"class": "rec"},
+        },
+        KEYS,
+    )
+    order = list(net.layers)
+    assert order.index("fw") < order.index("output") and order.index("bw") < order.index("output")
+    assert net["fw"].sources == [DataRef("data")]
+    assert net["output"].sources == [LayerRef("fw"), LayerRef("bw")]
+    assert net.output_layers == ["output"] and net["output"].target == "classes"
+    assert net["bw"].opts == {"direction": -1}
+
+
+def test_data_key_sources_and_outputs():
+    net = resolve_network(
+        {"a": {"class": "copy", "from": "data:speaker", "is_output_layer": True},
+         "b": {"class": "linear", "from": "a", "loss": "mse", "target": "speaker"}},
+        KEYS,
+    )
+    assert net["a"].sources == [DataRef("speaker")]
+    assert net.output_layers == ["a", "b"] and net["b"].target == "speaker"
+    assert [s.name for s in net.loss_layers] == ["b"]
+
+
+@pytest.mark.parametrize(
+    ("net", "pattern"),
+    [
+        ({"output": {"class": "softmax", "from": "lstm1"}, "lstm2": {"class": "rec"}}, r"layer 'output': 'from' names layer 'lstm1'.*did you mean 'lstm2'"),
+        ({"output": {"class": "copy", "from": "data:nope"}}, r"layer 'output': 'from' names data key 'nope'"),
+        ({"output": {"from": "data"}}, r"layer 'output' has no 'class'"),
+        ({"a": {"class": "copy", "from": "b"}, "b": {"class": "copy", "from": "a"}, "output": {"class": "copy", "from": "a"}},
+         r"depends on itself: a -> b -> a"),
+        ({"a": {"class": "copy"}}, r"no output layer"),
+        ({}, r"non-empty dict"),
+        ({"output": {"class": "copy", "reuse_params": "output"}}, r"depends on itself"),
+    ],
+)
+def test_errors_name_the_layer(net, pattern):
+    with pytest.raises(NetworkError, match=pattern):
+        resolve_network(net, KEYS)
