@@ -24,3 +24,13 @@ def returnn_register_datasets(registry: Registrar) -> None:
 def returnn_register_output_writers(registry: Registrar) -> None:
     """The forward task's HDF output (RETURNN layout)."""
     registry.register("hdf", f"{_PKG}.hdf.writer:HDFWriter", aliases=("h5",))
+
+
+@hookimpl
+def returnn_register_cli_tools(registry: Registrar) -> None:
+    """Dataset inspection and conversion commands."""
+    registry.register(
+        "dump-dataset", f"{_PKG}.cli.dump_dataset:main",
+        description="print seqs, shapes, tags or statistics (mean/std per feature dim) of a dataset",
+    )
+    registry.register("hdf-dump", f"{_PKG}.cli.hdf_dump:main", description="write any dataset as a RETURNN HDF file")

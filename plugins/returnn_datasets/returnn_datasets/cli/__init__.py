@@ -1,0 +1,1 @@
+"""``returnn`` subcommands of this plugin: ``dump-dataset`` and ``hdf-dump``."""
