@@ -1,0 +1,134 @@
+"""The CPU kernel library (plain C++ + BLAS, built with the host's instruction set) and a NumPy front end."""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import threading
+from typing import Any
+
+from returnn_native.build_cache import BuildResult, BuildSpec, build_library, source_path
+from returnn_native.errors import NativeOpError
+from returnn_native.toolchain import find_blas, find_cxx, host_cpu_key
+
+#: -ffast-math lets GCC vectorise expf through glibc's vector math library; the kernels clamp their inputs.
+CPU_FLAGS = ("-O3", "-march=native", "-ffast-math", "-std=c++17")
+
+_lock = threading.Lock()
+
+
+def cpu_kernel_spec() -> BuildSpec:
+    """How the CPU kernel library is built (and keyed in the cache)."""
+    blas = find_blas()
+    return BuildSpec(
+        name="returnn_native_cpu",
+        sources=(source_path("lstm_cpu.cc"),),
+        compiler=find_cxx(),
+        flags=(*CPU_FLAGS, f"-I{source_path()}", *blas.compile_flags()),
+        link_flags=tuple(blas.link_flags()),
+        depends=(source_path("lstm.h"),),
+        key_extra=(f"cpu={host_cpu_key()}", f"blas={blas.name}:{blas.lib_dir}"),
+    )
+
+
+@functools.lru_cache(maxsize=None)
+def build_cpu_kernels() -> BuildResult:
+    """Build (or find in the cache) the CPU kernel library."""
+    return build_library(cpu_kernel_spec())
+
+
+def cpu_kernel_library() -> str:
+    """Path of the CPU kernel shared library."""
+    return build_cpu_kernels().path
+
+
+_F = ctypes.POINTER(ctypes.c_float)
+
+
+@functools.lru_cache(maxsize=None)
+def _cdll() -> ctypes.CDLL:
+    with _lock:
+        lib = ctypes.CDLL(cpu_kernel_library())
+    lib.returnn_lstm_fwd_cpu.argtypes = [ctypes.c_int] * 4 + [_F] * 11
+    lib.returnn_lstm_fwd_cpu.restype = ctypes.c_int
+    lib.returnn_lstm_bwd_cpu.argtypes = [ctypes.c_int] * 4 + [_F] * 14
+    lib.returnn_lstm_bwd_cpu.restype = ctypes.c_int
+    lib.returnn_native_set_num_threads.argtypes = [ctypes.c_int]
+    lib.returnn_native_get_num_threads.restype = ctypes.c_int
+    return lib
+
+
+def set_num_threads(num_threads: int) -> None:
+    """Threads the kernels' BLAS may use."""
+    _cdll().returnn_native_set_num_threads(int(num_threads))
+
+
+def get_num_threads() -> int:
+    """Threads the kernels' BLAS uses."""
+    return int(_cdll().returnn_native_get_num_threads())
+
+
+def _arr(a: Any, shape: tuple[int, ...], what: str) -> Any:
+    import numpy as np
+
+    a = np.ascontiguousarray(a, dtype=np.float32)
+    if a.shape != shape:
+        raise NativeOpError(f"NativeLstm: {what} has shape {a.shape}, expected {shape}")
+    return a
+
+
+def _p(a: Any) -> Any:
+    return a.ctypes.data_as(_F)
+
+
+def lstm_fwd(z: Any, w_re: Any, mask: Any, h0: Any, c0: Any, direction: int = 1) -> tuple[Any, ...]:
+    """NativeLstm forward on NumPy arrays: (y, h_final, c_final, gates, cells, h_prev); see ``kernels/lstm.h``."""
+    import numpy as np
+
+    if direction not in (1, -1):
+        raise NativeOpError(f"NativeLstm: direction must be 1 or -1, got {direction!r}")
+    z = np.asarray(z)
+    if z.ndim != 3 or z.shape[2] % 4:
+        raise NativeOpError(f"NativeLstm: z must be (B, T, 4n), got shape {z.shape}")
+    B, T, n4 = z.shape
+    n = n4 // 4
+    z = _arr(z, (B, T, n4), "z")
+    w_re = _arr(w_re, (n, n4), "w_re")
+    mask = _arr(mask, (B, T), "mask")
+    h0 = _arr(h0, (B, n), "h0")
+    c0 = _arr(c0, (B, n), "c0")
+    y = np.empty((B, T, n), np.float32)
+    hf = np.empty((B, n), np.float32)
+    cf = np.empty((B, n), np.float32)
+    gates = np.empty((B, T, n4), np.float32)
+    cells = np.empty((B, T, n), np.float32)
+    hp = np.empty((B, T, n), np.float32)
+    rc = _cdll().returnn_lstm_fwd_cpu(B, T, n, direction, *map(_p, (z, w_re, mask, h0, c0, y, hf, cf, gates, cells, hp)))
+    if rc:
+        raise NativeOpError(f"NativeLstm forward kernel failed with code {rc} (B={B}, T={T}, n={n})")
+    return y, hf, cf, gates, cells, hp
+
+
+def lstm_bwd(
+    w_re: Any, mask: Any, h0: Any, c0: Any, gates: Any, cells: Any, h_prev: Any, dy: Any, dh_final: Any,
+    dc_final: Any, direction: int = 1,
+) -> tuple[Any, ...]:
+    """NativeLstm backward on NumPy arrays: (dz, dw_re, dh0, dc0)."""
+    import numpy as np
+
+    gates = np.asarray(gates)
+    B, T, n4 = gates.shape
+    n = n4 // 4
+    args = [
+        _arr(w_re, (n, n4), "w_re"), _arr(mask, (B, T), "mask"), _arr(h0, (B, n), "h0"), _arr(c0, (B, n), "c0"),
+        _arr(gates, (B, T, n4), "gates"), _arr(cells, (B, T, n), "cells"), _arr(h_prev, (B, T, n), "h_prev"),
+        _arr(dy, (B, T, n), "dy"), _arr(dh_final, (B, n), "dh_final"), _arr(dc_final, (B, n), "dc_final"),
+    ]
+    dz = np.empty((B, T, n4), np.float32)
+    dw = np.empty((n, n4), np.float32)
+    dh0 = np.empty((B, n), np.float32)
+    dc0 = np.empty((B, n), np.float32)
+    rc = _cdll().returnn_lstm_bwd_cpu(B, T, n, direction, *map(_p, (*args, dz, dw, dh0, dc0)))
+    if rc:
+        raise NativeOpError(f"NativeLstm backward kernel failed with code {rc} (B={B}, T={T}, n={n})")
+    return dz, dw, dh0, dc0

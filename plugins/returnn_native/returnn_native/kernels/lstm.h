@@ -1,0 +1,38 @@
+/* NativeLSTM kernels: one direction over a whole padded batch, RETURNN gate layout.
+ *
+ * Layout (all float32, row-major, batch-major like the RecUnit protocol):
+ *   z      (B, T, 4n)  input projection x W + b; 4n blocks [cell input, input gate, forget gate, output gate]
+ *   w_re   (n, 4n)     recurrent weights
+ *   mask   (B, T)      1 = frame present; masked frames keep the previous state and output zeros
+ *   h0, c0 (B, n)      initial state
+ *   y      (B, T, n)   output in the original time order
+ *   gates  (B, T, 4n)  workspace: gate activations (for the backward pass)
+ *   cells  (B, T, n)   workspace: cell state after the step at frame t
+ *   h_prev (B, T, n)   workspace: hidden state before the step at frame t
+ * direction +1 runs t = 0..T-1, -1 runs t = T-1..0.
+ * Functions return 0 on success, nonzero on bad arguments or allocation failure.
+ */
+#ifndef RETURNN_NATIVE_LSTM_H
+#define RETURNN_NATIVE_LSTM_H
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+int returnn_lstm_fwd_cpu(int B, int T, int n, int direction, const float* z, const float* w_re, const float* mask,
+                         const float* h0, const float* c0, float* y, float* h_final, float* c_final, float* gates,
+                         float* cells, float* h_prev);
+
+int returnn_lstm_bwd_cpu(int B, int T, int n, int direction, const float* w_re, const float* mask, const float* h0,
+                         const float* c0, const float* gates, const float* cells, const float* h_prev,
+                         const float* dy, const float* dh_final, const float* dc_final, float* dz, float* dw_re,
+                         float* dh0, float* dc0);
+
+void returnn_native_set_num_threads(int num_threads);
+int returnn_native_get_num_threads(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

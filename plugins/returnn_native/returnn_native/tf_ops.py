@@ -1,0 +1,94 @@
+"""TensorFlow binding: the NativeLstm custom op (compiled on first use) with its registered gradient."""
+
+from __future__ import annotations
+
+import functools
+import threading
+from typing import Any
+
+from returnn_native.build_cache import BuildResult, BuildSpec, build_library, source_path
+from returnn_native.cpu_kernels import build_cpu_kernels
+from returnn_native.errors import NativeOpError
+from returnn_native.toolchain import find_cxx
+
+#: The binding shim only moves tensors around; -O2 keeps its (TensorFlow-header-heavy) compile short.
+SHIM_FLAGS = ("-O2", "-w")
+
+_lock = threading.Lock()
+
+
+def tf_op_spec() -> BuildSpec:
+    """How the TensorFlow op library is built (and keyed: TF version, compile flags, kernel library)."""
+    import tensorflow as tf
+
+    if tf.test.is_built_with_cuda():
+        # CUDA kernels are only built for a CUDA-enabled TensorFlow; the CPU kernels are registered either way.
+        pass
+    kernels = build_cpu_kernels().path
+    kernel_dir, kernel_file = kernels.rsplit("/", 1)
+    return BuildSpec(
+        name="returnn_native_tf",
+        sources=(source_path("tf_lstm_op.cc"),),
+        compiler=find_cxx(),
+        flags=(*SHIM_FLAGS, f"-I{source_path()}", *tf.sysconfig.get_compile_flags()),
+        link_flags=(
+            *tf.sysconfig.get_link_flags(),
+            f"-L{kernel_dir}",
+            f"-l:{kernel_file}",
+            f"-Wl,-rpath,{kernel_dir}",
+        ),
+        depends=(source_path("lstm.h"),),
+        key_extra=(f"tf={tf.__version__}", f"tf_cuda={tf.test.is_built_with_cuda()}", f"kernels={kernels}"),
+    )
+
+
+@functools.lru_cache(maxsize=None)
+def build_tf_op() -> BuildResult:
+    """Build (or find in the cache) the TensorFlow op library."""
+    return build_library(tf_op_spec())
+
+
+@functools.lru_cache(maxsize=None)
+def load_tf_op_library() -> Any:
+    """The loaded op module (``tf.load_op_library``), with the gradient registered once per process."""
+    import tensorflow as tf
+
+    with _lock:
+        path = build_tf_op().path
+        try:
+            module = tf.load_op_library(path)
+        except tf.errors.NotFoundError as exc:
+            raise NativeOpError(f"cannot load the NativeLstm TensorFlow op {path}: {exc}") from exc
+        _register_gradient(module)
+    return module
+
+
+def _register_gradient(module: Any) -> None:
+    import tensorflow as tf
+
+    def _grad(op: Any, dy: Any, dh_final: Any, dc_final: Any, *_workspace: Any) -> list[Any]:
+        z, w_re, mask, h0, c0 = op.inputs
+        y, h_final, c_final, gates, cells, h_prev = op.outputs
+        dy = tf.zeros_like(y) if dy is None else dy
+        dh_final = tf.zeros_like(h_final) if dh_final is None else dh_final
+        dc_final = tf.zeros_like(c_final) if dc_final is None else dc_final
+        dz, dw_re, dh0, dc0 = module.returnn_native_lstm_grad(
+            w_re, mask, h0, c0, gates, cells, h_prev, dy, dh_final, dc_final, direction=op.get_attr("direction")
+        )
+        return [dz, dw_re, None, dh0, dc0]
+
+    try:
+        tf.RegisterGradient("ReturnnNativeLstm")(_grad)
+    except KeyError:  # already registered in this process (e.g. by an earlier load of the same op)
+        pass
+
+
+def native_lstm(z: Any, w_re: Any, mask: Any, h0: Any, c0: Any, *, direction: int = 1) -> tuple[Any, Any, Any]:
+    """NativeLstm on TF tensors: z (B, T, 4n), w_re (n, 4n), mask (B, T), h0/c0 (B, n) -> (y, h_final, c_final)."""
+    if direction not in (1, -1):
+        raise NativeOpError(f"NativeLstm: direction must be 1 or -1, got {direction!r}")
+    module = load_tf_op_library()
+    y, h_final, c_final, _gates, _cells, _h_prev = module.returnn_native_lstm(
+        z, w_re, mask, h0, c0, direction=direction
+    )
+    return y, h_final, c_final

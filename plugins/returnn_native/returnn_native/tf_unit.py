@@ -1,0 +1,58 @@
+"""The ``nativelstm`` rec unit for the TensorFlow backend (implements :class:`returnn_core.network.RecUnit`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from returnn_core.network import ParamSpec
+
+from returnn_native.errors import NativeOpError
+
+
+class NativeLstmUnit:
+    """LSTM over the whole sequence with the fused NativeLstm TF op; params ``W``, ``W_re``, ``b``."""
+
+    def __init__(self, n_in: int, n_out: int, **opts: Any) -> None:
+        if opts:
+            raise NativeOpError(f"rec unit 'nativelstm' has no options {sorted(opts)}; it takes only n_in and n_out")
+        self.n_in = int(n_in)
+        self.n_out = int(n_out)
+
+    def param_specs(self) -> dict[str, ParamSpec]:
+        """``W`` (n_in, 4n), ``W_re`` (n, 4n), ``b`` (4n,), blocks [cell input, input, forget, output]."""
+        n4 = 4 * self.n_out
+        return {
+            "W": ParamSpec((self.n_in, n4), "glorot_uniform"),
+            "W_re": ParamSpec((self.n_out, n4), "glorot_uniform"),
+            "b": ParamSpec((n4,), "zeros"),
+        }
+
+    def state_sizes(self) -> tuple[int, ...]:
+        """(h, c)."""
+        return (self.n_out, self.n_out)
+
+    def __call__(
+        self,
+        params: dict[str, Any],
+        x: Any,
+        mask: Any,
+        *,
+        initial_state: tuple[Any, ...] | None = None,
+        direction: int = 1,
+    ) -> tuple[Any, tuple[Any, ...]]:
+        """Run over x (B, T, n_in) with mask (B, T); returns y (B, T, n) and (h, c)."""
+        import tensorflow as tf
+
+        from returnn_native.tf_ops import native_lstm
+
+        x = tf.convert_to_tensor(x, tf.float32)
+        shape = tf.shape(x)
+        z = tf.matmul(tf.reshape(x, [-1, self.n_in]), params["W"]) + params["b"]
+        z = tf.reshape(z, [shape[0], shape[1], 4 * self.n_out])
+        if initial_state is None:
+            zeros = tf.zeros([shape[0], self.n_out], tf.float32)
+            initial_state = (zeros, zeros)
+        h0, c0 = initial_state
+        mask = tf.cast(mask, tf.float32)
+        y, h, c = native_lstm(z, params["W_re"], mask, h0, c0, direction=direction)
+        return y, (h, c)
