@@ -10,6 +10,11 @@ DATASETS: dict[str, str] = {
     "StaticDataset": f"{_PKG}.generating:StaticDataset",
     "Task12AXDataset": f"{_PKG}.task_12ax:Task12AXDataset",
     "HDFDataset": f"{_PKG}.hdf.reader:HDFDataset",
+    "CopyTaskDataset": f"{_PKG}.tasks:CopyTaskDataset",
+    "TaskEpisodicCopyDataset": f"{_PKG}.tasks:TaskEpisodicCopyDataset",
+    "TaskXmlModelingDataset": f"{_PKG}.tasks:TaskXmlModelingDataset",
+    "TaskVariableAssignmentDataset": f"{_PKG}.tasks:TaskVariableAssignmentDataset",
+    "TaskNumberBaseConvertDataset": f"{_PKG}.tasks:TaskNumberBaseConvertDataset",
 }
 
 
