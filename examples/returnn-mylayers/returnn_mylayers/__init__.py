@@ -1,0 +1,1 @@
+"""Example third-party RETURNN plugin: the ``gated_linear`` layer."""
