@@ -10,6 +10,8 @@ DATASETS: dict[str, str] = {
     "StaticDataset": f"{_PKG}.generating:StaticDataset",
     "Task12AXDataset": f"{_PKG}.task_12ax:Task12AXDataset",
     "HDFDataset": f"{_PKG}.hdf.reader:HDFDataset",
+    "LmDataset": f"{_PKG}.lm:LmDataset",
+    "TranslationDataset": f"{_PKG}.lm:TranslationDataset",
     "CopyTaskDataset": f"{_PKG}.tasks:CopyTaskDataset",
     "TaskEpisodicCopyDataset": f"{_PKG}.tasks:TaskEpisodicCopyDataset",
     "TaskXmlModelingDataset": f"{_PKG}.tasks:TaskXmlModelingDataset",
