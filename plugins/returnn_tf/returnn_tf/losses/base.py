@@ -14,6 +14,7 @@ used like this by the TF backend (inside the ``tf.function`` of the train/eval s
         seq_tags=seq_tags,                      # string (B,): seq names, only if ``needs_seq_tags``; else None
         target_dim=target_dim,                  # Python int: classes (sparse) or feature dim of the target
         activation=activation,                  # Python str: the layer's activation name ("softmax", ...)
+        get_layer_output=get_layer_output,      # callable: layer name -> that layer's output tensor
     )
 
 Every argument is passed by keyword; a loss may accept ``**kwargs`` and ignore what it does not need.

@@ -1,0 +1,294 @@
+"""The TensorFlow backend: builds the network, compiles train/eval/forward steps with ``tf.function``."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import tensorflow as tf
+
+from returnn_core.engine.backend import Backend, StepResult
+from returnn_core.engine.optimizer_config import OptimizerSettings
+from returnn_core.errors import ConfigError, NetworkError
+from returnn_tf.checkpoint import assign_values, read_values, save_variables
+from returnn_tf.network import TFNetwork
+
+if TYPE_CHECKING:
+    from returnn_core.config import Config
+    from returnn_core.datasets import BatchData, ExternData
+    from returnn_core.log import Log
+    from returnn_core.network import NetworkDescription
+    from returnn_core.plugin import PluginManager
+
+
+def configure_devices(config: Config) -> None:
+    """Apply ``device`` (``cpu`` hides GPUs; ``gpu`` requires one) and the thread-pool sizes."""
+    device = (config.value("device", "") or "").lower()
+    try:
+        if device == "cpu" or os.environ.get("DISABLE_CUDA"):
+            tf.config.set_visible_devices([], "GPU")
+        intra = config.int("tf_intra_op_threads", 0)
+        inter = config.int("tf_inter_op_threads", 0)
+        if intra:
+            tf.config.threading.set_intra_op_parallelism_threads(intra)
+        if inter:
+            tf.config.threading.set_inter_op_parallelism_threads(inter)
+    except RuntimeError:
+        pass  # TF is already initialised in this process: keep its devices and threads
+    if device.startswith("gpu") and not tf.config.list_physical_devices("GPU"):
+        raise ConfigError("device = 'gpu' but TensorFlow sees no GPU (set device = 'cpu')")
+
+
+class TFBackend(Backend):
+    """Backend ``tf``: TF2 eager variables with ``tf.function``-compiled steps; checkpoints ``<prefix>.index``."""
+
+    name = "tf"
+    checkpoint_marker = ".index"
+
+    def __init__(self, config: Config, manager: PluginManager, log: Log) -> None:
+        super().__init__(config, manager, log)
+        configure_devices(config)
+        self.seed = config.int("random_seed", 42) or 0
+        tf.random.set_seed(self.seed)
+        self.net: TFNetwork | None = None
+        self.optimizer: Any = None
+        self.settings: OptimizerSettings | None = None
+        self.learning_rate = tf.Variable(0.0, trainable=False, dtype=tf.float32, name="learning_rate")
+        self.global_step = tf.Variable(0, trainable=False, dtype=tf.int64, name="global_step")
+        self._forward_fns: dict[str, Any] = {}
+        self._has_error: list[bool] = []
+        self._no_tags = tf.constant([], tf.string)
+        self._summary_writer: Any = None
+
+    # -- building -------------------------------------------------------------------------------------------
+    def build(self, network: NetworkDescription, extern_data: ExternData, *, train: bool) -> None:
+        """Create layers, parameters, losses and (``train``) the optimizer; compile the step functions."""
+        net = TFNetwork(network, extern_data, manager=self.manager, log=self.log, seed=self.seed)
+        self.input_keys = net.input_keys()
+        self.target_keys = net.target_keys()
+        self.step_keys = sorted(set(self.input_keys) | set(self.target_keys))
+        net.build(self.step_keys)
+        self.net = net
+        self.trainable = {k: v for k, v in net.params.items() if v.trainable}
+        self.needs_tags = any(getattr(t.loss, "needs_seq_tags", False) for t in net.loss_terms)
+        if train:
+            if not net.loss_terms:
+                raise NetworkError("the network has no loss to train (set 'loss' on an output layer)")
+            self.settings = OptimizerSettings.from_config(self.config)
+            cls = self.manager.updaters.get(self.settings.name, backend=self.name)
+            self.optimizer = cls(**self.settings.opts)
+            self.optimizer.build(self.trainable)
+            self._accum = None
+            if self.settings.accum_grad_multiple_step > 1:
+                self._accum = {k: tf.Variable(tf.zeros_like(v), trainable=False) for k, v in self.trainable.items()}
+        self._make_functions(train)
+        self.log.v4(f"tf backend: {len(net.params)} parameters "
+                    f"({sum(int(np.prod(v.shape)) for v in net.params.values())} values)")
+
+    def _signature(self, keys: list[str]) -> tuple[dict[str, tf.TensorSpec], dict[str, tf.TensorSpec]]:
+        data, lens = {}, {}
+        for key in keys:
+            spec = self.net.extern_data[key]
+            if spec.sparse:
+                data[key] = tf.TensorSpec([None, None], tf.as_dtype(spec.dtype), name=key)
+            else:
+                data[key] = tf.TensorSpec([None, None, spec.dim], tf.as_dtype(spec.dtype), name=key)
+            lens[key] = tf.TensorSpec([None], tf.int32, name=f"{key}_lens")
+        return data, lens
+
+    def _make_functions(self, train: bool) -> None:
+        data_sig, lens_sig = self._signature(self.step_keys)
+        tags_sig = tf.TensorSpec([None], tf.string)
+        self._eval_fn = tf.function(self._eval_graph, input_signature=(data_sig, lens_sig, tags_sig))
+        if train:
+            lr_sig = tf.TensorSpec([], tf.float32)
+            self._train_fn = tf.function(self._train_graph, input_signature=(data_sig, lens_sig, tags_sig, lr_sig))
+
+    # -- compiled steps -------------------------------------------------------------------------------------
+    def _pack(self, results: list[tuple[tf.Tensor, tf.Tensor | None, tf.Tensor]]) -> tf.Tensor:
+        self._has_error = [err is not None for _, err, _ in results]
+        flat = []
+        for loss, err, frames in results:
+            flat.extend([loss, err if err is not None else tf.constant(0.0), frames])
+        return tf.stack(flat)
+
+    def _objective(self, results: list[tuple[tf.Tensor, tf.Tensor | None, tf.Tensor]]) -> tf.Tensor:
+        total = tf.constant(0.0)
+        for term, (loss, _, frames) in zip(self.net.loss_terms, results):
+            total += term.scale * loss / tf.maximum(frames, 1.0)
+        for key, l2 in self.net.param_l2.items():
+            total += l2 * tf.reduce_sum(tf.square(self.net.params[key]))
+        return total
+
+    def _eval_graph(self, data: dict, lens: dict, tags: tf.Tensor) -> tf.Tensor:
+        d = self.net.make_data(data, lens)
+        outputs = self.net.compute(d, train=False)
+        return self._pack(self.net.loss_values(outputs, d, tags))
+
+    def _train_graph(self, data: dict, lens: dict, tags: tf.Tensor, lr: tf.Tensor) -> tf.Tensor:
+        self.learning_rate.assign(lr)
+        names = list(self.trainable)
+        variables = [self.trainable[n] for n in names]
+        d = self.net.make_data(data, lens)
+        with tf.GradientTape() as tape:
+            outputs = self.net.compute(d, train=True)
+            results = self.net.loss_values(outputs, d, tags)
+            objective = self._objective(results)
+        grads = tape.gradient(objective, variables)
+        grads = self._process_gradients(grads)
+        if self._accum is None:
+            self.optimizer.apply(grads, variables, names, self.learning_rate)
+        else:
+            self._accumulate(grads, variables, names)
+        self.global_step.assign_add(1)
+        return self._pack(results)
+
+    def _process_gradients(self, grads: list[Any]) -> list[Any]:
+        s = self.settings
+        grads = [tf.convert_to_tensor(g) if g is not None else None for g in grads]
+        if s.gradient_clip:
+            grads = [tf.clip_by_value(g, -s.gradient_clip, s.gradient_clip) if g is not None else None for g in grads]
+        if s.gradient_clip_global_norm:
+            present = [g for g in grads if g is not None]
+            clipped, _ = tf.clip_by_global_norm(present, s.gradient_clip_global_norm)
+            it = iter(clipped)
+            grads = [next(it) if g is not None else None for g in grads]
+        if s.gradient_noise:
+            grads = [g + tf.random.normal(tf.shape(g), stddev=s.gradient_noise) if g is not None else None
+                     for g in grads]
+        return grads
+
+    def _accumulate(self, grads: list[Any], variables: list[tf.Variable], names: list[str]) -> None:
+        n = self.settings.accum_grad_multiple_step
+        for g, name in zip(grads, names):
+            if g is not None:
+                self._accum[name].assign_add(g)
+        apply_now = tf.equal((self.global_step + 1) % n, 0)
+
+        def apply() -> tf.Tensor:
+            summed = [self._accum[name].read_value() / float(n) for name in names]
+            self.optimizer.apply(summed, variables, names, self.learning_rate)
+            for name in names:
+                self._accum[name].assign(tf.zeros_like(self._accum[name]))
+            return tf.constant(True)
+
+        tf.cond(apply_now, apply, lambda: tf.constant(False))
+
+    # -- the Backend interface ------------------------------------------------------------------------------
+    def _feed(self, batch: BatchData, keys: list[str]) -> tuple[dict, dict, tf.Tensor]:
+        missing = [k for k in keys if k not in batch.data]
+        if missing:
+            raise NetworkError(f"the batch lacks data key(s) {', '.join(missing)} that the network needs "
+                               f"(it has {', '.join(sorted(batch.data))})")
+        data = {k: batch.data[k] for k in keys}
+        lens = {k: batch.seq_lens[k] for k in keys}
+        tags = tf.constant(batch.tags, tf.string) if self.needs_tags else self._no_tags
+        return data, lens, tags
+
+    def _result(self, packed: np.ndarray) -> StepResult:
+        res = StepResult()
+        for i, term in enumerate(self.net.loss_terms):
+            res.losses[term.layer] = float(packed[3 * i])
+            if self._has_error[i]:
+                res.errors[term.layer] = float(packed[3 * i + 1])
+            res.frames[term.layer] = float(packed[3 * i + 2])
+        return res
+
+    def train_step(self, batch: BatchData, learning_rate: float) -> StepResult:
+        """One update; returns the losses computed before it."""
+        data, lens, tags = self._feed(batch, self.step_keys)
+        return self._result(self._train_fn(data, lens, tags, np.float32(learning_rate)).numpy())
+
+    def eval_step(self, batch: BatchData) -> StepResult:
+        """Losses and errors without an update (dropout off)."""
+        data, lens, tags = self._feed(batch, self.step_keys)
+        return self._result(self._eval_fn(data, lens, tags).numpy())
+
+    def forward_step(self, batch: BatchData, layer: str) -> tuple[np.ndarray, np.ndarray]:
+        """Output of ``layer``: (B, T, D) (or (B, T) if sparse) and its seq lengths."""
+        if layer not in self.net.layers:
+            raise NetworkError(f"forward: layer {layer!r} is not in the network ({', '.join(self.net.layers)})")
+        fn = self._forward_fns.get(layer)
+        if fn is None:
+            data_sig, lens_sig = self._signature(self.input_keys)
+
+            def forward(data: dict, lens: dict) -> tuple[tf.Tensor, tf.Tensor]:
+                outputs = self.net.compute(self.net.make_data(data, lens), train=False)
+                out = outputs[layer]
+                tensor = out.tensor
+                if not out.has_time:
+                    tensor = tf.expand_dims(tensor, 1)
+                    return tensor, tf.ones([tf.shape(tensor)[0]], tf.int32)
+                return tensor, out.seq_lens
+
+            fn = self._forward_fns[layer] = tf.function(forward, input_signature=(data_sig, lens_sig))
+        data, lens, _ = self._feed(batch, self.input_keys)
+        out, seq_lens = fn(data, lens)
+        return out.numpy(), seq_lens.numpy()
+
+    def _state_variables(self, params_only: bool) -> dict[str, tf.Variable]:
+        out: dict[str, tf.Variable] = dict(self.net.params)
+        if not params_only:
+            out["global_step"] = self.global_step
+            if self.optimizer is not None:
+                out.update(self.optimizer.state())
+            for name, var in (getattr(self, "_accum", None) or {}).items():
+                out[f"accum_grad/{name}"] = var
+        return out
+
+    def save(self, prefix: str) -> list[str]:
+        """Write parameters and optimizer state as ``<prefix>.data-*`` and ``<prefix>.index`` (last)."""
+        return save_variables(prefix, self._state_variables(params_only=False))
+
+    def load(self, prefix: str, *, params_only: bool = False) -> None:
+        """Restore parameters (and unless ``params_only`` the optimizer state) from a checkpoint."""
+        values = read_values(prefix)
+        assign_values(self.net.params, values, source=f"checkpoint {prefix}")
+        if not params_only:
+            extra = {k: v for k, v in self._state_variables(params_only=False).items() if k not in self.net.params}
+            assign_values(extra, values, source=f"checkpoint {prefix}", required=False)
+
+    def get_param_values(self) -> dict[str, np.ndarray]:
+        """All parameters by canonical name."""
+        return {name: var.numpy() for name, var in self.net.params.items()}
+
+    def set_param_values(self, values: dict[str, np.ndarray]) -> None:
+        """Overwrite parameters by canonical name."""
+        unknown = sorted(set(values) - set(self.net.params))
+        if unknown:
+            raise NetworkError(f"unknown parameter(s) {', '.join(unknown)}; known: {', '.join(sorted(self.net.params))}")
+        assign_values({k: self.net.params[k] for k in values}, values, source="set_param_values")
+
+    def epoch_summary(self, epoch: int, scores: dict[str, Any]) -> None:
+        """Write the epoch's scores and learning rate as TensorBoard scalars under the model dir."""
+        log_dir = self.config.value("tf_log_dir", None)
+        if log_dir is None:
+            model = self.config.value("model", None)
+            if not model:
+                return
+            log_dir = os.path.join(os.path.dirname(os.path.abspath(model)), "tensorboard")
+        if self._summary_writer is None:
+            self._summary_writer = tf.summary.create_file_writer(log_dir)
+        with self._summary_writer.as_default(step=epoch):
+            for key, value in _flatten(scores):
+                tf.summary.scalar(key, value)
+            tf.summary.scalar("learning_rate", float(self.learning_rate.numpy()))
+        self._summary_writer.flush()
+
+    def close(self) -> None:
+        """Close the summary writer."""
+        if self._summary_writer is not None:
+            self._summary_writer.close()
+            self._summary_writer = None
+
+
+def _flatten(scores: Any, prefix: str = "") -> list[tuple[str, float]]:
+    out = []
+    if isinstance(scores, dict):
+        for k, v in scores.items():
+            out.extend(_flatten(v, f"{prefix}/{k}" if prefix else str(k)))
+    elif isinstance(scores, (int, float, np.floating, np.integer)) and not isinstance(scores, bool):
+        if np.isfinite(scores):
+            out.append((prefix or "score", float(scores)))
+    return out

@@ -1,0 +1,1 @@
+"""TF layer classes, registered by config ``class`` name through the plugin registry."""
