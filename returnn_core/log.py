@@ -103,22 +103,21 @@ class Log:
 
 
 class Progress:
-    """Step counter with ETA for one epoch, shown through :meth:`Log.progress`."""
+    """Steps and seqs done with ETA for one epoch, shown through :meth:`Log.progress`."""
 
-    def __init__(self, log: Log, what: str, total: int | None) -> None:
-        self.log, self.what, self.total = log, what, total
+    def __init__(self, log: Log, what: str, total_seqs: int | None) -> None:
+        self.log, self.what, self.total = log, what, total_seqs
         self.start = time.monotonic()
         self._last = 0.0
 
-    def step(self, i: int, extra: str = "") -> None:
-        """Report that step ``i`` (1-based) is done (rate-limited to 10 updates a second)."""
+    def step(self, step: int, seqs_done: int) -> None:
+        """Report that ``step`` batches covering ``seqs_done`` seqs are done (at most 10 updates a second)."""
         now = time.monotonic()
         if now - self._last < 0.1:
             return
         self._last = now
-        elapsed = now - self.start
-        text = f"{self.what} step {i}"
+        text = f"{self.what} step {step}"
         if self.total:
-            eta = elapsed / i * (self.total - i)
-            text += f"/{self.total} ({100 * i // self.total}%) ETA {format_elapsed(eta)}"
-        self.log.progress(text + (f" {extra}" if extra else ""))
+            eta = (now - self.start) / max(seqs_done, 1) * max(self.total - seqs_done, 0)
+            text += f" seq {seqs_done}/{self.total} ({100 * seqs_done // self.total}%) ETA {format_elapsed(eta)}"
+        self.log.progress(text)

@@ -149,8 +149,7 @@ class Engine:
         if train and chunking is None:
             chunking = "from-dataset"
         total = StepResult()
-        total_steps = None
-        progress = Progress(self.log, f"{what} epoch {epoch}", total_steps)
+        progress = Progress(self.log, f"{what} epoch {epoch}", self._known_num_seqs(dataset))
         step = 0
         for step, batch in enumerate(dataset.generate_batches(chunking=chunking, **self.batch_opts), 1):
             data = batch.to_data(self.extern_data)
@@ -167,11 +166,18 @@ class Engine:
             else:
                 result = self.backend.eval_step(data)
             total.add(result)
-            progress.step(step)
+            progress.step(step, batch.slices[-1].seq.seq_idx + 1)
         dataset.finish_epoch()
         if step == 0:
             raise TrainingError(f"{what} dataset {dataset.name} gave no batch in epoch {epoch} (empty, or all seqs too long)")
         return total
+
+    @staticmethod
+    def _known_num_seqs(dataset: Dataset) -> int | None:
+        try:
+            return dataset.num_seqs
+        except (NotImplementedError, TypeError):
+            return None  # a streaming dataset may not know its size up front
 
     def _eval_datasets(self) -> dict[str, Dataset]:
         out = {}

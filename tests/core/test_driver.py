@@ -153,3 +153,19 @@ def test_killed_run_resumes_from_newest_complete_checkpoint(tmp_path):
     epochs = [int(e) for e, *_ in re.findall(r"^epoch (\d+) score", res.stdout, re.M)]
     assert epochs[0] == done[-1] + 1 and epochs[-1] == 6
     assert completed_epochs(model, ".npz") == sorted(set(done) | set(epochs))
+
+
+class FakeTerminal(io.StringIO):
+    """A stream that says it is a terminal, to see the progress line."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_line_on_a_terminal(tmp_path, manager):
+    out = FakeTerminal()
+    config = make_config(tmp_path, num_epochs=1, train={"class": "ToyDataset", "num_seqs": 30, "sleep_per_seq": 0.01})
+    Engine(config, manager=manager, log=Log(verbosity=3, stream=out)).run()
+    text = out.getvalue()
+    assert re.search(r"\r\x1b\[Ktrain epoch 1 step \d+ seq \d+/30 \(\d+%\) ETA 0:00:\d\d", text)
+    assert re.search(r"\r\x1b\[Kepoch 1 score:", text)  # the progress line is cleared before the score line
