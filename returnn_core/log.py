@@ -43,7 +43,7 @@ class Log:
         fv = verbosity if file_verbosity is None else file_verbosity
         for path in files:
             os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-            self._outputs.append((open(path, "a", encoding="utf-8"), max(fv, 4)))  # noqa: SIM115 - closed in close()
+            self._outputs.append((open(path, "a", encoding="utf-8"), fv))  # noqa: SIM115 - closed in close()
         self._progress_active = False
 
     @classmethod
