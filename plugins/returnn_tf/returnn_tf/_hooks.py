@@ -19,6 +19,21 @@ LAYERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "reinterpret_data": ("basic:ReinterpretDataLayer", ()),
     "rec": ("rec:RecLayer", ()),
     "get_last_hidden_state": ("rec:GetLastHiddenStateLayer", ()),
+    "conv": ("conv:ConvLayer", ()),
+    "pool": ("conv:PoolLayer", ()),
+    "batch_norm": ("norm:BatchNormLayer", ()),
+    "layer_norm": ("norm:LayerNormLayer", ()),
+    "merge_dims": ("shape:MergeDimsLayer", ()),
+    "split_dims": ("shape:SplitDimsLayer", ()),
+    "slice": ("shape:SliceLayer", ()),
+    "reduce": ("shape:ReduceLayer", ()),
+    "window": ("shape:WindowLayer", ()),
+    "pad": ("shape:PadLayer", ()),
+    "expand_dims": ("shape:ExpandDimsLayer", ()),
+    "squeeze": ("shape:SqueezeLayer", ()),
+    "time_chunking": ("shape:TimeChunkingLayer", ()),
+    "time_unchunking": ("shape:TimeUnChunkingLayer", ()),
+    "subnetwork": ("subnetwork:SubnetworkLayer", ()),
 }
 
 UNITS: dict[str, tuple[str, tuple[str, ...]]] = {

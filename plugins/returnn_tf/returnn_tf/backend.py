@@ -270,10 +270,11 @@ class TFBackend(Backend):
             log_dir = os.path.join(os.path.dirname(os.path.abspath(model)), "tensorboard")
         if self._summary_writer is None:
             self._summary_writer = tf.summary.create_file_writer(log_dir)
+        values = dict(_flatten(scores))
+        values.setdefault("learning_rate", float(self.learning_rate.numpy()))
         with self._summary_writer.as_default(step=epoch):
-            for key, value in _flatten(scores):
-                tf.summary.scalar(key, value)
-            tf.summary.scalar("learning_rate", float(self.learning_rate.numpy()))
+            for key, value in values.items():
+                write_scalar(key, value, epoch)
         self._summary_writer.flush()
 
     def close(self) -> None:
@@ -281,6 +282,14 @@ class TFBackend(Backend):
         if self._summary_writer is not None:
             self._summary_writer.close()
             self._summary_writer = None
+
+
+def write_scalar(tag: str, value: float, step: int) -> None:
+    """A TensorBoard scalar through ``tf.summary.write`` (works without the tensorboard package installed)."""
+    from tensorflow.core.framework import summary_pb2
+
+    meta = summary_pb2.SummaryMetadata(plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"))
+    tf.summary.write(tag, tf.constant(value, tf.float32), step=step, metadata=meta.SerializeToString())
 
 
 def _flatten(scores: Any, prefix: str = "") -> list[tuple[str, float]]:

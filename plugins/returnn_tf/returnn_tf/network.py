@@ -164,7 +164,10 @@ class TFNetwork:
 
     def _source_data(self, key: str, outer: Context | None, *, layer: str) -> LayerOutput:
         if key.startswith("base:") and outer is not None:
-            return outer.get(key[len("base:"):], layer=layer)
+            ref = key[len("base:"):]
+            if ref == "data" or ref.startswith("data:"):
+                return outer.net.data_output(ref[5:] or "data", layer=layer)
+            return outer.get(ref, layer=layer)
         return self.data_output(key, layer=layer)
 
     def build(self, train_keys: list[str]) -> None:
