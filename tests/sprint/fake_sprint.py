@@ -18,7 +18,8 @@ Modes (``--*.action``):
   feature-scorer: PythonFeatureScorer (``init``, ``get_feature_buffer_size``, ``add_feature``, ``compute``,
       ``get_scores``, ``reset``); writes the best class per frame to ``--*.fake.output`` (npz).
 Failure injection: ``--*.fake.die-after=N`` (exit status 3), ``--*.fake.hang-after=N``,
-``--*.fake.garbage-after=N`` (garbage on the c2p pipe), counted in segments.
+``--*.fake.garbage-after=N`` (garbage on the c2p pipe), counted in segments; for the loss callback
+``--*.fake.die-on-segment=NAME`` and ``--*.fake.hang-on-segment=NAME``.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import importlib
 import os
 import sys
 import time
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -113,11 +115,12 @@ def alignment_fsa(alignment: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
     return len(runs) + 1, np.array(edges, dtype=np.uint32).T.copy(), np.array(weights, dtype=np.float32)
 
 
-def segment_order(opts: dict[str, str], names: list[str]) -> list[str]:
+def segment_order(opts: dict[str, str], names: list[str]) -> Iterator[str]:
+    """Segments to visit; from the PythonSegmentOrder module if enabled, iterated lazily as RASR does."""
     if opts.get("python-segment-order", "false") != "true":
-        return names
+        return iter(names)
     mod = load_module(opts.get("python-segment-order-pymod-path", ""), opts["python-segment-order-pymod-name"])
-    return list(mod.getSegmentList(corpusName="corpus", segmentList=names, config=opts.get("python-segment-order-config", "")))
+    return iter(mod.getSegmentList(corpusName="corpus", segmentList=names, config=opts.get("python-segment-order-config", "")))
 
 
 def run_trainer(opts: dict[str, str], corpus: Corpus, names: list[str], faults: Faults) -> None:
@@ -146,12 +149,18 @@ def run_trainer(opts: dict[str, str], corpus: Corpus, names: list[str], faults: 
         mod.exit()
 
 
-def make_callback(corpus: Corpus):
+def make_callback(corpus: Corpus, opts: dict[str, str]):
     def callback(action: str, *args):
         if action == "version":
             return "<version>fake-sprint</version>"
         if action == "get_loss_and_error_signal":
             seg_name, seg_len, log_posteriors = args
+            if seg_name == opts.get("fake.die-on-segment"):
+                print(f"fake sprint: simulated crash on {seg_name}", flush=True)
+                os._exit(3)
+            if seg_name == opts.get("fake.hang-on-segment"):
+                print(f"fake sprint: hanging on {seg_name}", flush=True)
+                time.sleep(3600)
             alignment = corpus.alignments[seg_name]
             assert log_posteriors.shape == (seg_len, corpus.num_classes), log_posteriors.shape
             return cross_entropy(np.asarray(log_posteriors, dtype=np.float64), alignment)
@@ -165,7 +174,7 @@ def make_callback(corpus: Corpus):
 
 def run_python_control(opts: dict[str, str], corpus: Corpus) -> None:
     mod = load_module(opts.get("pymod-path", ""), opts["pymod-name"])
-    callback = make_callback(corpus)
+    callback = make_callback(corpus, opts)
     ctrl = mod.init(
         name="Sprint.PythonControl",
         reference=object(),
@@ -189,7 +198,7 @@ def run_segmentwise(opts: dict[str, str], corpus: Corpus) -> None:
         config=opts.get("pymod-config", ""),
         sprint_unit="SegmentwiseNnTrainer",
         version_number=PYTHON_CONTROL_VERSION,
-        callback=make_callback(corpus),
+        callback=make_callback(corpus, opts),
     )
     layer = mod.SprintNnPythonLayer(config=opts.get("pymod-config", ""))
     layer.setInputDimension(0, corpus.dim)
@@ -213,7 +222,7 @@ def run_feature_scorer(opts: dict[str, str], corpus: Corpus) -> None:
         config=opts.get("pymod-config", ""),
         sprint_unit="PythonFeatureScorer",
         version_number=PYTHON_CONTROL_VERSION,
-        callback=make_callback(corpus),
+        callback=make_callback(corpus, opts),
     )
     num_classes = int(opts.get("python-feature-scorer-output-dimension", corpus.num_classes))
     scorer.init(input_dim=corpus.dim, output_dim=num_classes)
