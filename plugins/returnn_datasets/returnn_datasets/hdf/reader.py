@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import bisect
 import os
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,8 +15,11 @@ from returnn_core.datasets import Dataset, DatasetSeq, DataSpec
 from returnn_core.errors import DatasetError
 from returnn_datasets.hdf import layout as L
 
-#: the most one read-ahead block may hold (bigger blocks gain nothing once h5py's per-call cost is amortised)
-MAX_BLOCK_BYTES = 32 << 20
+#: the most one read-ahead block may hold: big enough to amortise h5py's per-call cost, small enough to
+#: stay in the CPU cache until the seqs are batched (bigger blocks measured slower)
+MAX_BLOCK_BYTES = 4 << 20
+#: delivered seqs kept for repeated access (get_data, get_seq_length) before they leave the cache
+KEEP_DELIVERED = 16
 
 
 def _nbytes(feats: dict[str, np.ndarray]) -> int:
@@ -210,6 +213,7 @@ class HDFDataset(Dataset):
         self._cache: OrderedDict[int, dict[str, np.ndarray]] = OrderedDict()
         self._cache_bytes = 0
         self._cursor = -1
+        self._delivered: deque[int] = deque()
         self._tag_index: dict[str, int] | None = None
 
     def _add_file(self, path: str) -> None:
@@ -280,7 +284,22 @@ class HDFDataset(Dataset):
     def get_seq(self, seq_idx: int) -> DatasetSeq:
         """The ``seq_idx``-th seq of the epoch (its position steers the read-ahead)."""
         self._cursor = seq_idx
-        return super().get_seq(seq_idx)
+        seq = super().get_seq(seq_idx)
+        self._forget_delivered(self._order[seq_idx])
+        return seq
+
+    def _forget_delivered(self, corpus_idx: int) -> None:
+        """Drop seqs delivered a while ago: read-ahead is what the cache is for, and reusing freed memory
+        soon keeps reads fast (no fresh pages, data still in the CPU cache when batched)."""
+        if self.cache_size <= 0:
+            return
+        if self._delivered and self._delivered[-1] == corpus_idx:
+            return
+        self._delivered.append(corpus_idx)
+        if len(self._delivered) > KEEP_DELIVERED:
+            old = self._delivered.popleft()
+            if old not in self._delivered and old in self._cache:
+                self._cache_bytes -= _nbytes(self._cache.pop(old))
 
     def _load_seq(self, corpus_idx: int) -> dict[str, np.ndarray]:
         cached = self._cache.get(corpus_idx)
@@ -341,6 +360,7 @@ class HDFDataset(Dataset):
             f.close()
         self._cache = OrderedDict()
         self._cache_bytes = 0
+        self._delivered = deque()
 
     def __del__(self) -> None:
         for f in getattr(self, "files", ()):
