@@ -7,8 +7,9 @@ import pytest
 
 tf = pytest.importorskip("tensorflow")
 
-from returnn_core.network import RecUnit  # noqa: E402
 from returnn_native.tf_unit import NativeLstmUnit  # noqa: E402
+
+from returnn_core.network import RecUnit  # noqa: E402
 
 from .lstm_cases import LstmCase, make_case  # noqa: E402
 

@@ -10,7 +10,6 @@ import time
 from dataclasses import dataclass, field
 
 from returnn_core.paths import cache_dir
-
 from returnn_native.errors import NativeCompileError
 from returnn_native.toolchain import Compiler
 

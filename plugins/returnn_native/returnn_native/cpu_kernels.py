@@ -31,7 +31,7 @@ def cpu_kernel_spec() -> BuildSpec:
     )
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def build_cpu_kernels() -> BuildResult:
     """Build (or find in the cache) the CPU kernel library."""
     return build_library(cpu_kernel_spec())
@@ -45,7 +45,7 @@ def cpu_kernel_library() -> str:
 _F = ctypes.POINTER(ctypes.c_float)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _cdll() -> ctypes.CDLL:
     with _lock:
         lib = ctypes.CDLL(cpu_kernel_library())

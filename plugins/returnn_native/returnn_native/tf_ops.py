@@ -42,13 +42,13 @@ def tf_op_spec() -> BuildSpec:
     )
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def build_tf_op() -> BuildResult:
     """Build (or find in the cache) the TensorFlow op library."""
     return build_library(tf_op_spec())
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load_tf_op_library() -> Any:
     """The loaded op module (``tf.load_op_library``), with the gradient registered once per process."""
     import tensorflow as tf

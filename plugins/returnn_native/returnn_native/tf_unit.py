@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from returnn_core.network import ParamSpec
-
 from returnn_native.errors import NativeOpError
 
 

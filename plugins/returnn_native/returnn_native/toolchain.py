@@ -56,7 +56,7 @@ def _version_banner(path: str) -> str:
     return (out.stdout or out.stderr).strip()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _compiler_at(path: str) -> Compiler:
     return Compiler(path, _version_banner(path))
 
@@ -86,7 +86,7 @@ def find_nvcc() -> Compiler | None:
     return None
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def host_cpu_key() -> str:
     """The host's instruction-set flags, hashed: ``-march=native`` builds are only valid on a CPU like this."""
     flags = ""
@@ -101,7 +101,7 @@ def host_cpu_key() -> str:
     return hashlib.sha256(f"{platform.machine()}|{flags}".encode()).hexdigest()[:16]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def find_blas() -> Blas:
     """The CPU BLAS: scipy-openblas32 (an optimized OpenBLAS whose symbols carry a ``scipy_`` prefix)."""
     try:
