@@ -153,12 +153,13 @@ def test_writer_roundtrip_layout(tmp_path) -> None:
         assert f.attrs["numTimesteps"] == f["inputs"].shape[0] == f["seqLengths"][:, 0].sum()
         assert list(f["targets/size"].attrs["classes"]) == [2, 1]
         assert [x.decode() for x in f["targets/labels/classes"][...]] == ["L", "R"]
-        assert [x.decode() for x in f["labels"][...]] == ["L", "R"]
+        assert [x.decode() for x in f["labels"][...]] == list("123ABCXYZ")  # root labels name the inputs
     back = HDFDataset(path)
     src.init_seq_order(epoch=1)
     back.init_seq_order(epoch=1)
     assert back.num_outputs == src.num_outputs
     assert back.data_specs()["classes"].labels == ("L", "R")
+    assert back.data_specs()["data"].labels == tuple("123ABCXYZ")
     for i in range(25):
         a, b = src.get_seq(i), back.get_seq(i)
         assert a.tag == b.tag

@@ -123,11 +123,16 @@ class HDFFile:
 
     def _labels(self, key: str) -> list[str] | None:
         h5 = self.h5
+        labels = None
         if key != L.INPUT_KEY and L.TARGETS_LABELS in h5 and key in h5[L.TARGETS_LABELS]:
-            return [L.decode_string(s) for s in h5[L.TARGETS_LABELS][key][...].tolist()]
-        if key == "classes" and L.LABELS in h5 and h5[L.LABELS].shape and h5[L.LABELS].shape[0]:
-            return [L.decode_string(s) for s in h5[L.LABELS][...].tolist()]
-        return None
+            labels = [L.decode_string(s) for s in h5[L.TARGETS_LABELS][key][...].tolist()]
+        elif L.LABELS in h5 and h5[L.LABELS].shape and h5[L.LABELS].shape[0]:
+            # root labels: of the inputs in newer files, of 'classes' in old ones; the dim check in _spec decides
+            if key == L.INPUT_KEY or (key == "classes" and L.TARGETS_LABELS not in h5):
+                labels = [L.decode_string(s) for s in h5[L.LABELS][...].tolist()]
+        if labels == ["dummy-label"]:  # RETURNN's placeholder when a stream has no labels
+            return None
+        return labels
 
     def seq_bytes(self, local_idx: int) -> int:
         """Bytes of all streams of one seq."""

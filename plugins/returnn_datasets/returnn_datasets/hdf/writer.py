@@ -168,9 +168,9 @@ class HDFWriter:
         h5.attrs[L.ATTR_NUM_DIMS] = 1
         classes = self.target_specs.get("classes")
         h5.attrs[L.ATTR_NUM_LABELS] = int((classes or self.input_spec).dim or 1)
-        root_labels = (classes.labels if classes is not None else self.input_spec.labels) or ()
-        if root_labels:
-            h5.create_dataset(L.LABELS, data=L.encode_strings(root_labels))
+        # root 'labels' name the input dims/classes (RETURNN's writer); target labels go to targets/labels
+        if self.input_spec.labels:
+            h5.create_dataset(L.LABELS, data=L.encode_strings(self.input_spec.labels))
         else:
             h5.create_dataset(L.LABELS, shape=(0,), dtype="S5")
         if self._targets:
