@@ -1,0 +1,233 @@
+"""returnn-sprint with the TF backend: training from Sprint caches and through ExternSprintDataset, and the
+Sprint loss (its gradient is the error signal the stand-in Sprint returned)."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+tf = pytest.importorskip("tensorflow")
+
+from returnn_sprint.archive import FileArchive  # noqa: E402
+from returnn_sprint.error_signals import SprintInstancePool  # noqa: E402
+from returnn_sprint.tf_loss import SprintLoss  # noqa: E402
+
+from returnn_core.learning_rate.state_file import load_state  # noqa: E402
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+FAKE_SPRINT = str(REPO / "tests" / "sprint" / "fake_sprint.py")
+RETURNN = str(pathlib.Path(sys.executable).parent / "returnn")
+NUM_CLASSES, DIM = 4, 6
+
+
+def _corpus(path: pathlib.Path, num_seqs: int, seed: int) -> str:
+    """npz corpus for the stand-in Sprint; class k makes feature k high, so it is learnable."""
+    rng = np.random.RandomState(seed)
+    arrays = {"names": np.array([f"corpus/rec{i}/{i}" for i in range(num_seqs)]), "num_classes": NUM_CLASSES}
+    for i in range(num_seqs):
+        n = rng.randint(8, 30)
+        align = np.repeat(rng.randint(NUM_CLASSES, size=n // 4 + 1), 4)[:n].astype(np.int32)
+        feats = (rng.randn(n, DIM) * 0.5).astype(np.float32)
+        feats[np.arange(n), align] += 1.5
+        arrays[f"feat_{i}"], arrays[f"align_{i}"] = feats, align
+    np.savez(path, **arrays)
+    return str(path)
+
+
+def _run_returnn(cfg: pathlib.Path, cwd: pathlib.Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    res = subprocess.run([RETURNN, str(cfg)], capture_output=True, text=True, cwd=cwd, env=env, timeout=600)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    return res
+
+
+def _dev_errors(lr_file: pathlib.Path) -> list[float]:
+    state = load_state(str(lr_file))
+    return [state[ep].error["dev_error"] for ep in sorted(state)]
+
+
+def _children_of(pid: int) -> set[int]:
+    out = set()
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            out |= {int(p) for p in open(f"/proc/{pid}/task/{task}/children").read().split()}
+        except OSError:
+            pass
+    return out
+
+
+NETWORK = """
+network = {
+    "hidden": {"class": "linear", "activation": "tanh", "n_out": 16},
+    "output": {"class": "softmax", "loss": "ce", "from": ["hidden"]},
+}
+"""
+
+
+def test_training_on_sprint_caches(tmp_path):
+    """Features and alignments written as Sprint caches (a bundle and a compressed archive), trained with returnn."""
+    allo = tmp_path / "allophones"
+    allo.write_text("#allophones\n" + "".join(f"p{k}{{#+#}}\n" for k in range(NUM_CLASSES)))
+    tying = tmp_path / "state-tying"
+    tying.write_text("".join(f"p{k}{{#+#}}.{s} {k}\n" for k in range(NUM_CLASSES) for s in range(3)))
+    for part, (n, seed) in {"train": (60, 1), "dev": (15, 2)}.items():
+        ref = np.load(_corpus(tmp_path / f"{part}.npz", n, seed))
+        feats = [FileArchive(str(tmp_path / f"{part}.feat.{k}.cache"), "w", compress=bool(k)) for k in range(2)]
+        with FileArchive(str(tmp_path / f"{part}.align.cache"), "w", compress=True) as al:
+            for i, name in enumerate(ref["names"]):
+                feats[i % 2].add_features(str(name), ref[f"feat_{i}"])
+                al.add_alignment(str(name), [(t, int(a), t % 3) for t, a in enumerate(ref[f"align_{i}"])])
+        for f in feats:
+            f.close()
+        (tmp_path / f"{part}.feat.bundle").write_text(f"{part}.feat.0.cache\n{part}.feat.1.cache\n")
+    labeling = {"allophone_file": str(allo), "state_tying_file": str(tying)}
+
+    def dataset(part: str) -> str:
+        return repr({
+            "class": "SprintCacheDataset",
+            "data": {
+                "data": {"filename": str(tmp_path / f"{part}.feat.bundle")},
+                "classes": {"filename": str(tmp_path / f"{part}.align.cache"), "allophone_labeling": labeling},
+            },
+            **({"seq_ordering": "random"} if part == "train" else {}),
+        })
+
+    cfg = tmp_path / "caches.config"
+    cfg.write_text(f"""#!returnn
+backend = "tf"
+task = "train"
+train = {dataset("train")}
+dev = {dataset("dev")}
+batch_size = 400
+max_seqs = 8
+{NETWORK}
+adam = True
+learning_rate = 0.02
+model = "{tmp_path}/model"
+learning_rate_file = "{tmp_path}/lr.txt"
+num_epochs = 4
+log_verbosity = 2
+""")
+    _run_returnn(cfg, tmp_path)
+    errors = _dev_errors(tmp_path / "lr.txt")
+    assert len(errors) == 4
+    assert errors[-1] < 0.1 < errors[0] or errors[-1] < 0.05, errors  # chance level is 0.75
+    assert (tmp_path / "model.004.index").exists() or any(p.name.startswith("model.004") for p in tmp_path.iterdir())
+
+
+def test_training_through_extern_sprint_dataset(tmp_path):
+    """Train and dev data streamed from stand-in Sprint children (partitioned train epochs), with no child left."""
+    train = _corpus(tmp_path / "train.npz", 60, 3)
+    dev = _corpus(tmp_path / "dev.npz", 15, 4)
+
+    def dataset(corpus: str, **extra) -> str:
+        return repr({
+            "class": "ExternSprintDataset",
+            "sprintTrainerExecPath": [sys.executable, FAKE_SPRINT],
+            "sprintConfigStr": f"--*.corpus.file={corpus}",
+            **extra,
+        })
+
+    cfg = tmp_path / "extern.config"
+    cfg.write_text(f"""#!returnn
+backend = "tf"
+task = "train"
+train = {dataset(train, partitionEpoch=2, seq_ordering="random")}
+dev = {dataset(dev)}
+batch_size = 400
+max_seqs = 8
+{NETWORK}
+adam = True
+learning_rate = 0.02
+model = "{tmp_path}/model"
+learning_rate_file = "{tmp_path}/lr.txt"
+num_epochs = 6
+log_verbosity = 2
+""")
+    proc = subprocess.Popen([RETURNN, str(cfg)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, out[-4000:]
+    errors = _dev_errors(tmp_path / "lr.txt")
+    assert len(errors) == 6
+    assert errors[-1] < 0.1 < errors[0] or errors[-1] < 0.05, errors
+
+
+def _log_softmax(x: np.ndarray) -> np.ndarray:
+    x = x - x.max(axis=-1, keepdims=True)
+    return x - np.log(np.exp(x).sum(axis=-1, keepdims=True))
+
+
+def test_sprint_loss_gradient_is_the_error_signal(tmp_path):
+    corpus = _corpus(tmp_path / "c.npz", 6, 5)
+    ref = np.load(corpus)
+    opts = {"sprintExecPath": [sys.executable, FAKE_SPRINT], "sprintConfigStr": f"--*.corpus.file={corpus} --*.action=python-control",
+            "numInstances": 2}
+    idx = [0, 3, 5]
+    lens = np.array([len(ref[f"align_{i}"]) for i in idx], dtype=np.int32)
+    tags = tf.constant([str(ref["names"][i]) for i in idx])
+    rng = np.random.RandomState(0)
+    logits = tf.Variable(rng.randn(len(idx), lens.max(), NUM_CLASSES).astype(np.float32))
+    mask = tf.sequence_mask(lens, lens.max(), dtype=tf.float32)
+    loss = SprintLoss(sprint_opts=opts)
+
+    @tf.function
+    def step():
+        with tf.GradientTape() as tape:
+            loss_sum, err, frames = loss(logits=logits, output=tf.nn.softmax(logits), target=None, output_mask=mask,
+                                         output_seq_lens=tf.constant(lens), seq_tags=tags, activation="softmax")
+        return loss_sum, frames, tape.gradient(loss_sum, logits)
+
+    try:
+        loss_sum, frames, grad = step()
+        log_post = _log_softmax(logits.numpy().astype(np.float64))
+        exp_loss, exp_grad = 0.0, np.zeros_like(log_post)
+        for b, i in enumerate(idx):
+            n, align = lens[b], ref[f"align_{i}"]
+            exp_loss -= log_post[b, np.arange(n), align].sum()
+            exp_grad[b, :n] = np.exp(log_post[b, :n])
+            exp_grad[b, np.arange(n), align] -= 1.0
+        assert float(frames) == lens.sum()
+        assert float(loss_sum) == pytest.approx(exp_loss, rel=1e-5)
+        np.testing.assert_allclose(grad.numpy(), exp_grad, atol=1e-5)
+        pids = [inst.pid for inst in loss.pool().instances]
+        assert len(pids) == 2
+    finally:
+        SprintInstancePool.close_all()
+    assert not _children_of(os.getpid()) & set(pids)
+
+
+def test_training_with_sprint_loss(tmp_path):
+    """A network trained only by Sprint's error signal (loss "sprint") learns the stand-in's alignments."""
+    train = _corpus(tmp_path / "train.npz", 40, 6)
+    sprint_opts = {"sprintExecPath": [sys.executable, FAKE_SPRINT],
+                   "sprintConfigStr": f"--*.corpus.file={train} --*.action=python-control", "numInstances": 2}
+    cfg = tmp_path / "sprint-loss.config"
+    cfg.write_text(f"""#!returnn
+backend = "tf"
+task = "train"
+train = {repr({"class": "ExternSprintDataset", "sprintTrainerExecPath": [sys.executable, FAKE_SPRINT],
+               "sprintConfigStr": f"--*.corpus.file={train}"})}
+batch_size = 400
+max_seqs = 8
+network = {{
+    "hidden": {{"class": "linear", "activation": "tanh", "n_out": 16}},
+    "output": {{"class": "softmax", "n_out": {NUM_CLASSES}, "loss": "sprint", "from": ["hidden"],
+               "loss_opts": {{"sprint_opts": {sprint_opts!r}}}}},
+}}
+adam = True
+learning_rate = 0.02
+model = "{tmp_path}/model"
+learning_rate_file = "{tmp_path}/lr.txt"
+num_epochs = 4
+log_verbosity = 2
+""")
+    _run_returnn(cfg, tmp_path)
+    state = load_state(str(tmp_path / "lr.txt"))
+    scores = [state[ep].error["train_score"] for ep in sorted(state)]
+    assert len(scores) == 4 and scores[-1] < 0.5 * scores[0], scores
