@@ -11,8 +11,8 @@ from returnn_native.cpu_kernels import build_cpu_kernels
 from returnn_native.errors import NativeOpError
 from returnn_native.toolchain import find_cxx
 
-#: The binding shim only moves tensors around; -O2 keeps its (TensorFlow-header-heavy) compile short.
-SHIM_FLAGS = ("-O2", "-w")
+#: The binding shim only moves tensors around (TF C kernel API, C headers only: compiles in about a second).
+SHIM_FLAGS = ("-O2", "-std=c++17")
 
 _lock = threading.Lock()
 

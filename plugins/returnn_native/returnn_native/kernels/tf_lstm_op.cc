@@ -1,175 +1,248 @@
-// TensorFlow binding of NativeLstm: ops ReturnnNativeLstm and ReturnnNativeLstmGrad calling the kernels of lstm.h.
+// TensorFlow binding of NativeLstm through TF's stable C kernel API (ops ReturnnNativeLstm, ReturnnNativeLstmGrad).
+// Only C headers are needed, so the binding compiles in well under a second instead of the ~10 s that
+// TensorFlow's C++ framework headers take.
+#include <cstdio>
+#include <memory>
+#include <string>
+
 #include "lstm.h"
-
-#include "tensorflow/core/framework/op.h"
-#include "tensorflow/core/framework/op_kernel.h"
-#include "tensorflow/core/framework/shape_inference.h"
-
-using tensorflow::DEVICE_CPU;
-using tensorflow::OpKernel;
-using tensorflow::OpKernelConstruction;
-using tensorflow::OpKernelContext;
-using tensorflow::Tensor;
-using tensorflow::TensorShape;
-namespace errors = tensorflow::errors;
-namespace si = tensorflow::shape_inference;
+#include "tensorflow/c/kernels.h"
+#include "tensorflow/c/ops.h"
+#include "tensorflow/c/tf_status.h"
+#include "tensorflow/c/tf_tensor.h"
 
 namespace {
 
-absl::Status LstmShape(si::InferenceContext* c) {
-  si::ShapeHandle z, w_re;
-  TF_RETURN_IF_ERROR(c->WithRank(c->input(0), 3, &z));
-  TF_RETURN_IF_ERROR(c->WithRank(c->input(1), 2, &w_re));
-  si::DimensionHandle B = c->Dim(z, 0), T = c->Dim(z, 1), n4 = c->Dim(z, 2), n = c->Dim(w_re, 0);
-  c->set_output(0, c->MakeShape({B, T, n}));
-  c->set_output(1, c->MakeShape({B, n}));
-  c->set_output(2, c->MakeShape({B, n}));
-  c->set_output(3, c->MakeShape({B, T, n4}));
-  c->set_output(4, c->MakeShape({B, T, n}));
-  c->set_output(5, c->MakeShape({B, T, n}));
-  return absl::OkStatus();
+struct StatusDeleter {
+  void operator()(TF_Status* s) const { TF_DeleteStatus(s); }
+};
+struct TensorDeleter {
+  void operator()(TF_Tensor* t) const { TF_DeleteTensor(t); }
+};
+struct ShapeDeleter {
+  void operator()(TF_ShapeHandle* s) const { TF_DeleteShapeHandle(s); }
+};
+using StatusPtr = std::unique_ptr<TF_Status, StatusDeleter>;
+using TensorPtr = std::unique_ptr<TF_Tensor, TensorDeleter>;
+using ShapePtr = std::unique_ptr<TF_ShapeHandle, ShapeDeleter>;
+
+// ---- shape inference: outputs built from sub-shapes of z / gates (B, T, 4n) and w_re (n, 4n)
+
+ShapePtr Input(TF_ShapeInferenceContext* ctx, int i, int rank, TF_Status* status) {
+  ShapePtr in(TF_NewShapeHandle()), out(TF_NewShapeHandle());
+  TF_ShapeInferenceContextGetInput(ctx, i, in.get(), status);
+  if (TF_GetCode(status) == TF_OK) TF_ShapeInferenceContextWithRank(ctx, in.get(), rank, out.get(), status);
+  return out;
 }
 
-absl::Status LstmGradShape(si::InferenceContext* c) {
-  si::ShapeHandle gates;
-  TF_RETURN_IF_ERROR(c->WithRank(c->input(4), 3, &gates));
-  c->set_output(0, gates);
-  c->set_output(1, c->input(0));
-  c->set_output(2, c->input(2));
-  c->set_output(3, c->input(3));
-  return absl::OkStatus();
+ShapePtr Sub(TF_ShapeInferenceContext* ctx, TF_ShapeHandle* s, int64_t start, int64_t end, TF_Status* status) {
+  ShapePtr out(TF_NewShapeHandle());
+  if (TF_GetCode(status) == TF_OK) TF_ShapeInferenceContextSubshape(ctx, s, start, end, out.get(), status);
+  return out;
 }
 
-bool SameShape(const Tensor& t, std::initializer_list<int64_t> dims) {
-  if (t.dims() != static_cast<int>(dims.size())) return false;
-  int i = 0;
-  for (int64_t d : dims)
-    if (t.dim_size(i++) != d) return false;
+ShapePtr Concat(TF_ShapeInferenceContext* ctx, TF_ShapeHandle* a, TF_ShapeHandle* b, TF_Status* status) {
+  ShapePtr out(TF_NewShapeHandle());
+  if (TF_GetCode(status) == TF_OK) TF_ShapeInferenceContextConcatenateShapes(ctx, a, b, out.get(), status);
+  return out;
+}
+
+void SetOutput(TF_ShapeInferenceContext* ctx, int i, TF_ShapeHandle* s, TF_Status* status) {
+  if (TF_GetCode(status) == TF_OK) TF_ShapeInferenceContextSetOutput(ctx, i, s, status);
+}
+
+// seq_input: index of the (B, T, 4n) input; w_input: index of w_re (n, 4n)
+void ShapeParts(TF_ShapeInferenceContext* ctx, int seq_input, int w_input, TF_Status* status, ShapePtr* btn4,
+                ShapePtr* w, ShapePtr* btn, ShapePtr* bn) {
+  *btn4 = Input(ctx, seq_input, 3, status);
+  *w = Input(ctx, w_input, 2, status);
+  ShapePtr bt = Sub(ctx, btn4->get(), 0, 2, status);
+  ShapePtr b = Sub(ctx, btn4->get(), 0, 1, status);
+  ShapePtr n = Sub(ctx, w->get(), 0, 1, status);
+  *btn = Concat(ctx, bt.get(), n.get(), status);
+  *bn = Concat(ctx, b.get(), n.get(), status);
+}
+
+void LstmShape(TF_ShapeInferenceContext* ctx, TF_Status* status) {
+  ShapePtr btn4, w, btn, bn;
+  ShapeParts(ctx, 0, 1, status, &btn4, &w, &btn, &bn);
+  TF_ShapeHandle* outs[6] = {btn.get(), bn.get(), bn.get(), btn4.get(), btn.get(), btn.get()};
+  for (int i = 0; i < 6; ++i) SetOutput(ctx, i, outs[i], status);
+}
+
+void LstmGradShape(TF_ShapeInferenceContext* ctx, TF_Status* status) {
+  ShapePtr btn4, w, btn, bn;
+  ShapeParts(ctx, 4, 0, status, &btn4, &w, &btn, &bn);
+  TF_ShapeHandle* outs[4] = {btn4.get(), w.get(), bn.get(), bn.get()};
+  for (int i = 0; i < 4; ++i) SetOutput(ctx, i, outs[i], status);
+}
+
+// ---- kernels
+
+struct Attrs {
+  int64_t direction = 1;
+};
+
+void* CreateKernel(TF_OpKernelConstruction* ctx) {
+  auto* attrs = new Attrs;
+  StatusPtr status(TF_NewStatus());
+  TF_OpKernelConstruction_GetAttrInt64(ctx, "direction", &attrs->direction, status.get());
+  if (TF_GetCode(status.get()) == TF_OK && attrs->direction != 1 && attrs->direction != -1)
+    TF_SetStatus(status.get(), TF_INVALID_ARGUMENT, "NativeLstm: attr direction must be 1 or -1");
+  if (TF_GetCode(status.get()) != TF_OK) TF_OpKernelConstruction_Failure(ctx, status.get());
+  return attrs;
+}
+
+void DeleteKernel(void* kernel) { delete static_cast<Attrs*>(kernel); }
+
+// Inputs fetched and shape-checked; reports an InvalidArgument naming the input on mismatch.
+struct Io {
+  TF_OpKernelContext* ctx;
+  const char* op;
+  TF_Status* status;
+  TensorPtr tensors[16];
+  bool ok() const { return TF_GetCode(status) == TF_OK; }
+
+  const float* In(int i, const char* name, std::initializer_list<int64_t> dims) {
+    if (!ok()) return nullptr;
+    TF_Tensor* t = nullptr;
+    TF_GetInput(ctx, i, &t, status);
+    tensors[i].reset(t);
+    if (!ok()) return nullptr;
+    bool same = TF_NumDims(t) == static_cast<int>(dims.size());
+    int k = 0;
+    for (int64_t d : dims) same = same && TF_Dim(t, k++) == d;
+    if (!same) {
+      std::string got = "(";
+      for (int j = 0; j < TF_NumDims(t); ++j) got += (j ? ", " : "") + std::to_string(TF_Dim(t, j));
+      std::string want = "(";
+      k = 0;
+      for (int64_t d : dims) want += (k++ ? ", " : "") + std::to_string(d);
+      std::string msg = std::string(op) + ": input '" + name + "' has shape " + got + "), expected " + want + ")";
+      TF_SetStatus(status, TF_INVALID_ARGUMENT, msg.c_str());
+      return nullptr;
+    }
+    return static_cast<const float*>(TF_TensorData(t));
+  }
+
+  int64_t Dim(int i, int d) {
+    TF_Tensor* t = nullptr;
+    TF_GetInput(ctx, i, &t, status);
+    TensorPtr hold(t);
+    if (!ok()) return -1;
+    if (TF_NumDims(t) <= d) {
+      std::string msg = std::string(op) + ": input " + std::to_string(i) + " needs rank > " + std::to_string(d);
+      TF_SetStatus(status, TF_INVALID_ARGUMENT, msg.c_str());
+      return -1;
+    }
+    return TF_Dim(t, d);
+  }
+
+  float* Out(int i, std::initializer_list<int64_t> dims) {
+    if (!ok()) return nullptr;
+    int64_t shape[3];
+    size_t count = 1;
+    int k = 0;
+    for (int64_t d : dims) count *= static_cast<size_t>(shape[k++] = d);
+    TF_Tensor* t = TF_AllocateOutput(ctx, i, TF_FLOAT, shape, k, count * sizeof(float), status);
+    TensorPtr hold(t);
+    if (!ok() || !t) return nullptr;
+    return static_cast<float*>(TF_TensorData(t));
+  }
+};
+
+void ComputeLstm(void* kernel, TF_OpKernelContext* ctx) {
+  const int direction = static_cast<int>(static_cast<Attrs*>(kernel)->direction);
+  StatusPtr status(TF_NewStatus());
+  Io io{ctx, "NativeLstm", status.get(), {}};
+  const int64_t B = io.Dim(0, 0), T = io.Dim(0, 1), n = io.Dim(1, 0);
+  const float* z = io.In(0, "z", {B, T, 4 * n});
+  const float* w_re = io.In(1, "w_re", {n, 4 * n});
+  const float* mask = io.In(2, "mask", {B, T});
+  const float* h0 = io.In(3, "h0", {B, n});
+  const float* c0 = io.In(4, "c0", {B, n});
+  float* y = io.Out(0, {B, T, n});
+  float* hf = io.Out(1, {B, n});
+  float* cf = io.Out(2, {B, n});
+  float* gates = io.Out(3, {B, T, 4 * n});
+  float* cells = io.Out(4, {B, T, n});
+  float* hp = io.Out(5, {B, T, n});
+  if (io.ok() && n > 0) {
+    int rc = returnn_lstm_fwd_cpu(static_cast<int>(B), static_cast<int>(T), static_cast<int>(n), direction, z, w_re,
+                                  mask, h0, c0, y, hf, cf, gates, cells, hp);
+    if (rc) TF_SetStatus(status.get(), TF_INTERNAL, "NativeLstm forward kernel failed");
+  }
+  if (!io.ok()) TF_OpKernelContext_Failure(ctx, status.get());
+}
+
+void ComputeLstmGrad(void* kernel, TF_OpKernelContext* ctx) {
+  const int direction = static_cast<int>(static_cast<Attrs*>(kernel)->direction);
+  StatusPtr status(TF_NewStatus());
+  Io io{ctx, "NativeLstmGrad", status.get(), {}};
+  const int64_t B = io.Dim(4, 0), T = io.Dim(4, 1), n = io.Dim(0, 0);
+  const float* w_re = io.In(0, "w_re", {n, 4 * n});
+  const float* mask = io.In(1, "mask", {B, T});
+  const float* h0 = io.In(2, "h0", {B, n});
+  const float* c0 = io.In(3, "c0", {B, n});
+  const float* gates = io.In(4, "gates", {B, T, 4 * n});
+  const float* cells = io.In(5, "cells", {B, T, n});
+  const float* hp = io.In(6, "h_prev", {B, T, n});
+  const float* dy = io.In(7, "dy", {B, T, n});
+  const float* dhf = io.In(8, "dh_final", {B, n});
+  const float* dcf = io.In(9, "dc_final", {B, n});
+  float* dz = io.Out(0, {B, T, 4 * n});
+  float* dw = io.Out(1, {n, 4 * n});
+  float* dh0 = io.Out(2, {B, n});
+  float* dc0 = io.Out(3, {B, n});
+  if (io.ok() && n > 0) {
+    int rc = returnn_lstm_bwd_cpu(static_cast<int>(B), static_cast<int>(T), static_cast<int>(n), direction, w_re, mask,
+                                  h0, c0, gates, cells, hp, dy, dhf, dcf, dz, dw, dh0, dc0);
+    if (rc) TF_SetStatus(status.get(), TF_INTERNAL, "NativeLstmGrad kernel failed");
+  }
+  if (!io.ok()) TF_OpKernelContext_Failure(ctx, status.get());
+}
+
+// ---- registration (runs when tf.load_op_library loads this library)
+
+void Check(TF_Status* status, const char* what) {
+  if (TF_GetCode(status) != TF_OK) std::fprintf(stderr, "returnn-native: %s: %s\n", what, TF_Message(status));
+}
+
+bool RegisterAll() {
+  StatusPtr status(TF_NewStatus());
+  {
+    TF_OpDefinitionBuilder* b = TF_NewOpDefinitionBuilder("ReturnnNativeLstm");
+    for (const char* in : {"z: float", "w_re: float", "mask: float", "h0: float", "c0: float"})
+      TF_OpDefinitionBuilderAddInput(b, in);
+    TF_OpDefinitionBuilderAddAttr(b, "direction: int = 1");
+    for (const char* out : {"y: float", "h_final: float", "c_final: float", "gates: float", "cells: float",
+                            "h_prev: float"})
+      TF_OpDefinitionBuilderAddOutput(b, out);
+    TF_OpDefinitionBuilderSetShapeInferenceFunction(b, &LstmShape);
+    TF_RegisterOpDefinition(b, status.get());
+    Check(status.get(), "registering op ReturnnNativeLstm");
+  }
+  {
+    TF_OpDefinitionBuilder* b = TF_NewOpDefinitionBuilder("ReturnnNativeLstmGrad");
+    for (const char* in : {"w_re: float", "mask: float", "h0: float", "c0: float", "gates: float", "cells: float",
+                           "h_prev: float", "dy: float", "dh_final: float", "dc_final: float"})
+      TF_OpDefinitionBuilderAddInput(b, in);
+    TF_OpDefinitionBuilderAddAttr(b, "direction: int = 1");
+    for (const char* out : {"dz: float", "dw_re: float", "dh0: float", "dc0: float"})
+      TF_OpDefinitionBuilderAddOutput(b, out);
+    TF_OpDefinitionBuilderSetShapeInferenceFunction(b, &LstmGradShape);
+    TF_RegisterOpDefinition(b, status.get());
+    Check(status.get(), "registering op ReturnnNativeLstmGrad");
+  }
+  TF_KernelBuilder* k = TF_NewKernelBuilder("ReturnnNativeLstm", "CPU", &CreateKernel, &ComputeLstm, &DeleteKernel);
+  TF_RegisterKernelBuilder("ReturnnNativeLstmCpu", k, status.get());
+  Check(status.get(), "registering CPU kernel of ReturnnNativeLstm");
+  k = TF_NewKernelBuilder("ReturnnNativeLstmGrad", "CPU", &CreateKernel, &ComputeLstmGrad, &DeleteKernel);
+  TF_RegisterKernelBuilder("ReturnnNativeLstmGradCpu", k, status.get());
+  Check(status.get(), "registering CPU kernel of ReturnnNativeLstmGrad");
   return true;
 }
 
-#define RN_CHECK_SHAPE(ctx, t, name, ...)                                                                     \
-  OP_REQUIRES(ctx, SameShape(t, {__VA_ARGS__}),                                                              \
-              errors::InvalidArgument("NativeLstm: input '", name, "' has shape ", t.shape().DebugString(), \
-                                      ", expected (" #__VA_ARGS__ ")"))
-
-class NativeLstmOp : public OpKernel {
- public:
-  explicit NativeLstmOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("direction", &direction_));
-    OP_REQUIRES(ctx, direction_ == 1 || direction_ == -1,
-                errors::InvalidArgument("NativeLstm: direction must be 1 or -1, got ", direction_));
-  }
-
-  void Compute(OpKernelContext* ctx) override {
-    const Tensor &z = ctx->input(0), &w_re = ctx->input(1), &mask = ctx->input(2), &h0 = ctx->input(3),
-                 &c0 = ctx->input(4);
-    OP_REQUIRES(ctx, z.dims() == 3 && w_re.dims() == 2,
-                errors::InvalidArgument("NativeLstm: z must be (B, T, 4n) and w_re (n, 4n), got ",
-                                        z.shape().DebugString(), " and ", w_re.shape().DebugString()));
-    const int64_t B = z.dim_size(0), T = z.dim_size(1), n = w_re.dim_size(0);
-    RN_CHECK_SHAPE(ctx, z, "z", B, T, 4 * n);
-    RN_CHECK_SHAPE(ctx, w_re, "w_re", n, 4 * n);
-    RN_CHECK_SHAPE(ctx, mask, "mask", B, T);
-    RN_CHECK_SHAPE(ctx, h0, "h0", B, n);
-    RN_CHECK_SHAPE(ctx, c0, "c0", B, n);
-    Tensor *y, *hf, *cf, *gates, *cells, *hp;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({B, T, n}), &y));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(1, TensorShape({B, n}), &hf));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(2, TensorShape({B, n}), &cf));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(3, TensorShape({B, T, 4 * n}), &gates));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(4, TensorShape({B, T, n}), &cells));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(5, TensorShape({B, T, n}), &hp));
-    if (n == 0) return;
-    int rc = returnn_lstm_fwd_cpu(
-        static_cast<int>(B), static_cast<int>(T), static_cast<int>(n), direction_, z.flat<float>().data(),
-        w_re.flat<float>().data(), mask.flat<float>().data(), h0.flat<float>().data(), c0.flat<float>().data(),
-        y->flat<float>().data(), hf->flat<float>().data(), cf->flat<float>().data(), gates->flat<float>().data(),
-        cells->flat<float>().data(), hp->flat<float>().data());
-    OP_REQUIRES(ctx, rc == 0, errors::Internal("NativeLstm forward kernel failed with code ", rc));
-  }
-
- private:
-  int direction_ = 1;
-};
-
-class NativeLstmGradOp : public OpKernel {
- public:
-  explicit NativeLstmGradOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("direction", &direction_));
-  }
-
-  void Compute(OpKernelContext* ctx) override {
-    const Tensor &w_re = ctx->input(0), &mask = ctx->input(1), &h0 = ctx->input(2), &c0 = ctx->input(3),
-                 &gates = ctx->input(4), &cells = ctx->input(5), &hp = ctx->input(6), &dy = ctx->input(7),
-                 &dhf = ctx->input(8), &dcf = ctx->input(9);
-    OP_REQUIRES(ctx, gates.dims() == 3 && w_re.dims() == 2,
-                errors::InvalidArgument("NativeLstmGrad: gates must be (B, T, 4n) and w_re (n, 4n)"));
-    const int64_t B = gates.dim_size(0), T = gates.dim_size(1), n = w_re.dim_size(0);
-    RN_CHECK_SHAPE(ctx, gates, "gates", B, T, 4 * n);
-    RN_CHECK_SHAPE(ctx, mask, "mask", B, T);
-    RN_CHECK_SHAPE(ctx, h0, "h0", B, n);
-    RN_CHECK_SHAPE(ctx, c0, "c0", B, n);
-    RN_CHECK_SHAPE(ctx, cells, "cells", B, T, n);
-    RN_CHECK_SHAPE(ctx, hp, "h_prev", B, T, n);
-    RN_CHECK_SHAPE(ctx, dy, "dy", B, T, n);
-    RN_CHECK_SHAPE(ctx, dhf, "dh_final", B, n);
-    RN_CHECK_SHAPE(ctx, dcf, "dc_final", B, n);
-    Tensor *dz, *dw, *dh0, *dc0;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({B, T, 4 * n}), &dz));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(1, TensorShape({n, 4 * n}), &dw));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(2, TensorShape({B, n}), &dh0));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(3, TensorShape({B, n}), &dc0));
-    if (n == 0) return;
-    int rc = returnn_lstm_bwd_cpu(
-        static_cast<int>(B), static_cast<int>(T), static_cast<int>(n), direction_, w_re.flat<float>().data(),
-        mask.flat<float>().data(), h0.flat<float>().data(), c0.flat<float>().data(), gates.flat<float>().data(),
-        cells.flat<float>().data(), hp.flat<float>().data(), dy.flat<float>().data(), dhf.flat<float>().data(),
-        dcf.flat<float>().data(), dz->flat<float>().data(), dw->flat<float>().data(), dh0->flat<float>().data(),
-        dc0->flat<float>().data());
-    OP_REQUIRES(ctx, rc == 0, errors::Internal("NativeLstmGrad kernel failed with code ", rc));
-  }
-
- private:
-  int direction_ = 1;
-};
+const bool registered = RegisterAll();
 
 }  // namespace
-
-REGISTER_OP("ReturnnNativeLstm")
-    .Input("z: float")
-    .Input("w_re: float")
-    .Input("mask: float")
-    .Input("h0: float")
-    .Input("c0: float")
-    .Attr("direction: int = 1")
-    .Output("y: float")
-    .Output("h_final: float")
-    .Output("c_final: float")
-    .Output("gates: float")
-    .Output("cells: float")
-    .Output("h_prev: float")
-    .SetShapeFn(LstmShape)
-    .Doc("RETURNN NativeLSTM forward over a padded batch (B, T, 4n); gate blocks [cell in, input, forget, output].");
-
-REGISTER_OP("ReturnnNativeLstmGrad")
-    .Input("w_re: float")
-    .Input("mask: float")
-    .Input("h0: float")
-    .Input("c0: float")
-    .Input("gates: float")
-    .Input("cells: float")
-    .Input("h_prev: float")
-    .Input("dy: float")
-    .Input("dh_final: float")
-    .Input("dc_final: float")
-    .Attr("direction: int = 1")
-    .Output("dz: float")
-    .Output("dw_re: float")
-    .Output("dh0: float")
-    .Output("dc0: float")
-    .SetShapeFn(LstmGradShape)
-    .Doc("Gradient of ReturnnNativeLstm.");
-
-REGISTER_KERNEL_BUILDER(Name("ReturnnNativeLstm").Device(DEVICE_CPU), NativeLstmOp);
-REGISTER_KERNEL_BUILDER(Name("ReturnnNativeLstmGrad").Device(DEVICE_CPU), NativeLstmGradOp);
