@@ -12,12 +12,10 @@ from returnn_core.plugin import PluginManager, set_plugin_manager
 
 
 @pytest.fixture(scope="module", autouse=True)
-def manager():
+def global_manager(manager: PluginManager):
     # sub datasets are built through the process-wide manager
-    m = PluginManager(strict=True)
-    m.load_entry_points()
-    set_plugin_manager(m)
-    yield m
+    set_plugin_manager(manager)
+    yield manager
     set_plugin_manager(None)
 
 

@@ -11,14 +11,6 @@ from returnn_datasets.cli import dump_dataset
 
 from returnn_core.datasets import init_dataset
 from returnn_core.errors import DatasetError
-from returnn_core.plugin import PluginManager
-
-
-@pytest.fixture(scope="module")
-def manager() -> PluginManager:
-    m = PluginManager(strict=True)
-    m.load_entry_points()
-    return m
 
 
 def test_numpy_dump_text_layout(tmp_path, manager) -> None:

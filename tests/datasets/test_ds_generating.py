@@ -11,13 +11,6 @@ from returnn_core.errors import DatasetError
 from returnn_core.plugin import PluginManager
 
 
-@pytest.fixture(scope="module")
-def manager() -> PluginManager:
-    m = PluginManager(strict=True)
-    m.load_entry_points()
-    return m
-
-
 @pytest.mark.parametrize(
     "symbols, expected",
     [

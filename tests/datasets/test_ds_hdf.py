@@ -13,14 +13,6 @@ from returnn_datasets.task_12ax import Task12AXDataset
 
 from returnn_core.datasets import init_dataset
 from returnn_core.errors import ConfigError, DatasetError
-from returnn_core.plugin import PluginManager
-
-
-@pytest.fixture(scope="module")
-def manager() -> PluginManager:
-    m = PluginManager(strict=True)
-    m.load_entry_points()
-    return m
 
 
 def _corpus(n: int, dim: int = 4, seed: int = 0):

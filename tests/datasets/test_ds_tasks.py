@@ -5,18 +5,9 @@ from __future__ import annotations
 import re
 
 import numpy as np
-import pytest
 from returnn_datasets.tasks import VAR_SYMBOLS, XML_SYMBOLS
 
 from returnn_core.datasets import init_dataset
-from returnn_core.plugin import PluginManager
-
-
-@pytest.fixture(scope="module")
-def manager() -> PluginManager:
-    m = PluginManager(strict=True)
-    m.load_entry_points()
-    return m
 
 
 def _seqs(manager, spec, epoch=1):

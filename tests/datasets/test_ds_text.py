@@ -10,14 +10,6 @@ import pytest
 
 from returnn_core.datasets import init_dataset
 from returnn_core.errors import DatasetError
-from returnn_core.plugin import PluginManager
-
-
-@pytest.fixture(scope="module")
-def manager() -> PluginManager:
-    m = PluginManager(strict=True)
-    m.load_entry_points()
-    return m
 
 
 def test_char_lm_from_gzip_corpus(tmp_path, manager) -> None:
