@@ -129,6 +129,12 @@ class SprintDatasetBase(Dataset):
         self._put(error if error is not None else _END)
 
     # -- the RETURNN side -----------------------------------------------------------------------
+    def init_seq_order(self, epoch: int | None = None, seq_list: list[str] | None = None) -> None:
+        """Sprint decides the seqs; only the epoch number is kept."""
+        if seq_list is not None:
+            raise DatasetError(f"{self.name}: Sprint feeds the seqs; a seq_list cannot be applied")
+        self.epoch = epoch
+
     @property
     def num_seqs(self) -> int:
         """Seqs of this epoch: known once Sprint told (or the epoch is over); else what arrived so far."""
