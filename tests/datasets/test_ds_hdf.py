@@ -227,3 +227,36 @@ def test_bad_files(tmp_path) -> None:
         HDFDataset(str(tmp_path / "empty.hdf"))
     with pytest.raises(ConfigError, match="cache_size"):
         HDFDataset(a, cache_size="lots")
+
+
+def test_read_ahead_reads_consecutive_seqs_in_few_calls(tmp_path, monkeypatch) -> None:
+    from returnn_datasets.hdf import reader
+
+    inputs, classes, _ = _corpus(300, dim=8, seed=5)
+    path = str(tmp_path / "ahead.hdf")
+    write_returnn_style(path, inputs, {"classes": classes}, sizes={"classes": (7, 1)})
+    calls = []
+    original = reader.HDFFile.read
+
+    def counting_read(self, keys, start, end):
+        calls.append((start, end))
+        return original(self, keys, start, end)
+
+    monkeypatch.setattr(reader.HDFFile, "read", counting_read)
+    ds = HDFDataset(path, partition_epoch=2)
+    for epoch in (1, 2):
+        ds.init_seq_order(epoch=epoch)
+        for i in range(ds.num_seqs):
+            np.testing.assert_array_equal(ds.get_data(i, "data"), inputs[ds.corpus_index(i)])
+            assert 0 <= ds.cached_bytes <= ds.cache_size
+    assert len(calls) <= 4  # one block per sub-epoch (and file), not one read per seq
+    covered = sorted(s for a, b in calls for s in range(a, b))
+    assert covered == list(range(300))  # nothing read twice
+
+    calls.clear()
+    rand = HDFDataset(path, seq_ordering="random", cache_size="1M")
+    rand.init_seq_order(epoch=1)
+    for i in range(rand.num_seqs):
+        rand.get_seq(i)
+        rand.get_seq(max(i - 3, 0))  # revisiting a recent seq hits the cache
+    assert sorted(s for a, b in calls for s in range(a, b)) == list(range(300))  # each seq read exactly once

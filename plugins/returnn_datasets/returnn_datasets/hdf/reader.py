@@ -215,7 +215,7 @@ class HDFDataset(Dataset):
         for f in self.files[1:]:
             keys &= set(f.specs)
         self._specs = {k: self.files[0].specs[k] for k in sorted(keys)}
-        self._cache: OrderedDict[int, dict[str, np.ndarray]] = OrderedDict()
+        self._cache: OrderedDict[int, tuple[dict[str, np.ndarray], int]] = OrderedDict()  # seq -> (arrays, bytes)
         self._cache_bytes = 0
         self._cursor = -1
         self._delivered: deque[int] = deque()
@@ -302,15 +302,15 @@ class HDFDataset(Dataset):
             return
         self._delivered.append(corpus_idx)
         if len(self._delivered) > KEEP_DELIVERED:
-            old = self._delivered.popleft()
-            if old not in self._delivered and old in self._cache:
-                self._cache_bytes -= _nbytes(self._cache.pop(old))
+            old = self._cache.pop(self._delivered.popleft(), None)
+            if old is not None:
+                self._cache_bytes -= old[1]
 
     def _load_seq(self, corpus_idx: int) -> dict[str, np.ndarray]:
         cached = self._cache.get(corpus_idx)
         if cached is not None:
             self._cache.move_to_end(corpus_idx)
-            return cached
+            return cached[0]
         f, local = self._locate(corpus_idx)
         end = local + 1
         if self.cache_size > 0:
@@ -319,8 +319,10 @@ class HDFDataset(Dataset):
         if self.cache_size <= 0:
             return seqs[0]
         for i, feats in enumerate(seqs):
-            self._cache[corpus_idx + i] = feats
-            self._cache_bytes += _nbytes(feats)
+            size = _nbytes(feats)
+            old = self._cache.pop(corpus_idx + i, None)
+            self._cache[corpus_idx + i] = (feats, size)
+            self._cache_bytes += size - (old[1] if old is not None else 0)
         self._cache.move_to_end(corpus_idx)
         self._evict(keep=corpus_idx)
         return seqs[0]
@@ -348,7 +350,7 @@ class HDFDataset(Dataset):
             if idx == keep:
                 self._cache.move_to_end(idx)
                 continue
-            self._cache_bytes -= _nbytes(self._cache.pop(idx))
+            self._cache_bytes -= self._cache.pop(idx)[1]
 
     @property
     def cached_bytes(self) -> int:
