@@ -10,7 +10,7 @@ import numpy as np
 from returnn_core.datasets import Dataset, DataSpec
 from returnn_core.errors import DatasetError
 from returnn_sprint.allophones import AllophoneLabeling
-from returnn_sprint.archive import FileArchive, FileArchiveBundle, open_file_archive
+from returnn_sprint.archive import FileArchive, FileArchiveBundle, SprintCacheError, open_file_archive
 
 
 class _CacheStream:
@@ -91,7 +91,10 @@ class SprintCacheDataset(Dataset):
                 if key == "data":
                     continue
                 for name in self.seq_names:
-                    stream.cache.resolve_name(name)  # raises naming the file and the segment
+                    try:
+                        stream.cache.resolve_name(name)
+                    except SprintCacheError as exc:
+                        raise SprintCacheError(f"{self.name}: data {key!r} lacks a seq of the features: {exc}") from None
             self._specs = {key: s.spec() for key, s in self.streams.items()}
         except BaseException:
             self.close()
