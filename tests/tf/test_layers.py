@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from tf_helpers import make_backend
 
-from conftest import make_backend
 from returnn_core.datasets import BatchData
 from returnn_core.errors import NetworkError, ReturnnError
 

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-import pytest
 
 from returnn_core.config import Config
 from returnn_core.datasets import BatchData, Dataset, DataSpec, ExternData, generate_batches
@@ -74,15 +72,3 @@ def train_epochs(backend: Any, batches: list[BatchData], epochs: int, lr: float)
             frames += sum(res.frames.values())
         scores.append(loss / frames)
     return scores
-
-
-@pytest.fixture
-def toy_batches() -> list[BatchData]:
-    """Batches of the toy dataset."""
-    return batches_of(ToyDataset())
-
-
-@pytest.fixture
-def backend_factory() -> Callable[..., Any]:
-    """:func:`make_backend`."""
-    return make_backend
