@@ -15,7 +15,8 @@ tf = pytest.importorskip("tensorflow")
 
 from returnn_sprint.archive import FileArchive  # noqa: E402
 from returnn_sprint.error_signals import SprintInstancePool  # noqa: E402
-from returnn_sprint.tf_loss import SprintLoss  # noqa: E402
+from returnn_sprint.fast_bw import baum_welch  # noqa: E402
+from returnn_sprint.tf_loss import FastBaumWelchLoss, SprintLoss  # noqa: E402
 
 from returnn_core.learning_rate.state_file import load_state  # noqa: E402
 
@@ -58,6 +59,20 @@ def _children_of(pid: int) -> set[int]:
             out |= {int(p) for p in open(f"/proc/{pid}/task/{task}/children").read().split()}
         except OSError:
             pass
+    return out
+
+
+def _sprint_processes_for(marker: str) -> list[int]:
+    """Pids of any process (running or zombie) whose command line mentions ``marker``."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                cmdline = open(f"/proc/{entry}/cmdline", "rb").read().decode("utf8", "replace")
+            except OSError:
+                continue
+            if marker in cmdline and "fake_sprint" in cmdline:
+                out.append(int(entry))
     return out
 
 
@@ -153,6 +168,7 @@ log_verbosity = 2
                             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
     out, _ = proc.communicate(timeout=600)
     assert proc.returncode == 0, out[-4000:]
+    assert not _sprint_processes_for(str(tmp_path)), "Sprint children outlived the returnn run"
     errors = _dev_errors(tmp_path / "lr.txt")
     assert len(errors) == 6
     assert errors[-1] < 0.1 < errors[0] or errors[-1] < 0.05, errors
@@ -231,3 +247,58 @@ log_verbosity = 2
     state = load_state(str(tmp_path / "lr.txt"))
     scores = [state[ep].error["train_score"] for ep in sorted(state)]
     assert len(scores) == 4 and scores[-1] < 0.5 * scores[0], scores
+
+
+def test_fast_bw_loss_gradient_and_training(tmp_path):
+    """fast_bw: automata exported by the stand-in, Baum-Welch here; gradient = softmax - soft alignment; it learns."""
+    corpus = _corpus(tmp_path / "c.npz", 40, 8)
+    ref = np.load(corpus)
+    sprint_opts = {"sprintExecPath": [sys.executable, FAKE_SPRINT],
+                   "sprintConfigStr": f"--*.corpus.file={corpus} --*.action=python-control"}
+    idx = [1, 2]
+    lens = np.array([len(ref[f"align_{i}"]) for i in idx], dtype=np.int32)
+    logits = tf.Variable(np.random.RandomState(1).randn(2, lens.max(), NUM_CLASSES).astype(np.float32))
+    loss = FastBaumWelchLoss(sprint_opts=sprint_opts, am_scale=0.8)
+    try:
+        with tf.GradientTape() as tape:
+            loss_sum, _, frames = loss(logits=logits, output_mask=tf.sequence_mask(lens, lens.max(), dtype=tf.float32),
+                                       output_seq_lens=tf.constant(lens), seq_tags=tf.constant([str(ref["names"][i]) for i in idx]),
+                                       activation="softmax")
+        grad = tape.gradient(loss_sum, logits).numpy()
+        automata = loss.pool().get_automata_for_batch([str(ref["names"][i]) for i in idx])
+    finally:
+        SprintInstancePool.close_all()
+    log_post = _log_softmax(logits.numpy().astype(np.float64))
+    exp_loss = 0.0
+    for b in range(2):
+        n = lens[b]
+        bw_loss, soft = baum_welch(log_post[b, :n], automata[b], am_scale=0.8)
+        exp_loss += bw_loss
+        np.testing.assert_allclose(grad[b, :n], 0.8 * (np.exp(log_post[b, :n]) - soft), atol=1e-5)
+        assert not grad[b, n:].any()
+    assert float(loss_sum) == pytest.approx(exp_loss, rel=1e-5) and float(frames) == lens.sum()
+
+    cfg = tmp_path / "fast-bw.config"
+    cfg.write_text(f"""#!returnn
+backend = "tf"
+task = "train"
+train = {repr({"class": "ExternSprintDataset", "sprintTrainerExecPath": [sys.executable, FAKE_SPRINT],
+               "sprintConfigStr": f"--*.corpus.file={corpus}"})}
+batch_size = 400
+max_seqs = 8
+network = {{
+    "hidden": {{"class": "linear", "activation": "tanh", "n_out": 16}},
+    "output": {{"class": "softmax", "n_out": {NUM_CLASSES}, "loss": "fast_bw", "from": ["hidden"],
+               "loss_opts": {{"sprint_opts": {sprint_opts!r}}}}},
+}}
+adam = True
+learning_rate = 0.02
+model = "{tmp_path}/model"
+learning_rate_file = "{tmp_path}/lr.txt"
+num_epochs = 3
+log_verbosity = 2
+""")
+    _run_returnn(cfg, tmp_path)
+    state = load_state(str(tmp_path / "lr.txt"))
+    scores = [state[ep].error["train_score"] for ep in sorted(state)]
+    assert len(scores) == 3 and scores[-1] < 0.7 * scores[0], scores

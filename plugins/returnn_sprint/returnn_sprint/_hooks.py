@@ -27,6 +27,12 @@ def returnn_register_losses(registry: Registrar) -> None:
         backend="tf",
         description="loss and error signal from Sprint processes (gradient w.r.t. the pre-softmax activations)",
     )
+    registry.register(
+        "fast_bw",
+        "returnn_sprint.tf_loss:FastBaumWelchLoss",
+        backend="tf",
+        description="full-sum Baum-Welch over the HMM automata Sprint exports",
+    )
 
 
 @hookimpl

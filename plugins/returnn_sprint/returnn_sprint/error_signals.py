@@ -194,6 +194,23 @@ class SprintInstancePool:
                 fut.result()
         return losses, errors
 
+    def get_automata_for_batch(self, tags: Sequence[str]) -> list[tuple[int, np.ndarray, np.ndarray]]:
+        """The HMM automaton of each seq (``export_allophone_state_fsa_by_segment_name``), spread over the children."""
+        names = [t.decode("utf8") if isinstance(t, bytes) else str(t) for t in tags]
+        if not names:
+            return []
+        instances = self._ensure(len(names))
+        out: list[Any] = [None] * len(names)
+
+        def work(k: int) -> None:
+            for b in range(k, len(names), len(instances)):
+                out[b] = instances[k].export_allophone_state_fsa_by_segment_name(names[b])
+
+        with ThreadPoolExecutor(max_workers=len(instances)) as ex:
+            for fut in [ex.submit(work, k) for k in range(len(instances))]:
+                fut.result()
+        return out
+
     def close(self) -> None:
         """Stop all children of this pool."""
         with self.lock:
