@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from returnn_core.datasets.allocator import reuse_freed_memory
 from returnn_core.datasets.spec import DataSpec
 from returnn_core.errors import ConfigError
 
@@ -99,9 +100,10 @@ class Batch:
             seq_lens = np.array([a.shape[0] for a in arrays], dtype=np.int32)
             t_max = int(seq_lens.max()) if n else 0
             tail = arrays[0].shape[1:] if arrays else ()
-            out = np.zeros((n, t_max, *tail), dtype=spec.dtype)
+            out = np.empty((n, t_max, *tail), dtype=spec.dtype)
             for i, a in enumerate(arrays):
                 out[i, : a.shape[0]] = a
+                out[i, a.shape[0] :] = 0  # only the padding needs zeros
             data[key], lens[key] = out, seq_lens
         return BatchData(data, lens, [s.seq.tag for s in self.slices], [s.seq.seq_idx for s in self.slices])
 
@@ -156,6 +158,7 @@ def generate_batches(
 
     A single seq longer than ``batch_size`` still forms a batch of its own.
     """
+    reuse_freed_memory()
     chunks = parse_chunking(chunking)
     max_seqs = max_seqs if max_seqs and max_seqs > 0 else 1 << 62
     batch_size = batch_size if batch_size and batch_size > 0 else 1 << 62
