@@ -123,4 +123,4 @@ def test_returnn_cli_subcommand_and_plugin_listing(caches):
     sprint = {p["name"]: p for p in json.loads(res.stdout)}["sprint"]
     assert sprint["status"] == "loaded"
     assert sprint["provides"]["datasets"] == ["ExternSprintDataset", "SprintCacheDataset"]
-    assert sprint["provides"]["losses"] == ["sprint@tf"] and sprint["provides"]["cli_tools"] == ["sprint-cache"]
+    assert sprint["provides"]["losses"] == ["fast_bw@tf", "sprint@tf"] and sprint["provides"]["cli_tools"] == ["sprint-cache"]
