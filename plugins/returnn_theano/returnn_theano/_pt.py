@@ -1,0 +1,14 @@
+"""The one place that imports PyTensor, after RETURNN's flags are set."""
+
+from returnn_theano.pytensor_setup import configure
+
+configure()
+
+import pytensor  # noqa: E402
+import pytensor.tensor as pt  # noqa: E402
+from pytensor.scan import scan  # noqa: E402
+from pytensor.tensor.random.variable import shared_rng  # noqa: E402
+
+floatX = "float32"
+
+__all__ = ["floatX", "pt", "pytensor", "scan", "shared_rng"]

@@ -1,0 +1,1 @@
+"""Layers of the Theano backend, registered under ``layers`` with ``backend="theano"``."""

@@ -1,0 +1,75 @@
+"""PyTensor configured for RETURNN: compile cache under the RETURNN cache dir, float32, set before first import."""
+
+from __future__ import annotations
+
+import os
+import sys
+from types import ModuleType
+
+from returnn_core.paths import cache_dir
+
+FLAGS_ENV = "PYTENSOR_FLAGS"
+
+
+def _rc_files() -> list[str]:
+    """The config files PyTensor reads (``PYTENSORRC`` or ``~/.pytensorrc``)."""
+    return [os.path.expanduser(p) for p in os.environ.get("PYTENSORRC", "~/.pytensorrc").split(os.pathsep) if p]
+
+
+def _user_sets(option: str, flags: str) -> bool:
+    """Whether the user chose ``option`` in ``PYTENSOR_FLAGS`` or a PyTensor rc file."""
+    names = {f.split("=", 1)[0].strip() for f in flags.split(",") if "=" in f}
+    if option in names or option.replace("__", ".") in names:
+        return True
+    for path in _rc_files():
+        try:
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
+        except OSError:
+            continue
+        if option.split("__")[-1] in text:
+            return True
+    return False
+
+
+def extra_flags(flags: str) -> list[str]:
+    """The flags RETURNN adds to ``flags`` (never overriding what the user set)."""
+    extra = []
+    if not _user_sets("base_compiledir", flags) and not _user_sets("compiledir", flags):
+        extra.append(f"base_compiledir={cache_dir('pytensor')}")
+    # PyTensor 3 defaults to its Numba linker (slow to JIT); RETURNN uses the C VM linker unless told otherwise
+    if not _user_sets("linker", flags) and not _user_sets("mode", flags):
+        extra.append("linker=cvm")
+    if not _user_sets("floatX", flags):
+        extra.append("floatX=float32")
+    # PyTensor's dot products go through NumPy's BLAS; skipping its BLAS probe avoids test compiles and a warning.
+    if not _user_sets("blas__ldflags", flags):
+        extra.append("blas__ldflags=")
+    return extra
+
+
+def configure() -> None:
+    """Add RETURNN's defaults to ``PYTENSOR_FLAGS``; must run before ``pytensor`` is imported to take effect."""
+    if "pytensor" in sys.modules:
+        return
+    flags = os.environ.get(FLAGS_ENV, "")
+    extra = extra_flags(flags)
+    if extra:
+        os.environ[FLAGS_ENV] = ",".join([f for f in [flags.strip(","), *extra] if f])
+
+
+def compile_mode() -> object:
+    """The mode for ``pytensor.function``: the configured one, or C VM when PyTensor was left at "auto"."""
+    import pytensor
+
+    if pytensor.config.linker == "auto" and str(pytensor.config.mode) == "Mode":
+        return pytensor.compile.mode.Mode(linker="cvm", optimizer="fast_run")
+    return None
+
+
+def import_pytensor() -> ModuleType:
+    """``pytensor``, configured for RETURNN on first import."""
+    configure()
+    import pytensor
+
+    return pytensor
