@@ -33,6 +33,7 @@ def returnn_register_layers(registry: Registrar) -> None:
         "batch_norm": ("norm:BatchNormLayer", ()),
         "layer_norm": ("norm:LayerNormLayer", ()),
         "merge_dims": ("shape:MergeDimsLayer", ()),
+        "split_dims": ("shape:SplitDimsLayer", ()),
         "slice": ("shape:SliceLayer", ()),
         "reduce": ("shape:ReduceLayer", ()),
     }

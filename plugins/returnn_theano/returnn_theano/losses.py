@@ -10,7 +10,7 @@ import numpy as np
 
 from returnn_core.errors import NetworkError
 from returnn_theano._pt import floatX, pt
-from returnn_theano.ctc import ctc_log_likelihood, ctc_label_errors
+from returnn_theano.ctc import ctc_label_errors, ctc_log_likelihood
 from returnn_theano.layers.base import LayerOutput
 
 _LOG_EPS = np.float32(1e-10)

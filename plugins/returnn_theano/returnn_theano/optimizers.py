@@ -17,17 +17,18 @@ from returnn_theano._pt import floatX, pt, pytensor
 class Optimizer:
     """Base: holds the slot variables and the step counter."""
 
-    #: option name -> default
-    defaults: ClassVar[dict[str, float]] = {}
+    #: option name -> default (``None``: an alias that, when given, wins over its partner)
+    defaults: ClassVar[dict[str, float | None]] = {}
 
     def __init__(self, **opts: Any) -> None:
-        unknown = set(opts) - set(self.defaults) - {"learning_rate"}
+        opts.pop("learning_rate", None)  # the learning rate always comes from the learning-rate control
+        unknown = set(opts) - set(self.defaults)
         if unknown:
             raise ConfigError(
                 f"optimizer {type(self).__name__}: unknown option(s) {', '.join(sorted(unknown))};"
                 f" known: {', '.join(sorted(self.defaults)) or '(none)'}"
             )
-        self.opts = {k: float(opts.get(k, v)) for k, v in self.defaults.items()}
+        self.opts: dict[str, float | None] = {**self.defaults, **opts}
         self.slots: dict[str, Any] = {}
         self.step = pytensor.shared(np.float32(0.0), name="optimizer/step")
         self.slots[self.step.name] = self.step
@@ -51,9 +52,10 @@ class Optimizer:
         """Updates of one parameter ``p`` with gradient ``g`` at step ``t`` (1-based)."""
         raise NotImplementedError
 
-    def c(self, key: str) -> Any:
-        """An option as a float32 constant."""
-        return np.float32(self.opts[key])
+    def c(self, key: str, alias: str | None = None) -> Any:
+        """An option (or its alias, where given) as a float32 constant."""
+        value = self.opts[alias] if alias is not None and self.opts.get(alias) is not None else self.opts[key]
+        return np.float32(value)
 
 
 class Sgd(Optimizer):
@@ -65,58 +67,53 @@ class Sgd(Optimizer):
 
 
 class Momentum(Optimizer):
-    """v = momentum * v - lr * g; p += v (``nesterov``: p += momentum * v - lr * g)."""
+    """v = momentum * v + g; p -= lr * v (Nesterov: p -= lr * (g + momentum * v))."""
 
-    defaults: ClassVar[dict[str, float]] = {"momentum": 0.9, "nesterov": 0.0}
+    defaults: ClassVar[dict[str, float | None]] = {"momentum": 0.9, "use_nesterov": 0.0, "nesterov": 0.0}
 
     def param_updates(self, p: Any, g: Any, lr: Any, t: Any) -> list[tuple[Any, Any]]:
         """Heavy-ball step."""
+        mom = self.c("momentum")
         v = self.slot(p, "momentum")
-        v_new = self.c("momentum") * v - lr * g
-        step = self.c("momentum") * v_new - lr * g if self.opts["nesterov"] else v_new
-        return [(v, v_new), (p, p + step)]
+        v_new = mom * v + g
+        step = g + mom * v_new if (self.opts["use_nesterov"] or self.opts["nesterov"]) else v_new
+        return [(v, v_new), (p, p - lr * step)]
 
 
 class Adam(Optimizer):
-    """Adam with bias correction folded into the step size (as TensorFlow and Keras do)."""
+    """Adam with the bias correction folded into the step size (as TensorFlow's kernel does)."""
 
-    defaults: ClassVar[dict[str, float]] = {"beta1": 0.9, "beta2": 0.999, "epsilon": 1e-8}
+    defaults: ClassVar[dict[str, float | None]] = {
+        "beta1": 0.9, "beta2": 0.999, "epsilon": 1e-8, "beta_1": None, "beta_2": None,
+    }
+    nesterov = False
 
     def param_updates(self, p: Any, g: Any, lr: Any, t: Any) -> list[tuple[Any, Any]]:
         """One Adam step."""
-        b1, b2 = self.c("beta1"), self.c("beta2")
+        b1, b2 = self.c("beta1", "beta_1"), self.c("beta2", "beta_2")
         m, v = self.slot(p, "m"), self.slot(p, "v")
         m_new = b1 * m + (1.0 - b1) * g
         v_new = b2 * v + (1.0 - b2) * pt.sqr(g)
         lr_t = lr * pt.sqrt(1.0 - b2**t) / (1.0 - b1**t)
-        return [(m, m_new), (v, v_new), (p, p - lr_t * m_new / (pt.sqrt(v_new) + self.c("epsilon")))]
+        direction = b1 * m_new + (1.0 - b1) * g if self.nesterov else m_new
+        return [(m, m_new), (v, v_new), (p, p - lr_t * direction / (pt.sqrt(v_new) + self.c("epsilon")))]
 
 
-class Nadam(Optimizer):
-    """Adam with Nesterov momentum (Dozat): the bias-corrected look-ahead first moment."""
+class Nadam(Adam):
+    """Adam with a Nesterov look-ahead on the first moment."""
 
-    defaults: ClassVar[dict[str, float]] = {"beta1": 0.9, "beta2": 0.999, "epsilon": 1e-8}
-
-    def param_updates(self, p: Any, g: Any, lr: Any, t: Any) -> list[tuple[Any, Any]]:
-        """One Nadam step."""
-        b1, b2 = self.c("beta1"), self.c("beta2")
-        m, v = self.slot(p, "m"), self.slot(p, "v")
-        m_new = b1 * m + (1.0 - b1) * g
-        v_new = b2 * v + (1.0 - b2) * pt.sqr(g)
-        m_hat = b1 * m_new / (1.0 - b1 ** (t + 1.0)) + (1.0 - b1) * g / (1.0 - b1**t)
-        v_hat = v_new / (1.0 - b2**t)
-        return [(m, m_new), (v, v_new), (p, p - lr * m_hat / (pt.sqrt(v_hat) + self.c("epsilon")))]
+    nesterov = True
 
 
 class Adadelta(Optimizer):
     """Adadelta: step = sqrt(E[dx^2] + eps) / sqrt(E[g^2] + eps) * g, scaled by lr."""
 
-    defaults: ClassVar[dict[str, float]] = {"rho": 0.95, "epsilon": 1e-7}
+    defaults: ClassVar[dict[str, float | None]] = {"rho": 0.95, "epsilon": 1e-6, "decay": None}
 
     def param_updates(self, p: Any, g: Any, lr: Any, t: Any) -> list[tuple[Any, Any]]:
         """One Adadelta step."""
-        rho, eps = self.c("rho"), self.c("epsilon")
-        acc_g, acc_d = self.slot(p, "accum_grad"), self.slot(p, "accum_delta")
+        rho, eps = self.c("rho", "decay"), self.c("epsilon")
+        acc_g, acc_d = self.slot(p, "accum"), self.slot(p, "accum_update")
         acc_g_new = rho * acc_g + (1.0 - rho) * pt.sqr(g)
         delta = pt.sqrt(acc_d + eps) / pt.sqrt(acc_g_new + eps) * g
         acc_d_new = rho * acc_d + (1.0 - rho) * pt.sqr(delta)
@@ -126,30 +123,26 @@ class Adadelta(Optimizer):
 class Adagrad(Optimizer):
     """Adagrad: p -= lr * g / (sqrt(sum g^2) + eps)."""
 
-    defaults: ClassVar[dict[str, float]] = {"initial_accumulator_value": 0.1, "epsilon": 1e-7}
+    defaults: ClassVar[dict[str, float | None]] = {"initial_accumulator_value": 0.1, "epsilon": 1e-7}
 
     def param_updates(self, p: Any, g: Any, lr: Any, t: Any) -> list[tuple[Any, Any]]:
         """One Adagrad step."""
-        acc = self.slot(p, "accumulator", self.opts["initial_accumulator_value"])
+        acc = self.slot(p, "accum", float(self.opts["initial_accumulator_value"] or 0.0))
         acc_new = acc + pt.sqr(g)
         return [(acc, acc_new), (p, p - lr * g / (pt.sqrt(acc_new) + self.c("epsilon")))]
 
 
 class RmsProp(Optimizer):
-    """RMSprop: p -= lr * g / (sqrt(E[g^2]) + eps), with optional momentum."""
+    """RMSprop: ms = rho * ms + (1 - rho) g^2; mom = momentum * mom + lr * g / sqrt(ms + eps); p -= mom."""
 
-    defaults: ClassVar[dict[str, float]] = {"rho": 0.9, "momentum": 0.0, "epsilon": 1e-7, "decay": -1.0}
+    defaults: ClassVar[dict[str, float | None]] = {"decay": 0.9, "rho": None, "momentum": 0.0, "epsilon": 1e-7}
 
     def param_updates(self, p: Any, g: Any, lr: Any, t: Any) -> list[tuple[Any, Any]]:
         """One RMSprop step."""
-        rho = np.float32(self.opts["decay"] if self.opts["decay"] >= 0 else self.opts["rho"])
-        ms = self.slot(p, "rms")
+        rho = self.c("decay", "rho")
+        ms, mom = self.slot(p, "ms"), self.slot(p, "mom")
         ms_new = rho * ms + (1.0 - rho) * pt.sqr(g)
-        step = lr * g / (pt.sqrt(ms_new) + self.c("epsilon"))
-        if not self.opts["momentum"]:
-            return [(ms, ms_new), (p, p - step)]
-        mom = self.slot(p, "momentum")
-        mom_new = self.c("momentum") * mom + step
+        mom_new = self.c("momentum") * mom + lr * g / pt.sqrt(ms_new + self.c("epsilon"))
         return [(ms, ms_new), (mom, mom_new), (p, p - mom_new)]
 
 

@@ -38,6 +38,12 @@ class LayerOutput:
         """Number of axes after batch (and time)."""
         return self.value.ndim - 1 - int(self.has_time)
 
+    def dense(self) -> Any:
+        """The value as float features (sparse indices become one-hot)."""
+        if not self.sparse:
+            return self.value
+        return pt.eq(self.value[..., None], pt.arange(int(self.dim or 0))).astype(floatX)
+
     def mask(self) -> Any:
         """(B, T) float32, 1 where a frame is present."""
         if self.seq_lens is None:
@@ -174,21 +180,13 @@ class Layer:
         """The sources concatenated on the feature axis (after input ``dropout`` if set)."""
         if not sources:
             raise self.error("needs at least one source ('from')")
-        if any(s.sparse for s in sources):
-            if len(sources) == 1 and allow_sparse:
-                return sources[0]
-            raise self.error(
-                "a sparse source (class indices) cannot be used here; embed it first with a 'linear' layer"
-            )
+        if len(sources) == 1 and sources[0].sparse and allow_sparse:
+            return sources[0]
         has_time = {s.has_time for s in sources}
         if len(has_time) > 1:
             raise self.error("cannot concatenate sources with and without a time axis")
-        if len(sources) == 1:
-            out = sources[0]
-            value = out.value
-        else:
-            value = pt.concatenate([s.value for s in sources], axis=-1)
-            out = sources[0]
+        out = sources[0]
+        value = out.dense() if len(sources) == 1 else pt.concatenate([s.dense() for s in sources], axis=-1)
         value = self.dropout(value, self.opt("dropout"))
         dim = sum(int(s.dim or 0) for s in sources)
         return LayerOutput(value, out.seq_lens, dim)

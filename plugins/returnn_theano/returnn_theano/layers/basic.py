@@ -134,6 +134,8 @@ class CombineLayer(Layer):
         dims = {s.dim for s in sources}
         if len(dims) > 1 and not dims & {1}:
             raise self.error(f"sources have different feature dims {sorted(d or 0 for d in dims)}")
-        value = fn([self.dropout(s.value, self.opt("dropout")) for s in sources])
+        any_time = any(s.has_time for s in sources)
+        values = [s.value if s.has_time or not any_time else s.value[:, None] for s in sources]
+        value = fn([self.dropout(v, self.opt("dropout")) for v in values])
         base = max(sources, key=lambda s: (s.has_time, s.dim or 0))
         return with_activation(self, value, base.seq_lens, base.dim)
