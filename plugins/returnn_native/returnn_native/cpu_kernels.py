@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import os
 import threading
 from typing import Any
 
@@ -12,9 +13,14 @@ from returnn_native.errors import NativeOpError
 from returnn_native.toolchain import find_blas, find_cxx, host_cpu_key
 
 #: -ffast-math lets GCC vectorise expf through glibc's vector math library; the kernels clamp their inputs.
-CPU_FLAGS = ("-O3", "-march=native", "-ffast-math", "-std=c++17")
+CPU_FLAGS = ("-O3", "-march=native", "-ffast-math", "-fopenmp", "-std=c++17")
 
 _lock = threading.Lock()
+
+# The kernels' OpenMP threads meet at one barrier per time step. Spinning there (libgomp's default) wastes the
+# cores when the machine is shared; waiting passively costs only microseconds per step. Read when libgomp loads.
+if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
+    os.environ["OMP_WAIT_POLICY"] = "passive"
 
 
 def cpu_kernel_spec() -> BuildSpec:

@@ -1,11 +1,15 @@
-// NativeLSTM CPU kernels: per step one (B,n)x(n,4n) sgemm plus fused, vectorised gate math; the
-// recurrent weight gradient is one big GEMM after the time loop. See lstm.h for the layout.
+// NativeLSTM CPU kernels: per step a (B,n)x(n,4n) sgemm plus fused, vectorised gate math; the recurrent weight
+// gradient is one big GEMM after the time loop. Threads split the n units (each owns the four gate columns of its
+// units), so a step needs one barrier. See lstm.h for the layout.
 #include "lstm.h"
 
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
-#include <new>
-#include <vector>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #ifndef RETURNN_BLAS_PREFIX
 #define RETURNN_BLAS_PREFIX
@@ -28,6 +32,49 @@ namespace {
 
 const int kRowMajor = 101, kNoTrans = 111, kTrans = 112;
 
+// Threads of our own (OpenMP), each owning a slice of the n units; BLAS calls run single-threaded inside them.
+int g_num_threads = 0;
+
+int default_threads() {
+  const char* env = std::getenv("RETURNN_NATIVE_NUM_THREADS");
+  if (env && std::atoi(env) > 0) return std::atoi(env);
+#ifdef _OPENMP
+  return omp_get_max_threads();
+#else
+  return 1;
+#endif
+}
+
+// Threads used for n units: slices of at least 64 units, so small layers stay single-threaded.
+int threads_for(int n) {
+  if (g_num_threads <= 0) {
+    g_num_threads = default_threads();
+#ifdef RETURNN_BLAS_OPENBLAS
+    RN_BLAS(openblas_set_num_threads)(1);
+#endif
+  }
+  int nt = n / 64;
+  if (nt < 1) nt = 1;
+  return nt < g_num_threads ? nt : g_num_threads;
+}
+
+// The unit slice [j0, j1) of thread tid: chunks rounded to 16 floats (one AVX-512 vector).
+void unit_slice(int n, int nt, int tid, int* j0, int* j1) {
+  int chunk = (n + nt - 1) / nt;
+  chunk = (chunk + 15) / 16 * 16;
+  *j0 = tid * chunk < n ? tid * chunk : n;
+  *j1 = *j0 + chunk < n ? *j0 + chunk : n;
+}
+
+// My unit slice inside a parallel region; uses the actual team size (a nested region may get fewer threads).
+void my_slice(int n, int* j0, int* j1) {
+#ifdef _OPENMP
+  unit_slice(n, omp_get_num_threads(), omp_get_thread_num(), j0, j1);
+#else
+  unit_slice(n, 1, 0, j0, j1);
+#endif
+}
+
 inline float sigmoid(float x) {
   x = x < -40.f ? -40.f : (x > 40.f ? 40.f : x);
   return 1.f / (1.f + std::exp(-x));
@@ -39,19 +86,19 @@ inline float tanh_fast(float x) {
   return (e - 1.f) / (e + 1.f);
 }
 
-// Gate activations in place for one frame and the new state; vectorises over j.
-inline void gate_forward(int n, float* __restrict g, const float* __restrict c_prev, float* __restrict c_out,
-                         float* __restrict h_out) {
+// Gates of units [0, len) of one frame: pre-activation = z + recurrent part g (in place -> activations).
+inline void gate_forward(int len, int n, const float* __restrict z, float* __restrict g,
+                         const float* __restrict c_prev, float* __restrict c_out, float* __restrict h_out) {
   float* __restrict ga = g;
   float* __restrict gi = g + n;
   float* __restrict gf = g + 2 * n;
   float* __restrict go = g + 3 * n;
 #pragma GCC ivdep
-  for (int j = 0; j < n; ++j) {
-    float a = tanh_fast(ga[j]);
-    float i = sigmoid(gi[j]);
-    float f = sigmoid(gf[j]);
-    float o = sigmoid(go[j]);
+  for (int j = 0; j < len; ++j) {
+    float a = tanh_fast(ga[j] + z[j]);
+    float i = sigmoid(gi[j] + z[n + j]);
+    float f = sigmoid(gf[j] + z[2 * n + j]);
+    float o = sigmoid(go[j] + z[3 * n + j]);
     float c = f * c_prev[j] + i * a;
     ga[j] = a;
     gi[j] = i;
@@ -62,16 +109,16 @@ inline void gate_forward(int n, float* __restrict g, const float* __restrict c_p
   }
 }
 
-// Gradient of the pre-activations for one present frame; updates the carried dc in place.
-inline void gate_backward(int n, const float* __restrict g, const float* __restrict c, const float* __restrict c_prev,
-                          const float* __restrict dh, const float* __restrict dy, float* __restrict dc,
-                          float* __restrict dz) {
+// Pre-activation gradients of units [0, len) of one present frame; updates the carried dc in place.
+inline void gate_backward(int len, int n, const float* __restrict g, const float* __restrict c,
+                          const float* __restrict c_prev, const float* __restrict dh, const float* __restrict dy,
+                          float* __restrict dc, float* __restrict dz) {
   const float* __restrict ga = g;
   const float* __restrict gi = g + n;
   const float* __restrict gf = g + 2 * n;
   const float* __restrict go = g + 3 * n;
 #pragma GCC ivdep
-  for (int j = 0; j < n; ++j) {
+  for (int j = 0; j < len; ++j) {
     float a = ga[j], i = gi[j], f = gf[j], o = go[j];
     float tc = tanh_fast(c[j]);
     float dh_tot = dh[j] + dy[j];
@@ -84,6 +131,8 @@ inline void gate_backward(int n, const float* __restrict g, const float* __restr
   }
 }
 
+inline void copy(float* dst, const float* src, int len) { std::memcpy(dst, src, sizeof(float) * len); }
+
 }  // namespace
 
 extern "C" int returnn_lstm_fwd_cpu(int B, int T, int n, int direction, const float* z, const float* w_re,
@@ -93,48 +142,53 @@ extern "C" int returnn_lstm_fwd_cpu(int B, int T, int n, int direction, const fl
   const long n4 = 4L * n;
   if (T == 0 || B == 0) {
     if (B > 0) {
-      std::memcpy(h_final, h0, sizeof(float) * B * n);
-      std::memcpy(c_final, c0, sizeof(float) * B * n);
+      copy(h_final, h0, B * n);
+      copy(c_final, c0, B * n);
     }
     return 0;
   }
-  std::memcpy(gates, z, sizeof(float) * (size_t)B * T * n4);
-  std::vector<float> h_new;
-  try {
-    h_new.resize((size_t)B * n);
-  } catch (const std::bad_alloc&) {
-    return 2;
-  }
-  for (int b = 0; b < B; ++b) std::memcpy(h_prev + ((size_t)b * T + (direction > 0 ? 0 : T - 1)) * n, h0 + (size_t)b * n, sizeof(float) * n);
-  for (int s = 0; s < T; ++s) {
-    const int t = direction > 0 ? s : T - 1 - s;
-    const int t_last = t - direction;  // frame of the previous step
-    float* g_t = gates + (size_t)t * n4;
-    const float* hp_t = h_prev + (size_t)t * n;
-    // gates[:, t] += h_prev[:, t] @ w_re
-    RN_BLAS(cblas_sgemm)(kRowMajor, kNoTrans, kNoTrans, B, (int)n4, n, 1.f, hp_t, T * n, w_re, (int)n4, 1.f, g_t,
-                         (int)(T * n4));
-    for (int b = 0; b < B; ++b) {
-      const size_t bt = (size_t)b * T + t;
-      const float* hp = h_prev + bt * n;
-      const float* cp = s == 0 ? c0 + (size_t)b * n : cells + ((size_t)b * T + t_last) * n;
-      float* c_out = cells + bt * n;
-      float* h_out = h_new.data() + (size_t)b * n;
-      float* y_out = y + bt * n;
-      if (mask[bt] > 0.f) {
-        gate_forward(n, gates + bt * n4, cp, c_out, h_out);
-        std::memcpy(y_out, h_out, sizeof(float) * n);
-      } else {
-        std::memcpy(c_out, cp, sizeof(float) * n);
-        std::memcpy(h_out, hp, sizeof(float) * n);
-        std::memset(y_out, 0, sizeof(float) * n);
+  const int nt = threads_for(n);
+  const int t_first = direction > 0 ? 0 : T - 1, t_end = direction > 0 ? T - 1 : 0;
+#pragma omp parallel num_threads(nt)
+  {
+    int j0, j1;
+    my_slice(n, &j0, &j1);
+    const int len = j1 - j0;
+    for (int b = 0; b < B && len > 0; ++b) copy(h_prev + ((long)b * T + t_first) * n + j0, h0 + (long)b * n + j0, len);
+#pragma omp barrier
+    for (int s = 0; s < T; ++s) {
+      const int t = direction > 0 ? s : T - 1 - s;
+      const int t_last = t - direction;  // frame of the previous step
+      if (len > 0) {
+        // recurrent part of my units' four gate blocks: gates[:, t, blk*n + j0 : blk*n + j1] = h_prev[:, t] @ w_re
+        if (len == n)  // one thread: all four blocks in one GEMM
+          RN_BLAS(cblas_sgemm)(kRowMajor, kNoTrans, kNoTrans, B, (int)n4, n, 1.f, h_prev + (long)t * n, T * n, w_re,
+                               (int)n4, 0.f, gates + t * n4, (int)(T * n4));
+        else
+          for (int blk = 0; blk < 4; ++blk)
+            RN_BLAS(cblas_sgemm)(kRowMajor, kNoTrans, kNoTrans, B, len, n, 1.f, h_prev + (long)t * n, T * n,
+                                 w_re + blk * n + j0, (int)n4, 0.f, gates + t * n4 + blk * n + j0, (int)(T * n4));
+        for (int b = 0; b < B; ++b) {
+          const long bt = (long)b * T + t;
+          const float* hp = h_prev + bt * n + j0;
+          const float* cp = (s == 0 ? c0 + (long)b * n : cells + ((long)b * T + t_last) * n) + j0;
+          float* c_out = cells + bt * n + j0;
+          float* h_out = (s + 1 < T ? h_prev + (bt + direction) * n : h_final + (long)b * n) + j0;
+          float* y_out = y + bt * n + j0;
+          if (mask[bt] > 0.f) {
+            gate_forward(len, n, z + bt * n4 + j0, gates + bt * n4 + j0, cp, c_out, h_out);
+            copy(y_out, h_out, len);
+          } else {
+            copy(c_out, cp, len);
+            copy(h_out, hp, len);
+            std::memset(y_out, 0, sizeof(float) * len);
+          }
+        }
       }
-      if (s + 1 < T) std::memcpy(h_prev + (bt + direction) * n, h_out, sizeof(float) * n);
+#pragma omp barrier
     }
+    for (int b = 0; b < B && len > 0; ++b) copy(c_final + (long)b * n + j0, cells + ((long)b * T + t_end) * n + j0, len);
   }
-  const int t_end = direction > 0 ? T - 1 : 0;
-  std::memcpy(h_final, h_new.data(), sizeof(float) * B * n);
-  for (int b = 0; b < B; ++b) std::memcpy(c_final + (size_t)b * n, cells + ((size_t)b * T + t_end) * n, sizeof(float) * n);
   return 0;
 }
 
@@ -148,59 +202,66 @@ extern "C" int returnn_lstm_bwd_cpu(int B, int T, int n, int direction, const fl
   if (T == 0 || B == 0) {
     std::memset(dw_re, 0, sizeof(float) * n * n4);
     if (B > 0) {
-      std::memcpy(dh0, dh_final, sizeof(float) * B * n);
-      std::memcpy(dc0, dc_final, sizeof(float) * B * n);
+      copy(dh0, dh_final, B * n);
+      copy(dc0, dc_final, B * n);
     }
     return 0;
   }
-  std::vector<float> dh, tmp;
-  try {
-    dh.assign(dh_final, dh_final + (size_t)B * n);
-    tmp.resize((size_t)B * n);
-  } catch (const std::bad_alloc&) {
-    return 2;
-  }
-  std::memcpy(dc0, dc_final, sizeof(float) * B * n);  // dc0 doubles as the carried cell gradient
+  float* tmp = static_cast<float*>(std::malloc(sizeof(float) * (size_t)B * n));
+  if (!tmp) return 2;
+  // dh0 and dc0 double as the carried gradients of h and c
+  float* dh = dh0;
   float* dc = dc0;
-  for (int s = T - 1; s >= 0; --s) {
-    const int t = direction > 0 ? s : T - 1 - s;
-    const int t_last = t - direction;
-    for (int b = 0; b < B; ++b) {
-      const size_t bt = (size_t)b * T + t;
-      float* dz_bt = dz + bt * n4;
-      if (mask[bt] > 0.f) {
-        const float* cp = s == 0 ? c0 + (size_t)b * n : cells + ((size_t)b * T + t_last) * n;
-        gate_backward(n, gates + bt * n4, cells + bt * n, cp, dh.data() + (size_t)b * n, dy + bt * n,
-                      dc + (size_t)b * n, dz_bt);
-      } else {
-        std::memset(dz_bt, 0, sizeof(float) * n4);
+  copy(dh, dh_final, B * n);
+  copy(dc, dc_final, B * n);
+  const int nt = threads_for(n);
+#pragma omp parallel num_threads(nt)
+  {
+    int j0, j1;
+    my_slice(n, &j0, &j1);
+    const int len = j1 - j0;
+    for (int s = T - 1; s >= 0; --s) {
+      const int t = direction > 0 ? s : T - 1 - s;
+      const int t_last = t - direction;
+      for (int b = 0; b < B && len > 0; ++b) {
+        const long bt = (long)b * T + t;
+        float* dz_bt = dz + bt * n4 + j0;
+        if (mask[bt] > 0.f) {
+          const float* cp = (s == 0 ? c0 + (long)b * n : cells + ((long)b * T + t_last) * n) + j0;
+          gate_backward(len, n, gates + bt * n4 + j0, cells + bt * n + j0, cp, dh + (long)b * n + j0,
+                        dy + bt * n + j0, dc + (long)b * n + j0, dz_bt);
+        } else {
+          for (int blk = 0; blk < 4; ++blk) std::memset(dz_bt + blk * n, 0, sizeof(float) * len);
+        }
+      }
+#pragma omp barrier
+      if (len > 0) {
+        // dh_prev[:, my units] = dz[:, t] @ w_re[my units]^T; masked frames pass dh through unchanged
+        RN_BLAS(cblas_sgemm)(kRowMajor, kNoTrans, kTrans, B, len, (int)n4, 1.f, dz + t * n4, (int)(T * n4),
+                             w_re + (long)j0 * n4, (int)n4, 0.f, tmp + j0, n);
+        for (int b = 0; b < B; ++b)
+          if (mask[(long)b * T + t] > 0.f) copy(dh + (long)b * n + j0, tmp + (long)b * n + j0, len);
       }
     }
-    // dh_prev = dz[:, t] @ w_re^T for present frames; masked frames pass dh through unchanged
-    RN_BLAS(cblas_sgemm)(kRowMajor, kNoTrans, kTrans, B, n, (int)n4, 1.f, dz + (size_t)t * n4, (int)(T * n4), w_re,
-                         (int)n4, 0.f, tmp.data(), n);
-    for (int b = 0; b < B; ++b) {
-      if (mask[(size_t)b * T + t] > 0.f) std::memcpy(dh.data() + (size_t)b * n, tmp.data() + (size_t)b * n, sizeof(float) * n);
-    }
+    // dw_re[:, my units' gate columns] = h_prev^T @ dz over all frames at once (masked frames have dz = 0)
+    if (len == n)
+      RN_BLAS(cblas_sgemm)(kRowMajor, kTrans, kNoTrans, n, (int)n4, B * T, 1.f, h_prev, n, dz, (int)n4, 0.f, dw_re,
+                           (int)n4);
+    else
+      for (int blk = 0; blk < 4 && len > 0; ++blk)
+        RN_BLAS(cblas_sgemm)(kRowMajor, kTrans, kNoTrans, n, len, B * T, 1.f, h_prev, n, dz + blk * n + j0,
+                             (int)n4, 0.f, dw_re + blk * n + j0, (int)n4);
   }
-  std::memcpy(dh0, dh.data(), sizeof(float) * B * n);
-  // dw_re = h_prev^T @ dz over all frames at once (masked frames have dz = 0)
-  RN_BLAS(cblas_sgemm)(kRowMajor, kTrans, kNoTrans, n, (int)n4, B * T, 1.f, h_prev, n, dz, (int)n4, 0.f, dw_re, (int)n4);
+  std::free(tmp);
   return 0;
 }
 
 extern "C" void returnn_native_set_num_threads(int num_threads) {
-#ifdef RETURNN_BLAS_OPENBLAS
-  RN_BLAS(openblas_set_num_threads)(num_threads);
-#else
-  (void)num_threads;
-#endif
+  threads_for(1);  // initialise (and pin the BLAS to one thread per caller)
+  g_num_threads = num_threads > 0 ? num_threads : default_threads();
 }
 
 extern "C" int returnn_native_get_num_threads(void) {
-#ifdef RETURNN_BLAS_OPENBLAS
-  return RN_BLAS(openblas_get_num_threads)();
-#else
-  return 1;
-#endif
+  threads_for(1);
+  return g_num_threads;
 }
