@@ -158,3 +158,12 @@ def test_stopping_early_kills_and_reaps(tmp_path, sprint_exec):
 def test_missing_executable(corpus):
     with pytest.raises(DatasetError, match="Sprint executable '/nonexistent/sprint' does not exist"):
         ExternSprintDataset("/nonexistent/sprint", "")
+
+
+def test_executable_that_cannot_start(tmp_path, corpus):
+    not_exec = tmp_path / "sprint.txt"
+    not_exec.write_text("no program")
+    ds = ExternSprintDataset(str(not_exec), f"--*.corpus.file={corpus}")
+    with pytest.raises(DatasetError, match=r"cannot start Sprint .*sprint.txt.*Permission denied"):
+        ds.init_seq_order(1)
+    assert ds.child is None

@@ -68,14 +68,14 @@ class SprintChild:
                 env=env,
             )
         except OSError as exc:
-            for fd in (c2p_r, c2p_w, p2c_r, p2c_w):
+            for fd in (c2p_r, p2c_w):
                 os.close(fd)
             self._output.close()
             raise SprintChildError(f"{name}: cannot start Sprint {self.args[0]!r}: {exc.strerror}") from None
         finally:
-            if hasattr(self, "proc"):
-                os.close(c2p_w)
-                os.close(p2c_r)
+            # the child's ends: only the child may hold them, so that its death shows up as EOF here
+            os.close(c2p_w)
+            os.close(p2c_r)
         self._rfd: int | None = c2p_r
         self._wfd: int | None = p2c_w
         self._lock = threading.Lock()

@@ -34,7 +34,8 @@ def _to_str(value: Any) -> Any:
 class SprintDatasetBase(Dataset):
     """A streaming dataset whose seqs Sprint pushes in (:meth:`add_new_data`), buffered up to ``buffer_size``.
 
-    Features arrive as (dim, time) like Sprint hands them over; seqs are delivered time-major.
+    Features arrive as (dim, time) like Sprint hands them over; seqs are delivered time-major as ``data``, the
+    alignment as ``classes``. Other targets Sprint sends (e.g. the orthography) are not delivered.
     """
 
     def __init__(
@@ -267,7 +268,11 @@ class ExternSprintDataset(SprintDatasetBase):
             fd, self._seq_list_file = tempfile.mkstemp(prefix="returnn-sprint-seq-list-", suffix=".txt")
             with os.fdopen(fd, "w", encoding="utf8") as f:
                 f.write("".join(tag + "\n" for tag in seq_list))
-        self.child = SprintChild(lambda c2p, p2c: self.build_sprint_args(c2p, p2c, epoch), name=f"{self.name} Sprint child")
+        try:
+            self.child = SprintChild(lambda c2p, p2c: self.build_sprint_args(c2p, p2c, epoch), name=f"{self.name} Sprint child")
+        except SprintChildError as exc:
+            self._stop_child(kill=True)
+            raise DatasetError(str(exc)) from None
         self._child_epoch, self._child_seq_list, self._consumed = epoch, seq_list, False
         try:
             msg = self.child.recv(timeout=self.reading_timeout)
