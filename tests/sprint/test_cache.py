@@ -238,3 +238,22 @@ def test_cli_list_and_show(tmp_path, capsys):
     assert "[3. 4. 5.]" in capsys.readouterr().out
     assert cache_cli_main(["show", path, "nope"]) == 1
     assert "no entry named 'nope'" in capsys.readouterr().err
+
+
+def test_frame_with_another_dim_is_reported_with_its_offset(tmp_path):
+    from returnn_sprint.records import RecordError, decode_features, encode_features
+
+    payload = bytearray(encode_features(np.ones((3, 2), dtype=np.float32)))
+    frame_size = 4 + 2 * 4 + 16
+    frame1 = 4 + 10 + 4 + frame_size
+    payload[frame1] = 5
+    with pytest.raises(RecordError, match="frame 1 has dim 5, frame 0 has 2") as info:
+        decode_features(bytes(payload))
+    assert info.value.offset == frame1
+    path = tmp_path / "d.cache"
+    with FileArchive(str(path), "w") as a:
+        a.add_raw("seg", bytes(payload))
+    with FileArchive(str(path)) as r:
+        payload_pos = r.entry_info("seg").pos + 8 + 3 + 12
+        with pytest.raises(SprintCacheError, match=rf"d\.cache: entry 'seg': bad feature record: frame 1 .* at offset {payload_pos + frame1}"):
+            r.read_features("seg")

@@ -121,11 +121,16 @@ def encode_features(features: np.ndarray, times: Sequence[tuple[float, float]] |
         times = [(0.01 * t, 0.01 * (t + 1)) for t in range(n)]
     if len(times) != n:
         raise ValueError(f"{len(times)} time stamps for {n} frames")
-    parts = [struct.pack("<I", len(FEATURE_TYPE)), FEATURE_TYPE, struct.pack("<I", n)]
-    dim_bytes = struct.pack("<I", dim)
-    for row, (start, end) in zip(feats, times):
-        parts += [dim_bytes, row.tobytes(), struct.pack("<dd", start, end)]
-    return b"".join(parts)
+    rows = np.zeros(n, dtype=_frame_dtype(dim))
+    rows["dim"] = dim
+    rows["values"] = feats
+    rows["times"] = np.asarray(times, dtype="<f8").reshape(n, 2)
+    return b"".join([struct.pack("<I", len(FEATURE_TYPE)), FEATURE_TYPE, struct.pack("<I", n), rows.tobytes()])
+
+
+def _frame_dtype(dim: int) -> np.dtype:
+    """One frame of a feature record: uint32 dim, dim float32, two float64 times (packed, little-endian)."""
+    return np.dtype([("dim", "<u4"), ("values", "<f4", (dim,)), ("times", "<f8", (2,))])
 
 
 def decode_features(payload: bytes) -> tuple[np.ndarray, np.ndarray]:
@@ -135,19 +140,31 @@ def decode_features(payload: bytes) -> tuple[np.ndarray, np.ndarray]:
     if name != FEATURE_TYPE:
         raise RecordError(f"not a feature record (type {name!r}, expected {FEATURE_TYPE!r})", 0)
     n = r.u32("frame count")
-    rows: list[np.ndarray] = []
+    if n == 0:
+        return np.zeros((0, 0), dtype=np.float32), np.zeros((0, 2), dtype=np.float64)
+    start = r.pos
+    dim = r.u32("dim of frame 0")
+    dtype = _frame_dtype(dim)
+    # fast path: every frame has the same dim, so the frames are one packed array
+    if len(payload) - start == n * dtype.itemsize:
+        rows = np.frombuffer(payload, dtype=dtype, count=n, offset=start)
+        bad = np.flatnonzero(rows["dim"] != dim)
+        if not bad.size:
+            return rows["values"].astype(np.float32), rows["times"].astype(np.float64)
+        t = int(bad[0])
+        raise RecordError(f"frame {t} has dim {rows['dim'][t]}, frame 0 has {dim}", start + t * dtype.itemsize)
+    r.pos = start
+    values = np.zeros((n, dim), dtype=np.float32)
     times = np.zeros((n, 2), dtype=np.float64)
-    dim = None
     for t in range(n):
         d = r.u32(f"dim of frame {t}")
-        if dim is None:
-            dim = d
-        elif d != dim:
+        if d != dim:
             raise RecordError(f"frame {t} has dim {d}, frame 0 has {dim}", r.pos - 4)
-        rows.append(np.frombuffer(r.take(4 * d, f"values of frame {t}"), dtype="<f4"))
+        values[t] = np.frombuffer(r.take(4 * d, f"values of frame {t}"), dtype="<f4")
         times[t] = r.unpack("dd", f"times of frame {t}")
-    feats = np.stack(rows).astype(np.float32) if rows else np.zeros((0, 0), dtype=np.float32)
-    return feats, times
+    if r.pos != len(payload):
+        raise RecordError(f"{len(payload) - r.pos} stray bytes after {n} frames", r.pos)
+    return values, times
 
 
 # -- alignments -----------------------------------------------------------------------------------
