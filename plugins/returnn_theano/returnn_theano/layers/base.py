@@ -148,8 +148,8 @@ class Layer:
     def n_out(self) -> int:
         """``n_out``, or for a layer with a loss the target's dim (+1 blank for CTC)."""
         n_out = self.opt("n_out")
-        if n_out is None and self.spec.loss:
-            target = self.ctx.inputs.get(self.spec.target or "")
+        if n_out is None and self.spec.target:
+            target = self.ctx.inputs.get(self.spec.target)
             if target is not None and target.dim:
                 n_out = int(target.dim) + (1 if self.spec.loss == "ctc" else 0)
         if not isinstance(n_out, int) or isinstance(n_out, bool) or n_out <= 0:

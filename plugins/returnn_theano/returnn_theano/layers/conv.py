@@ -139,7 +139,7 @@ class PoolLayer(_SpatialLayer):
                 out = pt.maximum(out, view)
         else:
             _, views = self.pad_and_slices(x, sizes, strides, dilation, padding, 0.0)
-            ones = pt.ones_like(x[..., :1], dtype=floatX)
+            ones = pt.ones_like(x[..., 0], dtype=floatX)[..., None]
             _, count_views = self.pad_and_slices(ones, sizes, strides, dilation, padding, 0.0)
             total = sum(v for _, v in views)
             count = sum(v for _, v in count_views)
