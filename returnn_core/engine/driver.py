@@ -80,16 +80,21 @@ class Engine:
         if isinstance(self.batch_opts["max_seq_length"], str):
             self.batch_opts["max_seq_length"] = config.int("max_seq_length")
         self.backend: Backend | None = None
+        self._datasets: list[Dataset] = []
         self.extern_data: ExternData | None = None
         self.network: NetworkDescription | None = None
 
     # -- setup ----------------------------------------------------------------------------------
     def dataset(self, key: str) -> Dataset | None:
-        """The dataset configured under ``key`` (``train``, ``dev``, ``eval``), or None."""
+        """The dataset configured under ``key`` (``train``, ``dev``, ``eval``), or None; closed after the task."""
         spec = self.config.typed_value(key)
         if spec is None or spec == "":
             return None
-        return init_dataset(spec, manager=self.manager)
+        return self._track(init_dataset(spec, manager=self.manager))
+
+    def _track(self, dataset: Dataset) -> Dataset:
+        self._datasets.append(dataset)
+        return dataset
 
     def build(self, reference: Dataset | None, *, train: bool) -> Backend:
         """Resolve the network against the data and let the backend build it."""
@@ -137,6 +142,9 @@ class Engine:
         try:
             handlers[task]()
         finally:
+            # datasets may own child processes and files: release them even when the task failed
+            for dataset in self._datasets:
+                dataset.close()
             if self.backend is not None:
                 self.backend.close()
 
@@ -186,7 +194,7 @@ class Engine:
             if ds is not None:
                 out[key] = ds
         for name, spec in (self.config.typed_value("eval_datasets") or {}).items():
-            out[name] = init_dataset(spec, manager=self.manager)
+            out[name] = self._track(init_dataset(spec, manager=self.manager))
         return out
 
     def train(self) -> None:

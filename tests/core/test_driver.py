@@ -169,3 +169,15 @@ def test_progress_line_on_a_terminal(tmp_path, manager):
     text = out.getvalue()
     assert re.search(r"\r\x1b\[Ktrain epoch 1 step \d+ seq \d+/30 \(\d+%\) ETA 0:00:\d\d", text)
     assert re.search(r"\r\x1b\[Kepoch 1 score:", text)  # the progress line is cleared before the score line
+
+
+def test_datasets_are_closed_after_the_task_even_on_failure(tmp_path, manager):
+    from toy_plugin import ToyDataset
+
+    ToyDataset.instances.clear()
+    run(make_config(tmp_path, num_epochs=1), manager)
+    assert len(ToyDataset.instances) == 2 and all(d.closed for d in ToyDataset.instances)
+    ToyDataset.instances.clear()
+    with pytest.raises(TrainingError):
+        run(make_config(tmp_path / "x", train={"class": "ToyDataset", "num_seqs": 30, "nan_in_epoch": 1}), manager)
+    assert ToyDataset.instances and all(d.closed for d in ToyDataset.instances)

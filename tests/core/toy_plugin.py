@@ -19,11 +19,15 @@ from returnn_core.plugin import Registrar, hookimpl
 class ToyDataset(Dataset):
     """Seqs of 2-d points; the class of a frame is whether x0 + x1 > 0. Optional NaN seqs and slowness."""
 
+    instances: list[ToyDataset] = []
+
     def __init__(self, num_seqs: int = 20, seq_len: int = 7, nan_in_epoch: int | None = None,
                  sleep_per_seq: float = 0.0, **kwargs) -> None:
         super().__init__(**kwargs)
         self._n, self._len, self._nan_epoch, self._sleep = num_seqs, seq_len, nan_in_epoch, sleep_per_seq
         self._data: list[np.ndarray] = []
+        self.closed = False
+        ToyDataset.instances.append(self)
 
     def data_specs(self) -> dict[str, DataSpec]:
         return {"data": DataSpec(2), "classes": DataSpec(2, sparse=True)}
@@ -39,6 +43,9 @@ class ToyDataset(Dataset):
 
     def _seq_length(self, corpus_idx: int) -> int:
         return self._len + corpus_idx % 3
+
+    def close(self) -> None:
+        self.closed = True
 
     def _load_seq(self, corpus_idx: int) -> dict[str, np.ndarray]:
         if self._sleep:
