@@ -28,6 +28,8 @@ class BuildSpec:
     link_flags: tuple[str, ...] = ()
     depends: tuple[str, ...] = ()
     key_extra: tuple[str, ...] = ()
+    #: flags that make a shared library (nvcc passes -fPIC through to its host compiler)
+    shared_flags: tuple[str, ...] = ("-shared", "-fPIC")
 
     def key(self) -> str:
         """Hash of everything that changes the binary: sources, headers, compiler, flags, extra parts."""
@@ -36,7 +38,7 @@ class BuildSpec:
             with open(path, "rb") as f:
                 h.update(os.path.basename(path).encode() + b"\0" + f.read() + b"\0")
         for part in (self.compiler.path, self.compiler.version, *self.flags, "|", *self.link_flags, "|",
-                     *self.key_extra):
+                     *self.key_extra, "|", *self.shared_flags):
             h.update(part.encode() + b"\0")
         return h.hexdigest()[:20]
 
@@ -70,7 +72,7 @@ def build_library(spec: BuildSpec, *, root: str | None = None, force: bool = Fal
             return BuildResult(lib_path, compiled=False)
         os.makedirs(out_dir, exist_ok=True)
         tmp_path = f"{lib_path}.tmp{os.getpid()}"
-        cmd = [spec.compiler.path, *spec.flags, "-shared", "-fPIC", *spec.sources, "-o", tmp_path, *spec.link_flags]
+        cmd = [spec.compiler.path, *spec.flags, *spec.shared_flags, *spec.sources, "-o", tmp_path, *spec.link_flags]
         start = time.perf_counter()
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, check=False)

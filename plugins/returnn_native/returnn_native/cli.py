@@ -8,7 +8,6 @@ import time
 from collections.abc import Callable
 
 from returnn_core.errors import ReturnnError
-
 from returnn_native.op_spec import OPS
 
 BACKENDS = ("cpu", "tf", "theano")

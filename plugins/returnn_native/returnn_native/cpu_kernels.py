@@ -55,13 +55,18 @@ _F = ctypes.POINTER(ctypes.c_float)
 def _cdll() -> ctypes.CDLL:
     with _lock:
         lib = ctypes.CDLL(cpu_kernel_library())
-    lib.returnn_lstm_fwd_cpu.argtypes = [ctypes.c_int] * 4 + [_F] * 11
-    lib.returnn_lstm_fwd_cpu.restype = ctypes.c_int
-    lib.returnn_lstm_bwd_cpu.argtypes = [ctypes.c_int] * 4 + [_F] * 14
-    lib.returnn_lstm_bwd_cpu.restype = ctypes.c_int
+    declare_lstm_functions(lib, "returnn_lstm_fwd_cpu", "returnn_lstm_bwd_cpu")
     lib.returnn_native_set_num_threads.argtypes = [ctypes.c_int]
     lib.returnn_native_get_num_threads.restype = ctypes.c_int
     return lib
+
+
+def declare_lstm_functions(lib: ctypes.CDLL, fwd: str, bwd: str) -> None:
+    """ctypes signatures of a forward and a backward function with the ``lstm.h`` argument lists."""
+    getattr(lib, fwd).argtypes = [ctypes.c_int] * 4 + [_F] * 11
+    getattr(lib, fwd).restype = ctypes.c_int
+    getattr(lib, bwd).argtypes = [ctypes.c_int] * 4 + [_F] * 14
+    getattr(lib, bwd).restype = ctypes.c_int
 
 
 def set_num_threads(num_threads: int) -> None:
@@ -89,6 +94,11 @@ def _p(a: Any) -> Any:
 
 def lstm_fwd(z: Any, w_re: Any, mask: Any, h0: Any, c0: Any, direction: int = 1) -> tuple[Any, ...]:
     """NativeLstm forward on NumPy arrays: (y, h_final, c_final, gates, cells, h_prev); see ``kernels/lstm.h``."""
+    return run_fwd(_cdll().returnn_lstm_fwd_cpu, z, w_re, mask, h0, c0, direction)
+
+
+def run_fwd(fn: Any, z: Any, w_re: Any, mask: Any, h0: Any, c0: Any, direction: int) -> tuple[Any, ...]:
+    """Check and convert the arrays, allocate the outputs, call the C forward function ``fn``."""
     import numpy as np
 
     if direction not in (1, -1):
@@ -109,7 +119,7 @@ def lstm_fwd(z: Any, w_re: Any, mask: Any, h0: Any, c0: Any, direction: int = 1)
     gates = np.empty((B, T, n4), np.float32)
     cells = np.empty((B, T, n), np.float32)
     hp = np.empty((B, T, n), np.float32)
-    rc = _cdll().returnn_lstm_fwd_cpu(B, T, n, direction, *map(_p, (z, w_re, mask, h0, c0, y, hf, cf, gates, cells, hp)))
+    rc = fn(B, T, n, direction, *map(_p, (z, w_re, mask, h0, c0, y, hf, cf, gates, cells, hp)))
     if rc:
         raise NativeOpError(f"NativeLstm forward kernel failed with code {rc} (B={B}, T={T}, n={n})")
     return y, hf, cf, gates, cells, hp
@@ -120,6 +130,15 @@ def lstm_bwd(
     dc_final: Any, direction: int = 1,
 ) -> tuple[Any, ...]:
     """NativeLstm backward on NumPy arrays: (dz, dw_re, dh0, dc0)."""
+    args = (w_re, mask, h0, c0, gates, cells, h_prev, dy, dh_final, dc_final)
+    return run_bwd(_cdll().returnn_lstm_bwd_cpu, *args, direction=direction)
+
+
+def run_bwd(
+    fn: Any, w_re: Any, mask: Any, h0: Any, c0: Any, gates: Any, cells: Any, h_prev: Any, dy: Any, dh_final: Any,
+    dc_final: Any, direction: int = 1,
+) -> tuple[Any, ...]:
+    """Check and convert the arrays, allocate the outputs, call the C backward function ``fn``."""
     import numpy as np
 
     gates = np.asarray(gates)
@@ -134,7 +153,7 @@ def lstm_bwd(
     dw = np.empty((n, n4), np.float32)
     dh0 = np.empty((B, n), np.float32)
     dc0 = np.empty((B, n), np.float32)
-    rc = _cdll().returnn_lstm_bwd_cpu(B, T, n, direction, *map(_p, (*args, dz, dw, dh0, dc0)))
+    rc = fn(B, T, n, direction, *map(_p, (*args, dz, dw, dh0, dc0)))
     if rc:
         raise NativeOpError(f"NativeLstm backward kernel failed with code {rc} (B={B}, T={T}, n={n})")
     return dz, dw, dh0, dc0
