@@ -65,13 +65,14 @@ class ScanUnit:
         m = mask.dimshuffle(1, 0, "x").astype(floatX)
         if initial_state is None:
             initial_state = tuple(pt.zeros((batch, size), dtype=floatX) for size in self.state_sizes())
-        results, _ = scan(
+        results = scan(
             self.step,
             sequences=[z, m],
             outputs_info=[*initial_state, None],
             non_sequences=[params["W_re"]],
             strict=True,
             return_list=True,
+            return_updates=False,
         )
         *states, y = results
         y = y.dimshuffle(1, 0, 2)
