@@ -86,11 +86,16 @@ class Engine:
 
     # -- setup ----------------------------------------------------------------------------------
     def dataset(self, key: str) -> Dataset | None:
-        """The dataset configured under ``key`` (``train``, ``dev``, ``eval``), or None; closed after the task."""
+        """The dataset configured under ``key`` (``train``, ``dev``, ``eval``), or None; closed after the task.
+
+        RETURNN's ``batching`` key is the train set's ``seq_ordering`` unless the dataset sets its own.
+        """
         spec = self.config.typed_value(key)
         if spec is None or spec == "":
             return None
-        return self._track(init_dataset(spec, manager=self.manager))
+        batching = self.config.value("batching", None) if key == "train" else None
+        defaults = {"seq_ordering": batching} if batching else None
+        return self._track(init_dataset(spec, defaults=defaults, manager=self.manager))
 
     def _track(self, dataset: Dataset) -> Dataset:
         self._datasets.append(dataset)

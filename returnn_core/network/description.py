@@ -132,6 +132,7 @@ def resolve_network(
             ref = opts.get(opt)
             if isinstance(ref, str) and ref in net_dict:
                 deps.append(ref)
+        deps += [ref for ref in _base_refs(opts.get("subnetwork")) if ref in net_dict and ref not in deps]
         is_output = bool(opts.get("is_output_layer")) or bool(opts.get("loss")) or name == "output"
         specs[name] = LayerSpec(name, layer_class, sources, opts, is_output, deps)
     order = _topological_order(specs)
@@ -139,6 +140,23 @@ def resolve_network(
     if not outputs:
         raise NetworkError("the network has no output layer (name one 'output', or set a loss or is_output_layer)")
     return NetworkDescription({n: specs[n] for n in order}, outputs, data_keys)
+
+
+def _base_refs(subnetwork: Any) -> list[str]:
+    """Layers of the enclosing network that a ``subnetwork`` reads as ``base:NAME`` (at any depth)."""
+    if not isinstance(subnetwork, Mapping):
+        return []
+    refs: list[str] = []
+    for layer in subnetwork.values():
+        if not isinstance(layer, Mapping):
+            continue
+        srcs = layer.get("from", [])
+        for src in [srcs] if isinstance(srcs, str) else srcs:
+            if isinstance(src, str) and src.startswith("base:"):
+                refs.append(src[len("base:") :])
+        # a nested subnetwork's base: refers to this subnetwork, whose own base: refs bubble up here
+        refs += [r[len("base:") :] for r in _base_refs(layer.get("subnetwork")) if r.startswith("base:")]
+    return refs
 
 
 def _topological_order(specs: Mapping[str, LayerSpec]) -> list[str]:

@@ -181,3 +181,12 @@ def test_datasets_are_closed_after_the_task_even_on_failure(tmp_path, manager):
     with pytest.raises(TrainingError):
         run(make_config(tmp_path / "x", train={"class": "ToyDataset", "num_seqs": 30, "nan_in_epoch": 1}), manager)
     assert ToyDataset.instances and all(d.closed for d in ToyDataset.instances)
+
+
+def test_batching_key_orders_the_train_set(tmp_path, manager):
+    from toy_plugin import ToyDataset
+
+    ToyDataset.instances.clear()
+    run(make_config(tmp_path, num_epochs=1, batching="sorted", train={"class": "ToyDataset", "num_seqs": 9}), manager)
+    train = ToyDataset.instances[0]
+    assert train.seq_ordering == "sorted" and ToyDataset.instances[1].seq_ordering == "default"

@@ -54,3 +54,18 @@ def test_data_key_sources_and_outputs():
 def test_errors_name_the_layer(net, pattern):
     with pytest.raises(NetworkError, match=pattern):
         resolve_network(net, KEYS)
+
+
+def test_subnetwork_base_refs_are_dependencies():
+    net = resolve_network(
+        {
+            "output": {"class": "softmax", "from": "sub", "loss": "ce"},
+            "sub": {"class": "subnetwork", "from": "data",
+                    "subnetwork": {"output": {"class": "combine", "from": ["data", "base:side"]}}},
+            "side": {"class": "linear", "from": "data", "n_out": 3},
+        },
+        KEYS,
+    )
+    order = list(net.layers)
+    assert order.index("side") < order.index("sub") < order.index("output")
+    assert "side" in net["sub"].deps
