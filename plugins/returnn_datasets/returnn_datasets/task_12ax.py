@@ -11,6 +11,9 @@ from returnn_datasets.generating import GeneratingDataset
 
 INPUT_SYMBOLS = "123ABCXYZ"
 OUTPUT_SYMBOLS = "LR"
+# ASCII code -> class index, to map whole strings at once
+_INPUT_INDEX = np.zeros(128, dtype=np.int64)
+_INPUT_INDEX[[ord(c) for c in INPUT_SYMBOLS]] = np.arange(len(INPUT_SYMBOLS))
 
 
 def targets_12ax(symbols: str) -> str:
@@ -36,6 +39,21 @@ def targets_12ax(symbols: str) -> str:
     return "".join(out)
 
 
+class _Uniforms:
+    """Uniform [0, 1) draws taken from one pre-drawn block (refilled when used up): one RNG call per seq."""
+
+    def __init__(self, rng: np.random.RandomState, block: int) -> None:
+        self.rng, self.block = rng, block
+        self.values: list[float] = rng.random_sample(block).tolist()
+        self.pos = 0
+
+    def __call__(self) -> float:
+        if self.pos == len(self.values):
+            self.values, self.pos = self.rng.random_sample(self.block).tolist(), 0
+        self.pos += 1
+        return self.values[self.pos - 1]
+
+
 class Task12AXDataset(GeneratingDataset):
     """12AX: dense one-hot ``data`` over "123ABCXYZ" (dim 9), sparse ``classes`` L/R (2 classes), lengths 10-100."""
 
@@ -48,30 +66,35 @@ class Task12AXDataset(GeneratingDataset):
 
     def generate_symbols(self, rng: np.random.RandomState, length: int) -> str:
         """A random input string: digits now and then, inner loops of letter pairs and distractors."""
+        u = _Uniforms(rng, 16 * length)
         parts: list[str] = []
         size = 0
         while size < length:
-            if rng.uniform() < 0.4:
-                parts.append("12"[rng.randint(2)] if rng.uniform() < 0.9 else "3")
-            for _ in range(rng.randint(1, 5)):
-                r = rng.uniform()
+            if u() < 0.4:
+                parts.append("12"[int(u() * 2)] if u() < 0.9 else "3")
+                size += 1
+            for _ in range(1 + int(u() * 4)):
+                r = u()
                 if r < 0.7:
-                    # the pairs that can give R, and their near misses
-                    parts.append(("AX", "BY", "AY", "BX")[rng.choice(4, p=(0.35, 0.35, 0.15, 0.15))])
+                    # the pairs that can give R (35% each), and their near misses (15% each)
+                    c = u()
+                    part = "AX" if c < 0.35 else "BY" if c < 0.7 else "AY" if c < 0.85 else "BX"
                 elif r < 0.85:
-                    parts.append("CZ"[rng.randint(2)] + "XYZ"[rng.randint(3)])
+                    part = "CZ"[int(u() * 2)] + "XYZ"[int(u() * 3)]
                 else:
-                    parts.append(INPUT_SYMBOLS[rng.randint(len(INPUT_SYMBOLS))])
-            size = sum(len(p) for p in parts)
+                    part = INPUT_SYMBOLS[int(u() * len(INPUT_SYMBOLS))]
+                parts.append(part)
+                size += len(part)
         return "".join(parts)[:length]
 
     def generate_seq(self, seq_idx: int, rng: np.random.RandomState, epoch: int) -> dict[str, np.ndarray]:
         """One 12AX seq: its one-hot input and its L/R targets."""
         length = rng.randint(self.min_seq_len, self.max_seq_len + 1)
         symbols = self.generate_symbols(rng, length)
+        targets = np.frombuffer(targets_12ax(symbols).encode("ascii"), dtype=np.uint8) == ord("R")
         return {
-            "data": self.one_hot([INPUT_SYMBOLS.index(c) for c in symbols]),
-            "classes": self.sparse([OUTPUT_SYMBOLS.index(c) for c in targets_12ax(symbols)]),
+            "data": self.one_hot(_INPUT_INDEX[np.frombuffer(symbols.encode("ascii"), dtype=np.uint8)]),
+            "classes": self.sparse(targets.astype(np.int32)),
         }
 
     @staticmethod
