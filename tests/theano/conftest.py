@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from returnn_core.config import Config
-from returnn_core.datasets import BatchData, DataSpec, DatasetSeq, ExternData, generate_batches
+from returnn_core.datasets import BatchData, DatasetSeq, DataSpec, ExternData, generate_batches
 from returnn_core.log import Log
 from returnn_core.network import resolve_network
 from returnn_core.plugin import PluginManager

@@ -9,11 +9,11 @@ import sys
 
 import pytest
 from conftest import make_backend, theano_manager
+from returnn_theano.pytensor_setup import extra_flags
 
 from returnn_core.datasets import DataSpec
 from returnn_core.errors import UnknownNameError
 from returnn_core.plugin import Registrar, hookimpl
-from returnn_theano.pytensor_setup import extra_flags
 
 EXTERN = {"data": DataSpec(3), "classes": DataSpec(2, sparse=True)}
 
