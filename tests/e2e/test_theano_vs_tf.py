@@ -45,7 +45,7 @@ CASES = {
          "output": {"class": "softmax", "loss": "ctc", "from": "fw"}},
         {"optimizer": {"class": "nadam"}, "gradient_clip_global_norm": 1.0}, "ctc",
     ),
-    "adadelta-adagrad-ff": (
+    "adagrad-ff-slice": (
         {"h": {"class": "linear", "n_out": 7, "activation": "sigmoid"},
          "s": {"class": "slice", "axis": "F", "slice_start": 1, "from": "h"},
          "output": {"class": "softmax", "loss": "ce", "from": ["s", "h"]}},
