@@ -101,3 +101,10 @@ def returnn_register_updaters(registry: Registrar) -> None:
     """TF optimizers."""
     for name, target in OPTIMIZERS.items():
         registry.register(name, f"returnn_tf.optimizers:{target}", backend=BACKEND)
+
+
+@hookimpl
+def returnn_register_cli_tools(registry: Registrar) -> None:
+    """``returnn tf-distributed``."""
+    registry.register("tf-distributed", "returnn_tf.launcher:main",
+                      description="train a config data-parallel on N local TF workers (MultiWorkerMirroredStrategy)")

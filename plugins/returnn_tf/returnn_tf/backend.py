@@ -11,7 +11,8 @@ import tensorflow as tf
 from returnn_core.engine.backend import Backend, StepResult
 from returnn_core.engine.optimizer_config import OptimizerSettings
 from returnn_core.errors import ConfigError, NetworkError
-from returnn_tf.checkpoint import assign_values, read_values, save_variables
+from returnn_tf.checkpoint import INDEX_SUFFIX, assign_values, read_values, save_variables
+from returnn_tf.distributed import Workers
 from returnn_tf.network import TFNetwork
 
 if TYPE_CHECKING:
@@ -49,6 +50,11 @@ class TFBackend(Backend):
     def __init__(self, config: Config, manager: PluginManager, log: Log) -> None:
         super().__init__(config, manager, log)
         configure_devices(config)
+        # the strategy must exist before any other TF op runs in this process
+        self.workers = Workers.from_env(timeout=config.float("distributed_timeout", None))
+        if self.workers is None and config.typed_value("distributed", None):
+            log.v2("tf backend: 'distributed' is set but TF_CONFIG names no workers: training in one process "
+                   "(start the workers with: returnn tf-distributed CONFIG)")
         self.seed = config.int("random_seed", 42) or 0
         tf.random.set_seed(self.seed)
         self.net: TFNetwork | None = None
@@ -60,6 +66,7 @@ class TFBackend(Backend):
         self._has_error: list[bool] = []
         self._no_tags = tf.constant([], tf.string)
         self._summary_writer: Any = None
+        self._broadcasts: dict[bool, Any] = {}
 
     # -- building -------------------------------------------------------------------------------------------
     def build(self, network: NetworkDescription, extern_data: ExternData, *, train: bool) -> None:
@@ -83,6 +90,11 @@ class TFBackend(Backend):
             if self.settings.accum_grad_multiple_step > 1:
                 self._accum = {k: tf.Variable(tf.zeros_like(v), trainable=False) for k, v in self.trainable.items()}
         self._make_functions(train)
+        if self.workers is not None:
+            # identical initial state on all workers, whatever the initializers did
+            self._broadcast_state(params_only=False)
+            self.log.v3(f"tf backend: worker {self.workers.rank} of {self.workers.num_workers} "
+                        "(MultiWorkerMirroredStrategy)")
         self.log.v4(f"tf backend: {len(net.params)} parameters "
                     f"({sum(int(np.prod(v.shape)) for v in net.params.values())} values)")
 
@@ -100,10 +112,22 @@ class TFBackend(Backend):
     def _make_functions(self, train: bool) -> None:
         data_sig, lens_sig = self._signature(self.step_keys)
         tags_sig = tf.TensorSpec([None], tf.string)
-        self._eval_fn = tf.function(self._eval_graph, input_signature=(data_sig, lens_sig, tags_sig))
-        if train:
-            lr_sig = tf.TensorSpec([], tf.float32)
-            self._train_fn = tf.function(self._train_graph, input_signature=(data_sig, lens_sig, tags_sig, lr_sig))
+        scalar = tf.TensorSpec([], tf.float32)
+        workers = self.workers
+        if workers is None:
+            self._eval_fn = tf.function(self._eval_graph, input_signature=(data_sig, lens_sig, tags_sig))
+        else:
+            self._eval_fn = tf.function(lambda data, lens, tags, weight: workers.run(self._eval_graph,
+                                                                                   (data, lens, tags, weight)),
+                                        input_signature=(data_sig, lens_sig, tags_sig, scalar))
+        if not train:
+            return
+        if workers is None:
+            self._train_fn = tf.function(self._train_graph, input_signature=(data_sig, lens_sig, tags_sig, scalar))
+        else:
+            self._train_fn = tf.function(lambda data, lens, tags, lr, weight: workers.run(
+                self._train_graph, (data, lens, tags, lr, weight)),
+                input_signature=(data_sig, lens_sig, tags_sig, scalar, scalar))
 
     # -- compiled steps -------------------------------------------------------------------------------------
     def _pack(self, results: list[tuple[tf.Tensor, tf.Tensor | None, tf.Tensor]]) -> tf.Tensor:
@@ -114,35 +138,53 @@ class TFBackend(Backend):
         return tf.stack(flat)
 
     def _objective(self, results: list[tuple[tf.Tensor, tf.Tensor | None, tf.Tensor]]) -> tf.Tensor:
+        frames = [f for _, _, f in results]
+        l2_scale = 1.0
+        if self.workers is not None:
+            # normalise by the frames of the global batch; the workers' gradients are summed, and so is the L2 term
+            frames = tf.unstack(self.workers.all_sum(tf.stack(frames))) if frames else []
+            l2_scale = 1.0 / self.workers.num_workers
         total = tf.constant(0.0)
-        for term, (loss, _, frames) in zip(self.net.loss_terms, results):
-            total += term.scale * loss / tf.maximum(frames, 1.0)
+        for term, (loss, _, _), n in zip(self.net.loss_terms, results, frames):
+            total += term.scale * loss / tf.maximum(n, 1.0)
         for key, l2 in self.net.param_l2.items():
-            total += l2 * tf.reduce_sum(tf.square(self.net.params[key]))
+            total += l2 * l2_scale * tf.reduce_sum(tf.square(self.net.params[key]))
         return total
 
-    def _eval_graph(self, data: dict, lens: dict, tags: tf.Tensor) -> tf.Tensor:
+    @staticmethod
+    def _weighted(results: list[tuple[tf.Tensor, tf.Tensor | None, tf.Tensor]],
+                  weight: tf.Tensor | None) -> list[tuple[tf.Tensor, tf.Tensor | None, tf.Tensor]]:
+        if weight is None:
+            return results
+        return [(loss * weight, None if err is None else err * weight, frames * weight) for loss, err, frames in results]
+
+    def _eval_graph(self, data: dict, lens: dict, tags: tf.Tensor, weight: tf.Tensor | None = None) -> tf.Tensor:
         d = self.net.make_data(data, lens)
         outputs = self.net.compute(d, train=False)
-        return self._pack(self.net.loss_values(outputs, d, tags))
+        packed = self._pack(self._weighted(self.net.loss_values(outputs, d, tags), weight))
+        return packed if self.workers is None else self.workers.all_sum(packed)
 
-    def _train_graph(self, data: dict, lens: dict, tags: tf.Tensor, lr: tf.Tensor) -> tf.Tensor:
+    def _train_graph(self, data: dict, lens: dict, tags: tf.Tensor, lr: tf.Tensor,
+                     weight: tf.Tensor | None = None) -> tf.Tensor:
         self.learning_rate.assign(lr)
         names = list(self.trainable)
         variables = [self.trainable[n] for n in names]
         d = self.net.make_data(data, lens)
         with tf.GradientTape() as tape:
             outputs = self.net.compute(d, train=True)
-            results = self.net.loss_values(outputs, d, tags)
+            results = self._weighted(self.net.loss_values(outputs, d, tags), weight)
             objective = self._objective(results)
         grads = tape.gradient(objective, variables)
+        if self.workers is not None:
+            grads = self.workers.all_sum_gradients(grads)
         grads = self._process_gradients(grads)
         if self._accum is None:
             self.optimizer.apply(grads, variables, names, self.learning_rate)
         else:
             self._accumulate(grads, variables, names)
         self.global_step.assign_add(1)
-        return self._pack(results)
+        packed = self._pack(results)
+        return packed if self.workers is None else self.workers.all_sum(packed)
 
     def _process_gradients(self, grads: list[Any]) -> list[Any]:
         s = self.settings
@@ -196,14 +238,22 @@ class TFBackend(Backend):
         return res
 
     def train_step(self, batch: BatchData, learning_rate: float) -> StepResult:
-        """One update; returns the losses computed before it."""
-        data, lens, tags = self._feed(batch, self.step_keys)
-        return self._result(self._train_fn(data, lens, tags, np.float32(learning_rate)).numpy())
+        """One update; returns the losses computed before it (with several workers: summed over them)."""
+        if self.workers is None:
+            data, lens, tags = self._feed(batch, self.step_keys)
+            return self._result(self._train_fn(data, lens, tags, np.float32(learning_rate)).numpy())
+        share, weight = self.workers.shard(batch)
+        data, lens, tags = self._feed(share, self.step_keys)
+        return self._result(self._train_fn(data, lens, tags, np.float32(learning_rate), np.float32(weight)).numpy())
 
     def eval_step(self, batch: BatchData) -> StepResult:
         """Losses and errors without an update (dropout off)."""
-        data, lens, tags = self._feed(batch, self.step_keys)
-        return self._result(self._eval_fn(data, lens, tags).numpy())
+        if self.workers is None:
+            data, lens, tags = self._feed(batch, self.step_keys)
+            return self._result(self._eval_fn(data, lens, tags).numpy())
+        share, weight = self.workers.shard(batch)
+        data, lens, tags = self._feed(share, self.step_keys)
+        return self._result(self._eval_fn(data, lens, tags, np.float32(weight)).numpy())
 
     def forward_step(self, batch: BatchData, layer: str) -> tuple[np.ndarray, np.ndarray]:
         """Output of ``layer``: (B, T, D) (or (B, T) if sparse) and its seq lengths."""
@@ -238,16 +288,37 @@ class TFBackend(Backend):
         return out
 
     def save(self, prefix: str) -> list[str]:
-        """Write parameters and optimizer state as ``<prefix>.data-*`` and ``<prefix>.index`` (last)."""
+        """Write parameters and optimizer state as ``<prefix>.data-*`` and ``<prefix>.index`` (last).
+
+        A worker other than the chief writes only an empty marker (in its scratch model dir, see
+        ``returnn tf-distributed``) so that its epoch count stays in step with the chief's checkpoints.
+        """
+        if self.workers is not None and not self.workers.is_chief:
+            os.makedirs(os.path.dirname(os.path.abspath(prefix)), exist_ok=True)
+            open(prefix + INDEX_SUFFIX, "wb").close()
+            return [prefix + INDEX_SUFFIX]
         return save_variables(prefix, self._state_variables(params_only=False))
 
     def load(self, prefix: str, *, params_only: bool = False) -> None:
-        """Restore parameters (and unless ``params_only`` the optimizer state) from a checkpoint."""
-        values = read_values(prefix)
-        assign_values(self.net.params, values, source=f"checkpoint {prefix}")
-        if not params_only:
-            extra = {k: v for k, v in self._state_variables(params_only=False).items() if k not in self.net.params}
-            assign_values(extra, values, source=f"checkpoint {prefix}", required=False)
+        """Restore parameters (and unless ``params_only`` the optimizer state) from a checkpoint.
+
+        With several workers the chief reads it and broadcasts the values to the others.
+        """
+        if self.workers is None or self.workers.is_chief:
+            values = read_values(prefix)
+            assign_values(self.net.params, values, source=f"checkpoint {prefix}")
+            if not params_only:
+                extra = {k: v for k, v in self._state_variables(params_only=False).items() if k not in self.net.params}
+                assign_values(extra, values, source=f"checkpoint {prefix}", required=False)
+        if self.workers is not None:
+            self._broadcast_state(params_only)
+
+    def _broadcast_state(self, params_only: bool) -> None:
+        fn = self._broadcasts.get(params_only)
+        if fn is None:
+            state = self._state_variables(params_only)
+            fn = self._broadcasts[params_only] = self.workers.make_broadcast([state[k] for k in sorted(state)])
+        fn()
 
     def get_param_values(self) -> dict[str, np.ndarray]:
         """All parameters by canonical name."""
@@ -261,7 +332,9 @@ class TFBackend(Backend):
         assign_values({k: self.net.params[k] for k in values}, values, source="set_param_values")
 
     def epoch_summary(self, epoch: int, scores: dict[str, Any]) -> None:
-        """Write the epoch's scores and learning rate as TensorBoard scalars under the model dir."""
+        """Write the epoch's scores and learning rate as TensorBoard scalars under the model dir (chief only)."""
+        if self.workers is not None and not self.workers.is_chief:
+            return
         log_dir = self.config.value("tf_log_dir", None)
         if log_dir is None:
             model = self.config.value("model", None)

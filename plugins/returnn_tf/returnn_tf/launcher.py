@@ -1,0 +1,186 @@
+"""``returnn tf-distributed [--workers N] CONFIG... [++key value]``: data-parallel training on N local workers.
+
+Starts N ``returnn`` processes with a ``TF_CONFIG`` naming all of them (ports from the OS), so the TF backend
+trains with ``MultiWorkerMirroredStrategy``. Worker 0 (the chief) is the run: its output is this command's
+output, and only it writes checkpoints, the learning-rate file, log files and summaries. The other workers get
+``model``/``learning_rate_file`` in a scratch directory (removed at the end) that holds only empty checkpoint
+markers mirroring the chief's epochs, so a resumed run starts all workers at the same epoch; their output is
+shown only when one fails. Imports no TensorFlow.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+
+from returnn_core.config import Config
+from returnn_core.engine.checkpoints import checkpoint_prefix, completed_epochs
+from returnn_core.errors import ConfigError
+
+USAGE = "usage: returnn tf-distributed [--workers N] CONFIG... [++key value ...]"
+#: the TF backend's checkpoint marker
+MARKER = ".index"
+TAIL_LINES = 40
+
+
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct ports the OS reports free on localhost."""
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind(("localhost", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def tf_config(ports: Sequence[int], rank: int) -> str:
+    """The ``TF_CONFIG`` of worker ``rank``."""
+    return json.dumps({"cluster": {"worker": [f"localhost:{p}" for p in ports]},
+                       "task": {"type": "worker", "index": rank}})
+
+
+def parse_args(argv: Sequence[str]) -> tuple[int | None, list[str]]:
+    """``(--workers value or None, the config arguments)``."""
+    args = list(argv)
+    workers = None
+    if args[:1] in (["--workers"], ["-n"]):
+        if len(args) < 2:
+            raise ConfigError(f"{USAGE}\n--workers needs a number")
+        try:
+            workers = int(args[1])
+        except ValueError:
+            raise ConfigError(f"--workers {args[1]!r}: expected a number") from None
+        args = args[2:]
+    elif args[:1] and args[0].startswith("--workers="):
+        workers = int(args[0].split("=", 1)[1])
+        args = args[1:]
+    if not args or args[0] in ("-h", "--help"):
+        raise ConfigError(USAGE)
+    return workers, args
+
+
+def num_workers(option: int | None, config: Config) -> int:
+    """``--workers``, else ``distributed = {"workers": N}`` from the config."""
+    if option is None:
+        dist = config.dict("distributed", {}) or {}
+        option = dist.get("workers", 1)
+    try:
+        n = int(option)
+    except (TypeError, ValueError):
+        raise ConfigError(f"distributed workers {option!r}: expected a number") from None
+    if n < 1:
+        raise ConfigError(f"distributed workers must be at least 1, got {n}")
+    return n
+
+
+def worker_overrides(config: Config, scratch: str, rank: int) -> list[str]:
+    """``++`` overrides that keep a non-chief worker's files in ``scratch``, with the chief's epoch markers."""
+    model = config.value("model", None)
+    if not model:
+        raise ConfigError("tf-distributed needs 'model' (the checkpoint path prefix) in the config")
+    own_dir = os.path.join(scratch, f"worker-{rank}")
+    os.makedirs(own_dir, exist_ok=True)
+    own_model = os.path.join(own_dir, os.path.basename(model))
+    for epoch in completed_epochs(model, MARKER):
+        open(checkpoint_prefix(own_model, epoch) + MARKER, "wb").close()
+    out = ["++model", own_model]
+    lr_file = config.value("learning_rate_file", None)
+    if lr_file:
+        own_lr = os.path.join(own_dir, "learning_rates")
+        if os.path.exists(lr_file):
+            shutil.copyfile(lr_file, own_lr)
+        out += ["++learning_rate_file", own_lr]
+    if config.has("log"):
+        out += ["++log", "[]" if isinstance(config.typed_value("log"), (list, tuple)) else ""]
+    return out
+
+
+class _Tail(threading.Thread):
+    """Keeps the last lines of a worker's output."""
+
+    def __init__(self, stream) -> None:
+        super().__init__(daemon=True)
+        self.stream = stream
+        self.lines: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
+
+    def run(self) -> None:
+        for line in self.stream:
+            self.lines.append(line)
+
+
+def _stop(procs: Sequence[subprocess.Popen]) -> None:
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    for p in procs:
+        try:
+            p.wait(max(deadline - time.monotonic(), 0.1))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+def main(argv: Sequence[str]) -> int:
+    """Run the config's training on N local workers; exit status of the run (the first failing worker's)."""
+    option, args = parse_args(argv)
+    config = Config.from_args(args)
+    n = num_workers(option, config)
+    task = config.value("task", "train")
+    if n == 1 or task != "train":
+        from returnn_core.cli.run import run_config
+
+        return run_config(args)  # only training is data-parallel
+    ports = free_ports(n)
+    scratch = tempfile.mkdtemp(prefix="returnn-tf-workers-")
+    procs: list[subprocess.Popen] = []
+    tails: dict[int, _Tail] = {}
+    try:
+        for rank in range(n):
+            env = dict(os.environ, TF_CONFIG=tf_config(ports, rank))
+            cmd = [sys.executable, "-m", "returnn_core", *args]
+            if rank == 0:
+                procs.append(subprocess.Popen(cmd, env=env))
+                continue
+            cmd += worker_overrides(config, scratch, rank)
+            proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            procs.append(proc)
+            tails[rank] = _Tail(proc.stdout)
+            tails[rank].start()
+        while True:
+            codes = [p.poll() for p in procs]
+            failed = [r for r, c in enumerate(codes) if c not in (None, 0)]
+            if failed:
+                rank = failed[0]
+                _stop(procs)
+                if rank in tails:
+                    tails[rank].join(2)
+                    sys.stderr.write(f"returnn tf-distributed: worker {rank} exited with status {codes[rank]}; "
+                                     f"its last output:\n{''.join(tails[rank].lines)}")
+                else:
+                    sys.stderr.write(f"returnn tf-distributed: worker 0 exited with status {codes[rank]}; "
+                                     "stopped the other workers\n")
+                return codes[rank] if codes[rank] > 0 else 1  # killed by a signal
+            if all(c == 0 for c in codes):
+                return 0
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        _stop(procs)
+        raise
+    finally:
+        _stop(procs)
+        shutil.rmtree(scratch, ignore_errors=True)
