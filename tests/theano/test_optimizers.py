@@ -109,3 +109,18 @@ def test_unknown_optimizer_and_option() -> None:
         _setup(optimizer={"class": "adamm"})
     with pytest.raises(ConfigError, match="Adam: unknown option.*betta"):
         _setup(optimizer={"class": "adam", "betta": 0.1})
+
+
+def test_accum_grad_multiple_step() -> None:
+    backend, bd, x, t = _setup(accum_grad_multiple_step=2, optimizer={"class": "momentum", "momentum": 0.5})
+    p0 = {k: v.astype("float64") for k, v in backend.get_param_values().items()}
+    backend.train_step(bd, LR)
+    for k, v in backend.get_param_values().items():
+        np.testing.assert_array_equal(v, p0[k].astype("float32"))  # only accumulated
+    backend.train_step(bd, LR)
+    g = _grads(p0, x, t)  # both steps saw the same parameters and batch: the mean is g
+    p1 = backend.get_param_values()
+    for k in p0:
+        np.testing.assert_allclose(p1[k], p0[k] - LR * g[k], rtol=1e-4, atol=1e-6)
+    backend.train_step(bd, LR)
+    assert all(np.array_equal(v, p1[k]) for k, v in backend.get_param_values().items())

@@ -212,9 +212,31 @@ class TheanoBackend(Backend):
                 std = np.float32(self.settings.gradient_noise)
                 grads = [g + ctx.rand.normal(std, g.shape) for g in grads]
             lr = pt.scalar("learning_rate", dtype=floatX)
-            updates = self.optimizer.updates(params, grads, lr) + list(ctx.updates) + ctx.rand.updates()
+            n_accum = self.settings.accum_grad_multiple_step
+            if n_accum > 1:
+                updates = self._accumulating_updates(params, grads, lr, n_accum)
+            else:
+                updates = self.optimizer.updates(params, grads, lr)
+            updates += list(ctx.updates) + ctx.rand.updates()
             self._train_fn = self._compile(self._loss_outputs(losses), losses, updates=updates, lr=lr, what="train")
         return self._train_fn
+
+    def _accumulating_updates(self, params: list[Any], grads: list[Any], lr: Any, n: int) -> list[tuple[Any, Any]]:
+        """Sum gradients over ``n`` steps; every ``n``-th step the optimizer applies their mean."""
+        assert self.optimizer is not None
+        counter = pytensor.shared(np.int64(0), name="accum_grad/step")
+        self.optimizer.slots[counter.name] = counter
+        apply_now = pt.eq((counter + 1) % n, 0)
+        accums = []
+        for p in params:
+            acc = pytensor.shared(np.zeros_like(p.get_value(borrow=True)), name=f"accum_grad/{p.name}")
+            self.optimizer.slots[acc.name] = acc
+            accums.append(acc)
+        summed = [acc + g for acc, g in zip(accums, grads, strict=True)]
+        applied = self.optimizer.updates(params, [s / np.float32(n) for s in summed], lr)
+        updates = [(var, pt.switch(apply_now, new, var)) for var, new in applied]
+        updates += [(acc, pt.switch(apply_now, pt.zeros_like(s), s)) for acc, s in zip(accums, summed, strict=True)]
+        return [*updates, (counter, counter + 1)]
 
     def _eval_function(self) -> _StepFunction:
         if self._eval_fn is None:
