@@ -9,7 +9,7 @@ pytest.importorskip("returnn_tf")
 pytest.importorskip("returnn_theano")
 
 from returnn_core.config import Config  # noqa: E402
-from returnn_core.datasets import DataSpec, DatasetSeq, ExternData, generate_batches  # noqa: E402
+from returnn_core.datasets import DatasetSeq, DataSpec, ExternData, generate_batches  # noqa: E402
 from returnn_core.errors import UnknownNameError  # noqa: E402
 from returnn_core.log import Log  # noqa: E402
 from returnn_core.network import resolve_network  # noqa: E402

@@ -89,3 +89,11 @@ def test_unknown_unit_names_the_layer() -> None:
     net = {"r": {"class": "rec", "unit": "lstmm", "n_out": 3}, "output": {"class": "softmax", "loss": "ce", "from": "r"}}
     with pytest.raises(UnknownNameError, match=r"layer 'r'.*rec unit 'lstmm'.*did you mean 'lstm'"):
         make_backend(net, EXTERN)
+
+
+def test_late_pytensor_import_is_reported_and_still_uses_c_linker(tmp_path) -> None:
+    code = ("import pytensor; from returnn_theano.pytensor_setup import late_import_warning, compile_mode; "
+            "print(late_import_warning()); print(compile_mode().linker)")
+    warning, linker = _python(code, {"RETURNN_CACHE_DIR": str(tmp_path), "PYTENSOR_FLAGS": ""}).splitlines()[-2:]
+    assert "imported before returnn-theano" in warning and "base_compiledir" in warning
+    assert "VMLinker(use_cloop=True" in linker  # the C VM, not Numba

@@ -17,7 +17,7 @@ from returnn_theano._pt import floatX, pt, pytensor, shared_rng
 from returnn_theano.layers.base import BuildContext, Layer, LayerOutput, ParamStore, RandomSource
 from returnn_theano.losses import LossTerms
 from returnn_theano.optimizers import Optimizer, clip_gradients
-from returnn_theano.pytensor_setup import compile_mode
+from returnn_theano.pytensor_setup import compile_mode, late_import_warning
 
 if TYPE_CHECKING:
     from returnn_core.config import Config
@@ -58,6 +58,9 @@ class TheanoBackend(Backend):
         seed = config.int("random_seed", 42) if config is not None else 42
         self.params = ParamStore(seed=seed)
         self.rng = shared_rng(seed=seed + 1, name="dropout_rng")
+        warning = late_import_warning()
+        if warning:
+            log.v2(f"theano backend: {warning}")
         self.network: NetworkDescription | None = None
         self.optimizer: Optimizer | None = None
         self.settings: OptimizerSettings | None = None

@@ -48,6 +48,22 @@ def extra_flags(flags: str) -> list[str]:
     return extra
 
 
+def late_import_warning() -> str | None:
+    """Why RETURNN's defaults could not be applied (PyTensor was imported before this plugin), else None."""
+    if os.environ.get(FLAGS_ENV, "").find(cache_dir("pytensor")) >= 0:
+        return None
+    import pytensor
+
+    if not str(pytensor.config.compiledir).startswith(cache_dir("pytensor")) and not _user_sets(
+        "base_compiledir", os.environ.get(FLAGS_ENV, "")
+    ):
+        return (
+            f"PyTensor was imported before returnn-theano could configure it; its compile cache stays in "
+            f"{pytensor.config.compiledir} (import returnn_theano first, or set PYTENSOR_FLAGS=base_compiledir=...)"
+        )
+    return None
+
+
 def configure() -> None:
     """Add RETURNN's defaults to ``PYTENSOR_FLAGS``; must run before ``pytensor`` is imported to take effect."""
     if "pytensor" in sys.modules:
