@@ -5,10 +5,11 @@ Two settings, all float32 on CPU, every sequence full length:
 * ``1x500``: one LSTM layer, T=50, B=40, input 500, 500 units;
 * ``5x500 BLSTM``: the seed's setup, 5 bidirectional layers of 500 units per direction, T=50, B=40, input 40.
 
-One step = forward, a sum loss, and gradients w.r.t. the input and all parameters. Each implementation runs
-in its own subprocess with the same thread count for every library (``--threads``, default 2: TF intra/inter-op
-pools, torch.set_num_threads, OpenBLAS/OpenMP env vars) and reports the best and the median of ``--repeat``
-timed steps after warm-up (the best is the steadier number on a shared machine). The GEMM-bound limit is the step's GEMM FLOPs divided by the sgemm GFLOP/s measured on this machine
+One step = forward, a sum loss, and gradients w.r.t. the input and all parameters. Per setting one subprocess
+builds every implementation with the same thread count for every library (``--threads``, default 2: TF
+intra/inter-op pools, torch.set_num_threads, NativeLSTM's OpenMP threads, OpenBLAS/OpenMP env vars), then times
+them round-robin, one step each per round (so changing load on a shared machine hits all alike), and reports the
+best and the median of ``--repeat`` steps. The GEMM-bound limit is the step's GEMM FLOPs divided by the sgemm GFLOP/s measured on this machine
 (NumPy's OpenBLAS) at the per-step recurrent shape (B, n) x (n, 4n) and at a large square size.
 
     python benchmarks/lstm.py [--threads 2] [--repeat 10] [--only native_tf,torch]
@@ -24,6 +25,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 
 SETTINGS = {
     "1x500": {"T": 50, "B": 40, "n_in": 500, "n": 500, "layers": 1, "bidirectional": False},
@@ -49,16 +51,30 @@ def gemm_flops(s: dict) -> float:
     return total
 
 
-def _time_steps(step, repeat: int, sync=lambda r: r) -> float:
+def _time_steps(step, repeat: int) -> dict:
     for _ in range(3):
-        sync(step())
+        step()
     times = []
     for _ in range(repeat):
         start = time.perf_counter()
-        sync(step())
+        step()
         times.append(time.perf_counter() - start)
     times.sort()
     return {"best": times[0], "median": times[len(times) // 2]}
+
+
+def _time_interleaved(steps: dict, repeat: int) -> dict:
+    """Time the steps round-robin, one step each per round, so load changes on the machine hit all alike."""
+    for step in steps.values():
+        for _ in range(2):
+            step()
+    times: dict = {name: [] for name in steps}
+    for _ in range(repeat):
+        for name, step in steps.items():
+            start = time.perf_counter()
+            step()
+            times[name].append(time.perf_counter() - start)
+    return {name: {"best": min(t), "median": sorted(t)[len(t) // 2]} for name, t in times.items()}
 
 
 def _tf_setup(threads: int):
@@ -80,14 +96,10 @@ def _tf_step(tf, layer_fns, x, variables):
             loss = tf.reduce_sum(h)
         return tape.gradient(loss, [x, *variables])
 
-    return lambda: step(x)
+    return lambda: [r.numpy() for r in step(x)]
 
 
-def _tf_sync(res):
-    return [r.numpy() for r in res]
-
-
-def run_native_tf(s: dict, threads: int, repeat: int) -> float:
+def run_native_tf(s: dict, threads: int, repeat: int) -> Callable[[], object]:
     tf = _tf_setup(threads)
     from returnn_native.cpu_kernels import set_num_threads
     from returnn_native.tf_unit import NativeLstmUnit
@@ -107,10 +119,10 @@ def run_native_tf(s: dict, threads: int, repeat: int) -> float:
             dir_fns.append(lambda h, unit=unit, p=p, d=direction: unit(p, h, mask, direction=d)[0])
         layer_fns.append(lambda h, fns=dir_fns: tf.concat([f(h) for f in fns], axis=-1) if len(fns) > 1 else fns[0](h))
         n_in = s["n"] * len(dir_fns)
-    return _time_steps(_tf_step(tf, layer_fns, x, variables), repeat, _tf_sync)
+    return _tf_step(tf, layer_fns, x, variables)
 
 
-def run_blocklstm(s: dict, threads: int, repeat: int) -> float:
+def run_blocklstm(s: dict, threads: int, repeat: int) -> Callable[[], object]:
     tf = _tf_setup(threads)
     from tensorflow.python.ops import rnn_grad  # noqa: F401  (registers the BlockLSTM gradient)
 
@@ -140,10 +152,10 @@ def run_blocklstm(s: dict, threads: int, repeat: int) -> float:
             dir_fns.append(fn)
         layer_fns.append(lambda h, fns=dir_fns: tf.concat([f(h) for f in fns], axis=-1) if len(fns) > 1 else fns[0](h))
         n_in = n * len(dir_fns)
-    return _time_steps(_tf_step(tf, layer_fns, x, variables), repeat, _tf_sync)
+    return _tf_step(tf, layer_fns, x, variables)
 
 
-def run_keras(s: dict, threads: int, repeat: int) -> float:
+def run_keras(s: dict, threads: int, repeat: int) -> Callable[[], object]:
     tf = _tf_setup(threads)
     import keras
 
@@ -159,10 +171,10 @@ def run_keras(s: dict, threads: int, repeat: int) -> float:
     for layer in layers:
         h = layer(h)  # builds the weights
     variables = [v.value for layer in layers for v in layer.trainable_weights]
-    return _time_steps(_tf_step(tf, layers, x, variables), repeat, _tf_sync)
+    return _tf_step(tf, layers, x, variables)
 
 
-def run_torch(s: dict, threads: int, repeat: int) -> float:
+def run_torch(s: dict, threads: int, repeat: int) -> Callable[[], object]:
     import torch
 
     torch.set_num_threads(threads)
@@ -178,13 +190,12 @@ def run_torch(s: dict, threads: int, repeat: int) -> float:
         y.sum().backward()
         return x.grad
 
-    return _time_steps(step, repeat)
+    return step
 
 
-def run_native_pytensor(s: dict, threads: int, repeat: int) -> float:
+def run_native_pytensor(s: dict, threads: int, repeat: int) -> Callable[[], object]:
     import numpy as np
 
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
     from returnn_core.paths import cache_dir
 
     os.environ.setdefault("PYTENSOR_FLAGS", f"base_compiledir={cache_dir('pytensor')},blas__ldflags=")
@@ -212,7 +223,7 @@ def run_native_pytensor(s: dict, threads: int, repeat: int) -> float:
     grads = pytensor.grad(h.sum(), [x, *params])
     f = pytensor.function([x], grads, mode="CVM")
     x_val = rng.normal(size=(s["B"], s["T"], s["n_in"])).astype("float32")
-    return _time_steps(lambda: f(x_val), repeat)
+    return lambda: f(x_val)
 
 
 def run_sgemm(s: dict, threads: int, repeat: int) -> dict:
@@ -241,7 +252,17 @@ RUNNERS = {
 
 
 def _worker(args: argparse.Namespace) -> None:
-    result = RUNNERS[args.worker](SETTINGS[args.setting], args.threads, args.repeat)
+    s = SETTINGS[args.setting]
+    if args.worker == "sgemm":
+        result = run_sgemm(s, args.threads, args.repeat)
+    else:
+        steps = {}
+        for impl in args.worker.split(","):
+            try:
+                steps[impl] = RUNNERS[impl](s, args.threads, args.repeat)
+            except Exception as exc:  # one broken library should not sink the table
+                sys.stderr.write(f"{impl}: {type(exc).__name__}: {exc}\n")
+        result = _time_interleaved(steps, args.repeat)
     print("RESULT " + json.dumps(result))
 
 
@@ -273,19 +294,20 @@ def main() -> None:
         _worker(args)
         return
     impls = [i for i in (args.only.split(",") if args.only else IMPLS) if i]
-    print(f"LSTM fwd+bwd, float32, CPU, {args.threads} threads for every library, {args.repeat} timed steps\n")
+    print(f"LSTM fwd+bwd, float32, CPU, {args.threads} threads for every library, {args.repeat} timed steps each,"
+          " interleaved round-robin in one process\n")
     for setting in args.settings.split(","):
         s = SETTINGS[setting]
         flops = gemm_flops(s)
         sgemm = _spawn("sgemm", setting, args.threads, args.repeat) or {}
-        results = {impl: _spawn(impl, setting, args.threads, args.repeat) for impl in impls}
+        results = _spawn(",".join(impls), setting, args.threads, args.repeat) or {}
         print(f"### {setting}: T={s['T']} B={s['B']} in={s['n_in']} n={s['n']} layers={s['layers']}"
               f"{' bidirectional' if s['bidirectional'] else ''}; {flops / 1e9:.1f} GFLOP per step")
         print("| implementation | best ms / step | median ms | GFLOP/s (best) | NativeLSTM (TF) speedup |")
         print("|---|---:|---:|---:|---:|")
         ref = results.get("native_tf")
         for impl in impls:
-            res = results[impl]
+            res = results.get(impl)
             if res is None:
                 print(f"| {IMPLS[impl]} | failed | | | |")
                 continue
