@@ -48,13 +48,14 @@ def test_key_covers_source_flags_and_compiler(tmp_path) -> None:
     key = spec.key()
     assert _spec(tmp_path, flags=("-O2",)).key() != key
     assert _spec(tmp_path, source=SOURCE + "\n// changed\n").key() != key
-    other = BuildSpec(name="answer", sources=spec.sources, compiler=type(spec.compiler)("/x/g++", "g++ 0.1"),
-                      flags=spec.flags)
+    other = BuildSpec(
+        name="answer", sources=spec.sources, compiler=type(spec.compiler)("/x/g++", "g++ 0.1"), flags=spec.flags
+    )
     assert other.key() != key
 
 
 def test_broken_source_reports_compiler_log(tmp_path) -> None:
-    spec = _spec(tmp_path, source="extern \"C\" int answer(void) { return undefined_thing; }\n")
+    spec = _spec(tmp_path, source='extern "C" int answer(void) { return undefined_thing; }\n')
     with pytest.raises(NativeCompileError) as info:
         build_library(spec, root=str(tmp_path / "cache"))
     msg = str(info.value)
@@ -75,9 +76,9 @@ def test_parallel_processes_compile_once(tmp_path) -> None:
         import sys
         from returnn_native.build_cache import BuildSpec, build_library
         from returnn_native.toolchain import find_cxx
-        spec = BuildSpec(name="answer", sources=({str(tmp_path / 'answer.cc')!r},), compiler=find_cxx(),
+        spec = BuildSpec(name="answer", sources=({str(tmp_path / "answer.cc")!r},), compiler=find_cxx(),
                          flags=("-O1",))
-        print("COMPILED" if build_library(spec, root={str(tmp_path / 'shared')!r}).compiled else "CACHED")
+        print("COMPILED" if build_library(spec, root={str(tmp_path / "shared")!r}).compiled else "CACHED")
         """
     )
     procs = [subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True) for _ in range(3)]

@@ -6,7 +6,6 @@ import subprocess
 
 import numpy as np
 import pytest
-
 from returnn_native.build_cache import source_path
 from returnn_native.cuda_kernels import cuda_build_enabled, gpu_count
 from returnn_native.toolchain import find_nvcc
@@ -35,9 +34,20 @@ def test_cuda_source_compiles(tmp_path) -> None:
     assert nvcc is not None
     out = tmp_path / "lstm_cuda.o"
     proc = subprocess.run(
-        [nvcc.path, "-c", "-std=c++17", "-Xcompiler", "-fPIC", f"-I{source_path()}", source_path("lstm_cuda.cu"),
-         "-o", str(out)],
-        capture_output=True, text=True, check=False,
+        [
+            nvcc.path,
+            "-c",
+            "-std=c++17",
+            "-Xcompiler",
+            "-fPIC",
+            f"-I{source_path()}",
+            source_path("lstm_cuda.cu"),
+            "-o",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert out.stat().st_size > 0
@@ -58,6 +68,7 @@ def test_cuda_matches_cpu(direction: int) -> None:
         for a, b in zip(cpu[:3], gpu[:3]):
             np.testing.assert_allclose(b, a, atol=1e-4, rtol=1e-4)
         grads = (case.W_re, case.mask, case.h0, case.c0, *cpu[3:], case.dy, case.dh, case.dc)
-        for a, b in zip(cpu_kernels.lstm_bwd(*grads, direction=direction),
-                        cuda_kernels.lstm_bwd(*grads, direction=direction)):
+        for a, b in zip(
+            cpu_kernels.lstm_bwd(*grads, direction=direction), cuda_kernels.lstm_bwd(*grads, direction=direction)
+        ):
             np.testing.assert_allclose(b, a, atol=1e-4, rtol=1e-4)

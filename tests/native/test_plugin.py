@@ -72,5 +72,6 @@ def test_bad_direction_is_clear() -> None:
     from returnn_native.errors import NativeOpError
 
     with pytest.raises(NativeOpError, match="direction"):
-        cpu_kernels.lstm_fwd(np.zeros((1, 1, 4)), np.zeros((1, 4)), np.ones((1, 1)), np.zeros((1, 1)),
-                             np.zeros((1, 1)), direction=2)
+        cpu_kernels.lstm_fwd(
+            np.zeros((1, 1, 4)), np.zeros((1, 4)), np.ones((1, 1)), np.zeros((1, 1)), np.zeros((1, 1)), direction=2
+        )

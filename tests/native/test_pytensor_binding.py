@@ -50,9 +50,14 @@ def native(p, x, mask, h0, c0, direction):
 
 def run_with_grads(fn, case: LstmCase, mode: str | None = None):
     """Values and gradients of sum(y*dy) + sum(h*dh) + sum(c*dc) w.r.t. x, params and initial state."""
-    sym = {"x": pt.tensor3("x", dtype="float32"), "W": pt.matrix("W", dtype="float32"),
-           "W_re": pt.matrix("W_re", dtype="float32"), "b": pt.vector("b", dtype="float32"),
-           "h0": pt.matrix("h0", dtype="float32"), "c0": pt.matrix("c0", dtype="float32")}
+    sym = {
+        "x": pt.tensor3("x", dtype="float32"),
+        "W": pt.matrix("W", dtype="float32"),
+        "W_re": pt.matrix("W_re", dtype="float32"),
+        "b": pt.vector("b", dtype="float32"),
+        "h0": pt.matrix("h0", dtype="float32"),
+        "c0": pt.matrix("c0", dtype="float32"),
+    }
     mask = pt.matrix("mask", dtype="float32")
     p = {"W": sym["W"], "W_re": sym["W_re"], "b": sym["b"], "_n_in": case.x.shape[-1], "_n": case.n}
     y, (h, c) = fn(p, sym["x"], mask, sym["h0"], sym["c0"], case.direction)
@@ -131,5 +136,9 @@ def test_bad_shape_names_the_input() -> None:
     m, h0 = pt.matrix(dtype="float32"), pt.matrix(dtype="float32")
     f = pytensor.function([z, w, m, h0], native_lstm(z, w, m, h0, h0)[0], mode="CVM")
     with pytest.raises(ValueError, match="mask"):
-        f(np.zeros((2, 3, 8), np.float32), np.zeros((2, 8), np.float32), np.zeros((2, 4), np.float32),
-          np.zeros((2, 2), np.float32))
+        f(
+            np.zeros((2, 3, 8), np.float32),
+            np.zeros((2, 8), np.float32),
+            np.zeros((2, 4), np.float32),
+            np.zeros((2, 2), np.float32),
+        )

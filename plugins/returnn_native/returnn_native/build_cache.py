@@ -37,8 +37,17 @@ class BuildSpec:
         for path in (*self.sources, *self.depends):
             with open(path, "rb") as f:
                 h.update(os.path.basename(path).encode() + b"\0" + f.read() + b"\0")
-        for part in (self.compiler.path, self.compiler.version, *self.flags, "|", *self.link_flags, "|",
-                     *self.key_extra, "|", *self.shared_flags):
+        for part in (
+            self.compiler.path,
+            self.compiler.version,
+            *self.flags,
+            "|",
+            *self.link_flags,
+            "|",
+            *self.key_extra,
+            "|",
+            *self.shared_flags,
+        ):
             h.update(part.encode() + b"\0")
         return h.hexdigest()[:20]
 
@@ -77,7 +86,9 @@ def build_library(spec: BuildSpec, *, root: str | None = None, force: bool = Fal
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
         except OSError as exc:
-            raise NativeCompileError(f"native op {spec.name}: cannot run compiler {spec.compiler.path!r}: {exc}") from exc
+            raise NativeCompileError(
+                f"native op {spec.name}: cannot run compiler {spec.compiler.path!r}: {exc}"
+            ) from exc
         seconds = time.perf_counter() - start
         log = (proc.stdout or "") + (proc.stderr or "")
         with open(os.path.join(out_dir, "build.log"), "w", encoding="utf-8") as f:
@@ -91,8 +102,18 @@ def build_library(spec: BuildSpec, *, root: str | None = None, force: bool = Fal
                 f"command: {' '.join(cmd)}\ncompiler log (full log in {out_dir}/build.log):\n{tail}"
             )
         with open(os.path.join(out_dir, "meta.json"), "w", encoding="utf-8") as f:
-            json.dump({"name": spec.name, "command": cmd, "seconds": seconds, "compiler": spec.compiler.version,
-                       "key_extra": list(spec.key_extra), "pid": os.getpid()}, f, indent=1)
+            json.dump(
+                {
+                    "name": spec.name,
+                    "command": cmd,
+                    "seconds": seconds,
+                    "compiler": spec.compiler.version,
+                    "key_extra": list(spec.key_extra),
+                    "pid": os.getpid(),
+                },
+                f,
+                indent=1,
+            )
         os.replace(tmp_path, lib_path)
     return BuildResult(lib_path, compiled=True, seconds=seconds, command=cmd)
 

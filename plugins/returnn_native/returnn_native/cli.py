@@ -36,12 +36,20 @@ def _build_theano() -> str:
 
     from returnn_native.pytensor_ops import native_lstm
 
-    z, w, m, s = (pt.tensor3(dtype="float32"), pt.matrix(dtype="float32"), pt.matrix(dtype="float32"),
-                  pt.matrix(dtype="float32"))
+    z, w, m, s = (
+        pt.tensor3(dtype="float32"),
+        pt.matrix(dtype="float32"),
+        pt.matrix(dtype="float32"),
+        pt.matrix(dtype="float32"),
+    )
     y, h, c = native_lstm(z, w, m, s, s)
     f = pytensor.function([z, w, m, s], [y, *pytensor.grad(y.sum() + h.sum() + c.sum(), [z, w, s])], mode="CVM")
-    f(np.ones((1, 1, 4), np.float32), np.ones((1, 4), np.float32), np.ones((1, 1), np.float32),
-      np.zeros((1, 1), np.float32))
+    f(
+        np.ones((1, 1, 4), np.float32),
+        np.ones((1, 4), np.float32),
+        np.ones((1, 1), np.float32),
+        np.zeros((1, 1), np.float32),
+    )
     return f"PyTensor compile cache {pytensor.config.compiledir}"
 
 
@@ -66,8 +74,12 @@ def main(argv: list[str]) -> int:
         description="Compile native ops (NativeLstm) into the cache ($RETURNN_CACHE_DIR/native) ahead of use.",
     )
     parser.add_argument("ops", nargs="*", default=[], help=f"ops to build (default: all: {', '.join(OPS)})")
-    parser.add_argument("--backend", action="append", choices=BACKENDS,
-                        help="backend binding to build (repeatable; default: cpu plus every installed backend)")
+    parser.add_argument(
+        "--backend",
+        action="append",
+        choices=BACKENDS,
+        help="backend binding to build (repeatable; default: cpu plus every installed backend)",
+    )
     parser.add_argument("--force", action="store_true", help="rebuild the CPU kernel library even when cached")
     parser.add_argument("--list", action="store_true", help="list the ops and their signatures, build nothing")
     args = parser.parse_args(argv)

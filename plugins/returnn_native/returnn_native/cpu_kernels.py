@@ -126,8 +126,17 @@ def run_fwd(fn: Any, z: Any, w_re: Any, mask: Any, h0: Any, c0: Any, direction: 
 
 
 def lstm_bwd(
-    w_re: Any, mask: Any, h0: Any, c0: Any, gates: Any, cells: Any, h_prev: Any, dy: Any, dh_final: Any,
-    dc_final: Any, direction: int = 1,
+    w_re: Any,
+    mask: Any,
+    h0: Any,
+    c0: Any,
+    gates: Any,
+    cells: Any,
+    h_prev: Any,
+    dy: Any,
+    dh_final: Any,
+    dc_final: Any,
+    direction: int = 1,
 ) -> tuple[Any, ...]:
     """NativeLstm backward on NumPy arrays: (dz, dw_re, dh0, dc0)."""
     args = (w_re, mask, h0, c0, gates, cells, h_prev, dy, dh_final, dc_final)
@@ -135,8 +144,18 @@ def lstm_bwd(
 
 
 def run_bwd(
-    fn: Any, w_re: Any, mask: Any, h0: Any, c0: Any, gates: Any, cells: Any, h_prev: Any, dy: Any, dh_final: Any,
-    dc_final: Any, direction: int = 1,
+    fn: Any,
+    w_re: Any,
+    mask: Any,
+    h0: Any,
+    c0: Any,
+    gates: Any,
+    cells: Any,
+    h_prev: Any,
+    dy: Any,
+    dh_final: Any,
+    dc_final: Any,
+    direction: int = 1,
 ) -> tuple[Any, ...]:
     """Check and convert the arrays, allocate the outputs, call the C backward function ``fn``."""
     import numpy as np
@@ -145,9 +164,16 @@ def run_bwd(
     B, T, n4 = gates.shape
     n = n4 // 4
     args = [
-        _arr(w_re, (n, n4), "w_re"), _arr(mask, (B, T), "mask"), _arr(h0, (B, n), "h0"), _arr(c0, (B, n), "c0"),
-        _arr(gates, (B, T, n4), "gates"), _arr(cells, (B, T, n), "cells"), _arr(h_prev, (B, T, n), "h_prev"),
-        _arr(dy, (B, T, n), "dy"), _arr(dh_final, (B, n), "dh_final"), _arr(dc_final, (B, n), "dc_final"),
+        _arr(w_re, (n, n4), "w_re"),
+        _arr(mask, (B, T), "mask"),
+        _arr(h0, (B, n), "h0"),
+        _arr(c0, (B, n), "c0"),
+        _arr(gates, (B, T, n4), "gates"),
+        _arr(cells, (B, T, n), "cells"),
+        _arr(h_prev, (B, T, n), "h_prev"),
+        _arr(dy, (B, T, n), "dy"),
+        _arr(dh_final, (B, n), "dh_final"),
+        _arr(dc_final, (B, n), "dc_final"),
     ]
     dz = np.empty((B, T, n4), np.float32)
     dw = np.empty((n, n4), np.float32)

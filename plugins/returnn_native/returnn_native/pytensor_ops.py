@@ -145,11 +145,13 @@ class _NativeLstmCOp(COp):
         # the kernel library's cache folder name carries the hash of its sources and toolchain
         return (1, os.path.basename(os.path.dirname(build_cpu_kernels().path)))
 
+
 def _f32(v: Any, ndim: int, what: str) -> Any:
     v = pt.as_tensor_variable(v)
     if v.ndim != ndim:
         raise NativeOpError(f"NativeLstm: {what} must have {ndim} dims, got {v.ndim} ({v.type})")
     return pt.cast(v, "float32") if v.dtype != "float32" else v
+
 
 class NativeLstmOp(_NativeLstmCOp):
     """Forward: (z, w_re, mask, h0, c0) -> (y, h_final, c_final, gates, cells, h_prev)."""
@@ -182,6 +184,7 @@ class NativeLstmOp(_NativeLstmCOp):
         dz, dw_re, dh0, dc0 = NativeLstmGradOp(self.direction)(w_re, mask, h0, c0, *outputs[3:], *grads)
         return [dz, dw_re, disconnected_type(), dh0, dc0]
 
+
 class NativeLstmGradOp(_NativeLstmCOp):
     """Gradient: (w_re, mask, h0, c0, gates, cells, h_prev, dy, dh_final, dc_final) -> (dz, dw_re, dh0, dc0)."""
 
@@ -197,9 +200,7 @@ class NativeLstmGradOp(_NativeLstmCOp):
             storage[0] = value
 
     def c_code(self, node: Any, name: str, inp: list[str], out: list[str], sub: dict[str, str]) -> str:
-        names = dict(
-            zip(("w_re", "mask", "h0", "c0", "gates", "cells", "h_prev", "dy", "dh_final", "dc_final"), inp)
-        )
+        names = dict(zip(("w_re", "mask", "h0", "c0", "gates", "cells", "h_prev", "dy", "dh_final", "dc_final"), inp))
         names.update(zip(("dz", "dw_re", "dh0", "dc0"), out))
         return _BWD_CODE % {**names, "direction": self.direction, "fail": sub["fail"]}
 
