@@ -105,8 +105,26 @@ def test_no_retrace_across_batch_shapes() -> None:
     for b in batches:
         backend.train_step(b, 0.01)
         backend.eval_step(b)
-    assert backend._train_fn.experimental_get_tracing_count() == 1
-    assert backend._eval_fn.experimental_get_tracing_count() == 1
+    assert backend._train_fn.function.experimental_get_tracing_count() == 1
+    assert backend._eval_fn.function.experimental_get_tracing_count() == 1
+
+
+def test_compiled_step_matches_the_ordinary_call_and_checks_shapes() -> None:
+    import tensorflow as tf
+    from returnn_tf.compiled import CompiledStep
+
+    def f(d: dict, scale: tf.Tensor) -> dict:
+        return {"sum": tf.reduce_sum(d["x"]) * scale, "n": tf.shape(d["y"])[0]}
+
+    sig = ({"x": tf.TensorSpec([None, 3], tf.float32, name="x"), "y": tf.TensorSpec([None], tf.int32)},
+           tf.TensorSpec([], tf.float32))
+    step = CompiledStep(f, sig, name="test step")
+    x = np.arange(6, dtype=np.float32).reshape(2, 3)
+    out = step({"x": x, "y": np.array([1, 2, 3], np.int32)}, np.float32(2.0))
+    ref = step.function({"x": x, "y": np.array([1, 2, 3], np.int32)}, np.float32(2.0))
+    assert float(out["sum"]) == float(ref["sum"]) == 30.0 and int(out["n"]) == int(ref["n"]) == 3
+    with pytest.raises(NetworkError, match=r"test step: input x has shape \[2, 4\]"):
+        step({"x": np.zeros((2, 4), np.float32), "y": np.zeros(1, np.int32)}, np.float32(1.0))
 
 
 def test_loss_without_target_and_no_loss() -> None:

@@ -12,6 +12,7 @@ from returnn_core.engine.backend import Backend, StepResult
 from returnn_core.engine.optimizer_config import OptimizerSettings
 from returnn_core.errors import ConfigError, NetworkError
 from returnn_tf.checkpoint import INDEX_SUFFIX, assign_values, read_values, save_variables
+from returnn_tf.compiled import CompiledStep
 from returnn_tf.distributed import Workers
 from returnn_tf.network import TFNetwork
 
@@ -115,19 +116,18 @@ class TFBackend(Backend):
         scalar = tf.TensorSpec([], tf.float32)
         workers = self.workers
         if workers is None:
-            self._eval_fn = tf.function(self._eval_graph, input_signature=(data_sig, lens_sig, tags_sig))
+            self._eval_fn = CompiledStep(self._eval_graph, (data_sig, lens_sig, tags_sig), name="eval step")
         else:
-            self._eval_fn = tf.function(lambda data, lens, tags, weight: workers.run(self._eval_graph,
-                                                                                   (data, lens, tags, weight)),
-                                        input_signature=(data_sig, lens_sig, tags_sig, scalar))
+            self._eval_fn = CompiledStep(lambda data, lens, tags, weight: workers.run(
+                self._eval_graph, (data, lens, tags, weight)), (data_sig, lens_sig, tags_sig, scalar), name="eval step")
         if not train:
             return
         if workers is None:
-            self._train_fn = tf.function(self._train_graph, input_signature=(data_sig, lens_sig, tags_sig, scalar))
+            self._train_fn = CompiledStep(self._train_graph, (data_sig, lens_sig, tags_sig, scalar), name="train step")
         else:
-            self._train_fn = tf.function(lambda data, lens, tags, lr, weight: workers.run(
-                self._train_graph, (data, lens, tags, lr, weight)),
-                input_signature=(data_sig, lens_sig, tags_sig, scalar, scalar))
+            self._train_fn = CompiledStep(lambda data, lens, tags, lr, weight: workers.run(
+                self._train_graph, (data, lens, tags, lr, weight)), (data_sig, lens_sig, tags_sig, scalar, scalar),
+                name="train step")
 
     # -- compiled steps -------------------------------------------------------------------------------------
     def _pack(self, results: list[tuple[tf.Tensor, tf.Tensor | None, tf.Tensor]]) -> tf.Tensor:
@@ -272,7 +272,7 @@ class TFBackend(Backend):
                     return tensor, tf.ones([tf.shape(tensor)[0]], tf.int32)
                 return tensor, out.seq_lens
 
-            fn = self._forward_fns[layer] = tf.function(forward, input_signature=(data_sig, lens_sig))
+            fn = self._forward_fns[layer] = CompiledStep(forward, (data_sig, lens_sig), name=f"forward {layer}")
         data, lens, _ = self._feed(batch, self.input_keys)
         out, seq_lens = fn(data, lens)
         return out.numpy(), seq_lens.numpy()
