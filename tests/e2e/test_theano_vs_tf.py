@@ -40,6 +40,17 @@ CASES = {
                     "from": "comb"}},
         {"optimizer": {"class": "momentum", "momentum": 0.8}}, "mse",
     ),
+    "conv2d-shapes-adadelta": (
+        {"split": {"class": "split_dims", "axis": "F", "dims": (2, 2)},
+         "conv": {"class": "conv", "filter_size": (3, 2), "n_out": 3, "padding": "same", "from": "split",
+                  "activation": "tanh"},
+         "pool": {"class": "pool", "mode": "avg", "pool_size": (2, 1), "strides": (1, 1), "padding": "same",
+                  "from": "conv"},
+         "merge": {"class": "merge_dims", "axes": "static", "from": "pool"},
+         "red": {"class": "reduce", "mode": "max", "axes": "F", "keep_dims": True, "from": "merge"},
+         "output": {"class": "softmax", "loss": "ce", "from": ["merge", "red"]}},
+        {"optimizer": {"class": "adadelta"}}, "ce",
+    ),
     "ctc-nadam": (
         {"fw": {"class": "rec", "unit": "standardlstm", "n_out": 6},
          "output": {"class": "softmax", "loss": "ctc", "from": "fw"}},

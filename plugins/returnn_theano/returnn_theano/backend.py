@@ -80,7 +80,7 @@ class TheanoBackend(Backend):
             if spec.sparse:
                 value = pt.matrix(key, dtype=spec.dtype or "int32")
             else:
-                value = pt.tensor3(key, dtype=floatX)
+                value = pt.tensor3(key, dtype=floatX, shape=(None, None, spec.dim))
             self._inputs[key] = (value, pt.ivector(f"{key}:seq_lens"))
         if train:
             self._train_ctx = self._build_graph(train=True)

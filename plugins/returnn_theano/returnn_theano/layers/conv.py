@@ -24,6 +24,21 @@ def out_seq_lens(seq_lens: Any, size: int, stride: int, dilation: int, padding: 
     return pt.maximum((seq_lens - eff) // stride + 1, 0).astype("int32")
 
 
+def static_out_shape(x: Any, sizes: tuple[int, ...], strides: tuple[int, ...], dilation: tuple[int, ...],
+                     padding: str, dim: int | None) -> list[int | None]:
+    """The output shape as far as it is known statically (spatial axes after time, and the feature dim)."""
+    shape: list[int | None] = [None, None]
+    for i in range(1, len(sizes)):
+        length = x.type.shape[1 + i]
+        if length is None:
+            shape.append(None)
+        elif padding == "same":
+            shape.append((length + strides[i] - 1) // strides[i])
+        else:
+            shape.append(max((length - (sizes[i] - 1) * dilation[i] - 1) // strides[i] + 1, 0))
+    return [*shape, dim]
+
+
 class _SpatialLayer(Layer):
     """Options shared by conv and pool: window size, ``strides``, ``dilation_rate``, ``padding``."""
 
@@ -115,6 +130,7 @@ class ConvLayer(_SpatialLayer):
             out = term if out is None else out + term
         if self.opt("with_bias", True):
             out = out + self.param("b", (n_out,), self.opt("bias_init", "zeros"))
+        out = pt.specify_shape(out, static_out_shape(x, sizes, strides, dilation, padding, n_out))
         lens = out_seq_lens(src.seq_lens, sizes[0], strides[0], dilation[0], padding)
         return with_activation(self, out, lens, n_out)
 
@@ -144,5 +160,6 @@ class PoolLayer(_SpatialLayer):
             total = sum(v for _, v in views)
             count = sum(v for _, v in count_views)
             out = total / pt.maximum(count, 1.0)
+        out = pt.specify_shape(out, static_out_shape(x, sizes, strides, dilation, padding, src.dim))
         lens = out_seq_lens(src.seq_lens, sizes[0], strides[0], dilation[0], padding)
         return LayerOutput(out, lens, src.dim)
