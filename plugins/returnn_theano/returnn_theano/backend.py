@@ -68,6 +68,7 @@ class TheanoBackend(Backend):
         self._train_ctx: BuildContext | None = None
         self._eval_ctx: BuildContext | None = None
         self._train_fn: _StepFunction | None = None
+        self._train_parts: tuple[list[_LossLayer], list[tuple[Any, Any]], Any] | None = None
         self._eval_fn: _StepFunction | None = None
         self._forward_fns: dict[str, _StepFunction] = {}
 
@@ -196,8 +197,9 @@ class TheanoBackend(Backend):
             outputs += t.host_outputs
         return outputs
 
-    def _train_function(self) -> _StepFunction:
-        if self._train_fn is None:
+    def _train_graph(self) -> tuple[list[_LossLayer], list[tuple[Any, Any]], Any]:
+        """Losses, updates (creating the optimizer's slots) and the learning-rate input; built once."""
+        if self._train_parts is None:
             if self._train_ctx is None or self.optimizer is None or self.settings is None:
                 raise TrainingError("the theano backend was built without train=True; cannot train")
             ctx = self._train_ctx
@@ -221,6 +223,12 @@ class TheanoBackend(Backend):
             else:
                 updates = self.optimizer.updates(params, grads, lr)
             updates += list(ctx.updates) + ctx.rand.updates()
+            self._train_parts = (losses, updates, lr)
+        return self._train_parts
+
+    def _train_function(self) -> _StepFunction:
+        if self._train_fn is None:
+            losses, updates, lr = self._train_graph()
             self._train_fn = self._compile(self._loss_outputs(losses), losses, updates=updates, lr=lr, what="train")
         return self._train_fn
 
@@ -337,7 +345,7 @@ class TheanoBackend(Backend):
     def _optimizer_slots(self) -> dict[str, Any]:
         if self.optimizer is None:
             return {}
-        self._train_function()  # slots are created with the update rules
+        self._train_graph()  # slots are created with the update rules, no compile needed
         return dict(self.optimizer.slots)
 
     def save(self, prefix: str) -> list[str]:
