@@ -144,9 +144,20 @@ def run_blocklstm(s: dict, threads: int, repeat: int) -> Callable[[], object]:
             def fn(h, w=w, b=b, d=direction):
                 if d < 0:
                     h = tf.reverse(h, [0])
-                out = tf.raw_ops.BlockLSTM(seq_len_max=seq_len, x=h, cs_prev=zeros, h_prev=zeros, w=w, wci=peep,
-                                           wcf=peep, wco=peep, b=b, forget_bias=0.0, cell_clip=-1.0,
-                                           use_peephole=False).h
+                out = tf.raw_ops.BlockLSTM(
+                    seq_len_max=seq_len,
+                    x=h,
+                    cs_prev=zeros,
+                    h_prev=zeros,
+                    w=w,
+                    wci=peep,
+                    wcf=peep,
+                    wco=peep,
+                    b=b,
+                    forget_bias=0.0,
+                    cell_clip=-1.0,
+                    use_peephole=False,
+                ).h
                 return tf.reverse(out, [0]) if d < 0 else out
 
             dir_fns.append(fn)
@@ -179,8 +190,7 @@ def run_torch(s: dict, threads: int, repeat: int) -> Callable[[], object]:
 
     torch.set_num_threads(threads)
     torch.manual_seed(1)
-    lstm = torch.nn.LSTM(s["n_in"], s["n"], num_layers=s["layers"], bidirectional=s["bidirectional"],
-                         batch_first=True)
+    lstm = torch.nn.LSTM(s["n_in"], s["n"], num_layers=s["layers"], bidirectional=s["bidirectional"], batch_first=True)
     x = torch.randn(s["B"], s["T"], s["n_in"], requires_grad=True)
 
     def step():
@@ -214,8 +224,10 @@ def run_native_pytensor(s: dict, threads: int, repeat: int) -> Callable[[], obje
         outs = []
         for direction in (1, -1) if s["bidirectional"] else (1,):
             unit = NativeLstmUnit(n_in, s["n"])
-            p = {k: pytensor.shared((rng.normal(size=spec.shape) * 0.05).astype("float32"))
-                 for k, spec in unit.param_specs().items()}
+            p = {
+                k: pytensor.shared((rng.normal(size=spec.shape) * 0.05).astype("float32"))
+                for k, spec in unit.param_specs().items()
+            }
             params += list(p.values())
             outs.append(unit(p, h, mask, direction=direction)[0])
         h = pt.concatenate(outs, axis=-1) if len(outs) > 1 else outs[0]
@@ -253,6 +265,10 @@ RUNNERS = {
 
 def _worker(args: argparse.Namespace) -> None:
     s = SETTINGS[args.setting]
+    if "torch" in args.worker.split(","):
+        # torch's own libgomp reads OMP_* when it loads; load it before returnn_native sets OMP_WAIT_POLICY for
+        # its kernels, so torch runs with its default settings
+        import torch  # noqa: F401
     if args.worker == "sgemm":
         result = run_sgemm(s, args.threads, args.repeat)
     else:
@@ -271,12 +287,22 @@ def _spawn(impl: str, setting: str, threads: int, repeat: int) -> object:
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         env[var] = str(threads)
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    cmd = [sys.executable, os.path.abspath(__file__), "--worker", impl, "--setting", setting,
-           "--threads", str(threads), "--repeat", str(repeat)]
+    cmd = [
+        sys.executable,
+        os.path.abspath(__file__),
+        "--worker",
+        impl,
+        "--setting",
+        setting,
+        "--threads",
+        str(threads),
+        "--repeat",
+        str(repeat),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
     for line in proc.stdout.splitlines():
         if line.startswith("RESULT "):
-            return json.loads(line[len("RESULT "):])
+            return json.loads(line[len("RESULT ") :])
     sys.stderr.write(f"{impl} / {setting} failed:\n{proc.stderr[-3000:]}\n")
     return None
 
@@ -294,15 +320,19 @@ def main() -> None:
         _worker(args)
         return
     impls = [i for i in (args.only.split(",") if args.only else IMPLS) if i]
-    print(f"LSTM fwd+bwd, float32, CPU, {args.threads} threads for every library, {args.repeat} timed steps each,"
-          " interleaved round-robin in one process\n")
+    print(
+        f"LSTM fwd+bwd, float32, CPU, {args.threads} threads for every library, {args.repeat} timed steps each,"
+        " interleaved round-robin in one process\n"
+    )
     for setting in args.settings.split(","):
         s = SETTINGS[setting]
         flops = gemm_flops(s)
         sgemm = _spawn("sgemm", setting, args.threads, args.repeat) or {}
         results = _spawn(",".join(impls), setting, args.threads, args.repeat) or {}
-        print(f"### {setting}: T={s['T']} B={s['B']} in={s['n_in']} n={s['n']} layers={s['layers']}"
-              f"{' bidirectional' if s['bidirectional'] else ''}; {flops / 1e9:.1f} GFLOP per step")
+        print(
+            f"### {setting}: T={s['T']} B={s['B']} in={s['n_in']} n={s['n']} layers={s['layers']}"
+            f"{' bidirectional' if s['bidirectional'] else ''}; {flops / 1e9:.1f} GFLOP per step"
+        )
         print("| implementation | best ms / step | median ms | GFLOP/s (best) | NativeLSTM (TF) speedup |")
         print("|---|---:|---:|---:|---:|")
         ref = results.get("native_tf")
@@ -316,8 +346,10 @@ def main() -> None:
             print(f"| {IMPLS[impl]} | {sec * 1e3:.1f} | {res['median'] * 1e3:.1f} | {flops / sec / 1e9:.0f} | {rel} |")
         for name, gflops in sgemm.items():
             label = "(B,n)x(n,4n)" if name == "step" else "2000^3"
-            print(f"| GEMM-bound limit, {label} sgemm at {gflops:.0f} GFLOP/s | {flops / gflops / 1e6:.1f} | | "
-                  f"{gflops:.0f} | |")
+            print(
+                f"| GEMM-bound limit, {label} sgemm at {gflops:.0f} GFLOP/s | {flops / gflops / 1e6:.1f} | | "
+                f"{gflops:.0f} | |"
+            )
         print()
 
 
