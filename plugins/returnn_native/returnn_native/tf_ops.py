@@ -18,12 +18,12 @@ _lock = threading.Lock()
 
 
 def tf_op_spec() -> BuildSpec:
-    """How the TensorFlow op library is built (and keyed: TF version, compile flags, kernel library)."""
+    """How the TensorFlow op library is built (and keyed: TF version, compile flags, kernel library).
+
+    CPU kernels only: no CUDA code is compiled into it (the GPU kernels of ``cuda_kernels`` have no TF binding yet).
+    """
     import tensorflow as tf
 
-    if tf.test.is_built_with_cuda():
-        # CUDA kernels are only built for a CUDA-enabled TensorFlow; the CPU kernels are registered either way.
-        pass
     kernels = build_cpu_kernels().path
     kernel_dir, kernel_file = kernels.rsplit("/", 1)
     return BuildSpec(
