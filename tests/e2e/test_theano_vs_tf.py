@@ -51,6 +51,16 @@ CASES = {
          "output": {"class": "softmax", "loss": "ce", "from": ["merge", "red"]}},
         {"optimizer": {"class": "adadelta"}}, "ce",
     ),
+    "window-pad-last-state-sgd": (
+        {"win": {"class": "window", "window_size": 3},
+         "flat": {"class": "merge_dims", "axes": "static", "from": "win"},
+         "padded": {"class": "pad", "axes": "F", "padding": (1, 2), "value": 0.5, "from": "flat"},
+         "rec": {"class": "rec", "unit": "gru", "n_out": 4, "from": "padded"},
+         "last": {"class": "get_last_hidden_state", "from": "rec"},
+         "comb": {"class": "combine", "kind": "mul", "from": ["rec", "last"]},
+         "output": {"class": "softmax", "loss": "ce", "from": ["comb", "padded"]}},
+        {"optimizer": {"class": "sgd"}}, "ce",
+    ),
     "ctc-nadam": (
         {"fw": {"class": "rec", "unit": "standardlstm", "n_out": 6},
          "output": {"class": "softmax", "loss": "ctc", "from": "fw"}},
@@ -116,9 +126,10 @@ def test_first_steps_agree(case: str) -> None:
 
 
 def test_tf_only_layer_error_names_the_backend() -> None:
-    net = {"win": {"class": "window", "window_size": 3}, "output": {"class": "softmax", "loss": "ce", "from": "win"}}
+    net = {"chunk": {"class": "time_chunking", "chunk_size": 3},
+           "output": {"class": "softmax", "loss": "ce", "from": "chunk"}}
     with pytest.raises(UnknownNameError) as info:
         _backend("theano", net, {})
     msg = str(info.value)
-    assert msg.startswith("layer 'win': unknown layer class 'window' for backend 'theano'")
+    assert msg.startswith("layer 'chunk': unknown layer class 'time_chunking' for backend 'theano'")
     assert "only backend 'tf' has it" in msg

@@ -179,3 +179,31 @@ def test_bad_options_name_the_layer() -> None:
     with pytest.raises(NetworkError, match=r"layer 'add': sources have different feature dims"):
         make_backend({"a": {"class": "linear", "n_out": 2}, "add": {"class": "combine", "from": ["a", "data"]},
                       "output": {"class": "copy", "from": "add"}}, EXTERN, train=False)
+
+
+def test_window_pad_and_last_state(data) -> None:
+    net = {
+        "win": {"class": "window", "window_size": 3},
+        "pad_t": {"class": "pad", "axes": "T", "padding": (1, 2), "value": 9.0},
+        "pad_f": {"class": "pad", "axes": "F", "padding": 1},
+        "rec": {"class": "rec", "unit": "rnn", "n_out": 2},
+        "last": {"class": "get_last_hidden_state", "from": "rec"},
+        "output": {"class": "softmax", "from": "rec", "loss": "ce"},
+    }
+    outs, _ = _forward(net, data, ["win", "pad_t", "pad_f", "rec", "last"])
+    x = _padded(data)
+    got, lens = outs["win"]
+    assert got.shape == (3, 6, 3, 4) and list(lens) == list(LENS)
+    for b, n in enumerate(LENS):
+        xp = np.concatenate([np.zeros((1, 4)), data[b], np.zeros((1, 4))])
+        np.testing.assert_allclose(got[b, :n], np.stack([xp[i : i + n] for i in range(3)], 1), rtol=1e-6)
+    got, lens = outs["pad_t"]
+    assert list(lens) == [n + 3 for n in LENS]
+    for b, n in enumerate(LENS):
+        np.testing.assert_array_equal(got[b, 1 : 1 + n], data[b])
+        assert (got[b, 0] == 9).all() and (got[b, 1 + n :] == 9).all()
+    np.testing.assert_array_equal(outs["pad_f"][0], np.pad(x, [(0, 0), (0, 0), (1, 1)]))
+    rec, _ = outs["rec"]
+    last, lens = outs["last"]
+    assert last.shape == (3, 1, 2)  # forward adds a time axis of 1 to outputs without one
+    np.testing.assert_allclose(last[:, 0], np.stack([rec[b, n - 1] for b, n in enumerate(LENS)]), rtol=1e-6)

@@ -72,17 +72,17 @@ class _OtherBackendPlugin:
 
     @hookimpl
     def returnn_register_layers(self, registry: Registrar) -> None:
-        registry.register("window", "builtins:object", backend="tf")
+        registry.register("time_chunking", "builtins:object", backend="tf")
 
 
 def test_layer_only_other_backend_has_says_so() -> None:
     manager = theano_manager()
     manager.register(_OtherBackendPlugin(), "other")
-    net = {"w": {"class": "window", "window_size": 3}, "output": {"class": "softmax", "loss": "ce", "from": "w"}}
+    net = {"w": {"class": "time_chunking", "chunk_size": 3}, "output": {"class": "softmax", "loss": "ce", "from": "w"}}
     with pytest.raises(UnknownNameError) as info:
         make_backend(net, EXTERN, manager=manager)
     msg = str(info.value)
-    assert "layer 'w'" in msg and "'window'" in msg and "backend 'theano'" in msg and "only backend 'tf'" in msg
+    assert "layer 'w'" in msg and "'time_chunking'" in msg and "backend 'theano'" in msg and "only backend 'tf'" in msg
 
 
 def test_unknown_unit_names_the_layer() -> None:

@@ -28,6 +28,7 @@ def returnn_register_layers(registry: Registrar) -> None:
         "combine": ("basic:CombineLayer", ()),
         "concat": ("basic:ConcatLayer", ()),
         "rec": ("rec:RecLayer", ()),
+        "get_last_hidden_state": ("rec:GetLastHiddenStateLayer", ()),
         "conv": ("conv:ConvLayer", ()),
         "pool": ("conv:PoolLayer", ()),
         "batch_norm": ("norm:BatchNormLayer", ()),
@@ -36,6 +37,8 @@ def returnn_register_layers(registry: Registrar) -> None:
         "split_dims": ("shape:SplitDimsLayer", ()),
         "slice": ("shape:SliceLayer", ()),
         "reduce": ("shape:ReduceLayer", ()),
+        "window": ("shape:WindowLayer", ()),
+        "pad": ("shape:PadLayer", ()),
     }
     for name, (target, aliases) in layers.items():
         registry.register(name, f"{_LAYERS}.{target}", backend=BACKEND, aliases=aliases)

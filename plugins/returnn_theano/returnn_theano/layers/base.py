@@ -27,6 +27,8 @@ class LayerOutput:
     sparse: bool = False
     logits: Any | None = None
     activation: str | None = None
+    #: final state of a recurrent layer (``(h, c)`` for an LSTM)
+    final_state: tuple[Any, ...] | None = None
 
     @property
     def has_time(self) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from returnn_core.errors import UnknownNameError
+from returnn_theano._pt import pt
 from returnn_theano.layers.base import Layer, LayerOutput
 
 #: unit names that mean "an LSTM"; ``lstm`` prefers the registered ``nativelstm`` of this backend
@@ -46,5 +47,43 @@ class RecLayer(Layer):
         except TypeError as exc:
             raise self.error(f"cannot create unit {self.opt('unit', 'lstm')!r}: {exc}") from exc
         params = {pname: self.param(pname, spec.shape, spec.init) for pname, spec in unit.param_specs().items()}
-        y, _ = unit(params, inp.value, inp.mask(), direction=direction)
-        return LayerOutput(y, inp.seq_lens, n_out)
+        y, state = unit(params, inp.value, inp.mask(), direction=direction)
+        return LayerOutput(y, inp.seq_lens, n_out, final_state=tuple(state))
+
+
+class GetLastHiddenStateLayer(Layer):
+    """The final state of ``rec`` sources: ``key`` (index, ``"h"``/``"c"``) or all states concatenated (``"*"``)."""
+
+    options = frozenset({"key", "combine"})
+
+    def build(self, sources: list[LayerOutput]) -> LayerOutput:
+        """(B, n) without a time axis."""
+        key = self.opt("key", "*")
+        parts = []
+        for src in sources:
+            if src.final_state is None:
+                raise self.error("its source has no hidden state (use a 'rec' layer)")
+            states = list(src.final_state)
+            if key == "*":
+                parts.extend(states)
+                continue
+            idx = {"h": 0, "c": 1}.get(key, key) if isinstance(key, str) else key
+            if not isinstance(idx, int) or not 0 <= idx < len(states):
+                raise self.error(f"state key {key!r} not in 0..{len(states) - 1} (or h, c)")
+            parts.append(states[idx])
+        if not parts:
+            raise self.error("needs a source")
+        if self.opt("combine", "concat") == "add":
+            out = parts[0]
+            for part in parts[1:]:
+                out = out + part
+            dim = self._dim(parts[0], sources)
+        else:
+            out = pt.concatenate(parts, axis=-1) if len(parts) > 1 else parts[0]
+            dim = sum(self._dim(p, sources) for p in parts)
+        return LayerOutput(out, None, dim)
+
+    @staticmethod
+    def _dim(state: Any, sources: list[LayerOutput]) -> int:
+        static = state.type.shape[-1]
+        return int(static) if static is not None else int(sources[0].dim or 0)

@@ -1,4 +1,4 @@
-"""Layers that reshape: ``merge_dims``, ``split_dims``, ``slice``, ``reduce``.
+"""Layers that reshape: ``merge_dims``, ``split_dims``, ``slice``, ``reduce``, ``window``, ``pad``.
 
 Axes are ``"B"`` (batch), ``"T"`` (time), ``"F"`` (feature, the last axis) or an int counting batch as 0.
 """
@@ -198,3 +198,75 @@ class ReduceLayer(_ShapeLayer):
         if over_time and keep:
             return LayerOutput(out, pt.ones_like(src.seq_lens), dim)
         return LayerOutput(out, src.seq_lens if src.has_time and not over_time else None, dim)
+
+
+class WindowLayer(_ShapeLayer):
+    """A window of ``window_size`` frames around each frame (``window_left``/``window_right``): (B, T, W, D)."""
+
+    options = frozenset({"window_size", "window_left", "window_right"})
+
+    def build(self, sources: list[LayerOutput]) -> LayerOutput:
+        """Shifted copies of the (masked) input stacked on a new window axis."""
+        src = self.single(sources)
+        if not src.has_time or src.value.ndim != 3 and not src.sparse:
+            raise self.error("(class 'window') needs a (batch, time, feature) input")
+        size = int(self.opt("window_size", 0))
+        if size < 1:
+            raise self.error("(class 'window') needs window_size >= 1")
+        left, right = self.opt("window_left"), self.opt("window_right")
+        if left is None:
+            left = size - 1 - right if right is not None else (size - 1) // 2
+        left = int(left)
+        right = size - 1 - left
+        if left < 0 or right < 0:
+            raise self.error(f"window_left/window_right do not fit window_size {size}")
+        x = src.dense() * src.mask()[:, :, None]
+        time = x.shape[1]
+        padded = pt.zeros((x.shape[0], time + size - 1, x.shape[2]), dtype=floatX)
+        padded = pt.set_subtensor(padded[:, left : left + time], x)
+        out = pt.stack([padded[:, i : i + time] for i in range(size)], axis=2)
+        dim = int(src.dim or 0)
+        out = pt.specify_shape(out, (None, None, size, dim))
+        return LayerOutput(out, src.seq_lens, dim)
+
+
+class PadLayer(_ShapeLayer):
+    """Pad ``axes`` by ``padding`` (int or (left, right)) with ``value``; time padding is per seq."""
+
+    options = frozenset({"axes", "padding", "value", "mode"})
+
+    def build(self, sources: list[LayerOutput]) -> LayerOutput:
+        """Constant padding."""
+        src = self.single(sources)
+        if self.opt("mode", "constant") != "constant":
+            raise self.error("only pad mode 'constant' is supported")
+        axes = self.opt("axes", "T")
+        axes = list(axes) if isinstance(axes, (list, tuple)) else [axes]
+        pad = self.opt("padding", 0)
+        single_pair = isinstance(pad, (list, tuple)) and len(pad) == 2 and isinstance(pad[0], int)
+        pads = [pad] * len(axes) if isinstance(pad, int) or (single_pair and len(axes) == 1) else list(pad)
+        if len(pads) != len(axes):
+            raise self.error(f"padding {pad!r} does not match axes {axes!r}")
+        value = np.float32(self.opt("value", 0.0))
+        x, seq_lens = src.dense(), src.seq_lens
+        for ax_name, p in zip(axes, pads, strict=True):
+            left, right = (p, p) if isinstance(p, int) else (int(p[0]), int(p[1]))
+            ax = self.axis_index(src, ax_name)
+            if ax == 0:
+                raise self.error("cannot pad the batch axis")
+            shape = [x.shape[i] if i != ax else x.shape[i] + left + right for i in range(x.ndim)]
+            index = [slice(None)] * x.ndim
+            index[ax] = slice(left, left + x.shape[ax])
+            x = pt.set_subtensor(pt.alloc(value, *shape)[tuple(index)], x)
+            if src.has_time and ax == 1:
+                # frames after each seq's end (within its new length and beyond) get ``value``
+                keep = pt.lt(pt.arange(x.shape[1])[None, :], seq_lens[:, None] + left)
+                for _ in range(x.ndim - 2):
+                    keep = keep[..., None]
+                x = pt.switch(keep, x, value)
+                seq_lens = (seq_lens + left + right).astype("int32")
+        dim = int(src.dim or 0)
+        if (src.value.ndim - 1) in [self.axis_index(src, a) for a in axes]:
+            p = pads[[self.axis_index(src, a) for a in axes].index(src.value.ndim - 1)]
+            dim += 2 * p if isinstance(p, int) else int(p[0]) + int(p[1])
+        return LayerOutput(x, seq_lens, dim)
