@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -20,6 +21,7 @@ REPO = os.path.dirname(os.path.dirname(HERE))
 # 31 seqs in batches of at most 3: the last batch has one seq, so one worker's share is empty there
 CONFIG = f"""#!returnn
 import sys
+import time
 sys.path.insert(0, {HERE!r})
 from tf_helpers import ToyDataset
 
@@ -155,3 +157,23 @@ def test_sharding_covers_the_batch_once() -> None:
     assert [weight for _, weight in shares] == [1.0, 1.0, 1.0, 0.0]
     assert shares[1][0].data["data"].shape == (1, 2, 2)  # padding trimmed to the share's longest seq
     np.testing.assert_array_equal(shares[2][0].data["data"][0], batch.data["data"][2, :3])
+
+
+def test_a_failing_worker_stops_the_run(tmp_path) -> None:
+    cfg = tmp_path / "fail.config"
+    cfg.write_text(CONFIG + """
+import json, os
+if json.loads(os.environ.get("TF_CONFIG", "{}")).get("task", {}).get("index") == 1:
+    raise RuntimeError("boom in worker 1")
+""")
+    env = dict(os.environ)
+    env.pop("TF_CONFIG", None)
+    t0 = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "returnn_core", "tf-distributed", "--workers", "2", str(cfg),
+                           "++model", str(tmp_path / "model")], capture_output=True, text=True, cwd=REPO,
+                          timeout=120, env=env)
+    assert proc.returncode != 0
+    assert "worker 1 exited with status 2" in proc.stderr, proc.stderr[-3000:]
+    assert "boom in worker 1" in proc.stderr
+    assert time.monotonic() - t0 < 60  # the chief, waiting for its peer, was stopped
+    assert not os.path.exists(tmp_path / "model.001.index")
