@@ -97,3 +97,19 @@ def test_late_pytensor_import_is_reported_and_still_uses_c_linker(tmp_path) -> N
     warning, linker = _python(code, {"RETURNN_CACHE_DIR": str(tmp_path), "PYTENSOR_FLAGS": ""}).splitlines()[-2:]
     assert "imported before returnn-theano" in warning and "base_compiledir" in warning
     assert "VMLinker(use_cloop=True" in linker  # the C VM, not Numba
+
+
+def test_dots_run_on_openblas_when_installed(tmp_path) -> None:
+    pytest.importorskip("scipy_openblas32")
+    code = (
+        "import numpy as np, returnn_theano._pt as p; from returnn_theano.pytensor_setup import compile_mode; "
+        "a, b = p.pt.matrix('a'), p.pt.matrix('b'); "
+        "f = p.pytensor.function([a, b], 0.5 * p.pt.dot(a, b) + b, mode=compile_mode()); "
+        "x = np.random.RandomState(0).rand(30, 30).astype('float32'); "
+        "print(float(np.abs(f(x, x) - (0.5 * x @ x + x)).max())); "
+        "print(' '.join(type(n.op).__name__ for n in f.maker.fgraph.apply_nodes))"
+    )
+    err, ops = _python(code, {"RETURNN_CACHE_DIR": str(tmp_path.parent / "blas-cache"), "PYTENSOR_FLAGS": ""}
+                       ).splitlines()[-2:]
+    assert float(err) < 1e-4
+    assert "Gemm" in ops.split()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 from types import ModuleType
@@ -32,6 +33,25 @@ def _user_sets(option: str, flags: str) -> bool:
     return False
 
 
+#: BLAS routines PyTensor's C ops call; scipy-openblas32 exports them with a ``scipy_`` prefix
+_BLAS_SYMBOLS = ("sgemm", "dgemm", "sgemv", "dgemv", "sger", "dger", "sdot", "ddot", "saxpy", "daxpy", "sscal",
+                 "dscal", "scopy", "dcopy", "sswap", "dswap")
+
+
+def openblas_ldflags() -> str | None:
+    """``blas__ldflags`` linking the OpenBLAS wheel ``scipy-openblas32`` (symbols renamed), if it is installed."""
+    spec = importlib.util.find_spec("scipy_openblas32")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    lib_dir = os.path.join(list(spec.submodule_search_locations)[0], "lib")
+    if not os.path.isdir(lib_dir) or not any(f.startswith("libscipy_openblas") for f in os.listdir(lib_dir)):
+        return None
+    if any(c in lib_dir for c in ", ='\""):
+        return None  # PYTENSOR_FLAGS cannot carry such a path
+    renames = " ".join(f"-D{s}_=scipy_{s}_" for s in _BLAS_SYMBOLS)
+    return f"-L{lib_dir} -lscipy_openblas {renames}"
+
+
 def extra_flags(flags: str) -> list[str]:
     """The flags RETURNN adds to ``flags`` (never overriding what the user set)."""
     extra = []
@@ -42,9 +62,10 @@ def extra_flags(flags: str) -> list[str]:
         extra.append("linker=cvm")
     if not _user_sets("floatX", flags):
         extra.append("floatX=float32")
-    # PyTensor's dot products go through NumPy's BLAS; skipping its BLAS probe avoids test compiles and a warning.
+    # PyTensor's C BLAS ops (Gemm, Gemv) need a BLAS to link; without one its dots fall back to NumPy calls.
+    # Setting the flags explicitly also skips PyTensor's BLAS probe (test compiles and a warning).
     if not _user_sets("blas__ldflags", flags):
-        extra.append("blas__ldflags=")
+        extra.append(f"blas__ldflags={openblas_ldflags() or ''}")
     return extra
 
 
