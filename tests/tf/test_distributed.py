@@ -30,7 +30,7 @@ device = "cpu"
 train = {{"class": ToyDataset, "num_seqs": 31, "lag": 1, "seq_ordering": "random"}}
 dev = {{"class": ToyDataset, "num_seqs": 7, "seed": 1, "lag": 1}}
 network = {{
-    "lstm": {{"class": "rec", "unit": "standardlstm", "n_out": 8, "from": "data"}},
+    "lstm": {{"class": "rec", "unit": "lstmblockfused", "n_out": 8, "from": "data"}},
     "hidden": {{"class": "linear", "activation": "tanh", "n_out": 6, "from": "lstm", "L2": 0.01}},
     "output": {{"class": "softmax", "loss": "ce", "from": "hidden"}},
 }}
