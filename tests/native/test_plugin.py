@@ -75,3 +75,12 @@ def test_bad_direction_is_clear() -> None:
         cpu_kernels.lstm_fwd(
             np.zeros((1, 1, 4)), np.zeros((1, 4)), np.ones((1, 1)), np.zeros((1, 1)), np.zeros((1, 1)), direction=2
         )
+
+
+def test_returnn_command_lists_and_runs_the_tool() -> None:
+    """Through the real ``returnn`` entry point: the ops show in --list-plugins, the subcommand runs."""
+    run = [sys.executable, "-m", "returnn_core"]
+    listing = subprocess.run([*run, "--list-plugins"], capture_output=True, text=True, check=True).stdout
+    assert "NativeLstm@tf" in listing and "nativelstm@theano" in listing and "compile-native-op" in listing
+    out = subprocess.run([*run, "compile-native-op", "--list"], capture_output=True, text=True, check=True).stdout
+    assert "NativeLstmGrad(" in out
