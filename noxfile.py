@@ -11,13 +11,15 @@ nox.options.reuse_existing_virtualenvs = True
 nox.options.sessions = ["lint", "core", "datasets", "native", "sprint", "tf", "theano", "all"]
 
 PLUGINS = ("datasets", "native", "sprint", "tf", "theano")
+#: extras a plugin's own session installs (frameworks it binds to; never another returnn plugin)
+EXTRAS = {"native": "[tf,theano]"}
 PYTEST = ("pytest", "-q", "-p", "no:cacheprovider", "-o", "console_output_style=classic")
 ENV = {"RETURNN_CACHE_DIR": os.path.join(os.path.dirname(os.path.abspath(__file__)), ".test-cache"),
        "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
 
 
 def _install(session: nox.Session, *plugins: str) -> None:
-    session.install(".", *(f"./plugins/returnn_{p}" for p in plugins), "pytest>=7", "pytest-xdist>=3")
+    session.install(".", *(f"./plugins/returnn_{p}{EXTRAS.get(p, '')}" for p in plugins), "pytest>=7", "pytest-xdist>=3")
 
 
 @nox.session
