@@ -1,11 +1,13 @@
-"""Helpers for the Theano-backend tests: an isolated plugin manager (core + returnn-theano) and batches."""
+"""Helpers for the Theano-backend tests: an isolated plugin manager (core + returnn-theano) and batches.
+
+A module of its own name (not conftest) so that it does not clash with other test folders' conftest modules.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 import numpy as np
-import pytest
 
 from returnn_core.config import Config
 from returnn_core.datasets import BatchData, DatasetSeq, DataSpec, ExternData, generate_batches
@@ -41,9 +43,3 @@ def batch(arrays: dict[str, list[np.ndarray]], extern: dict[str, DataSpec]) -> B
     seqs = [DatasetSeq(i, f"seq-{i}", {k: arrays[k][i] for k in keys}) for i in range(n)]
     (only,) = list(generate_batches(seqs, batch_size=0))
     return only.to_data(ExternData(extern))
-
-
-@pytest.fixture
-def rng() -> np.random.RandomState:
-    """A seeded random state."""
-    return np.random.RandomState(1234)

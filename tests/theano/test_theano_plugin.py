@@ -8,8 +8,8 @@ import subprocess
 import sys
 
 import pytest
-from conftest import make_backend, theano_manager
 from returnn_theano.pytensor_setup import extra_flags
+from theano_helpers import make_backend, theano_manager
 
 from returnn_core.datasets import DataSpec
 from returnn_core.errors import UnknownNameError

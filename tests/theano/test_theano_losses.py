@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
-from conftest import batch, make_backend
+from theano_helpers import batch, make_backend
 
 from returnn_core.datasets import DataSpec
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import batch, make_backend
+from theano_helpers import batch, make_backend
 
 from returnn_core.datasets import DataSpec
 from returnn_core.errors import NetworkError
