@@ -95,6 +95,14 @@ class Backend(abc.ABC):
     def set_param_values(self, values: dict[str, np.ndarray]) -> None:
         """Overwrite parameters by name (shapes must match)."""
 
+    @property
+    def is_chief(self) -> bool:
+        """Whether this process writes the run's files; with several data-parallel workers only one does.
+
+        The others read the shared ``model`` directory to resume at the same epoch but never write it.
+        """
+        return True
+
     def epoch_summary(self, epoch: int, scores: dict[str, Any]) -> None:
         """Called after each epoch with its scores (a backend may write summaries)."""
 

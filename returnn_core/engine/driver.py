@@ -230,9 +230,10 @@ class Engine:
                 scores.update(s)
                 dev_lines[name] = {"score": s.get(f"{name}_score", float("nan")), "error": s.get(f"{name}_error")}
             lrc.set_epoch_error(epoch, scores)
-            lrc.save()  # before the checkpoint: a crash in between retrains this epoch at the same rate
-            if epoch % save_interval == 0 or epoch == num_epochs:
-                save_checkpoint(backend, checkpoint_prefix(model, epoch))
+            if backend.is_chief:
+                lrc.save()  # before the checkpoint: a crash in between retrains this epoch at the same rate
+                if epoch % save_interval == 0 or epoch == num_epochs:
+                    save_checkpoint(backend, checkpoint_prefix(model, epoch))
             backend.epoch_summary(epoch, {**scores, "learning_rate": lr})
             self.log.v1(epoch_line(epoch, scores.get("train_score"), time.monotonic() - t0, dev_lines))
         self.log.v3(f"finished training after epoch {num_epochs}")

@@ -190,3 +190,17 @@ def test_batching_key_orders_the_train_set(tmp_path, manager):
     run(make_config(tmp_path, num_epochs=1, batching="sorted", train={"class": "ToyDataset", "num_seqs": 9}), manager)
     train = ToyDataset.instances[0]
     assert train.seq_ordering == "sorted" and ToyDataset.instances[1].seq_ordering == "default"
+
+
+def test_non_chief_worker_writes_no_files(tmp_path, manager):
+    from toy_plugin import NumpyBackend
+
+    class Worker(NumpyBackend):
+        @property
+        def is_chief(self) -> bool:
+            return False
+
+    manager.backends.register("toyworker", Worker)
+    log = run(make_config(tmp_path, backend="toyworker", num_epochs=2), manager)
+    assert "epoch 2 score:" in log
+    assert not (tmp_path / "net").exists() and not (tmp_path / "lr.txt").exists()

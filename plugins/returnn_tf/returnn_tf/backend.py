@@ -11,7 +11,7 @@ import tensorflow as tf
 from returnn_core.engine.backend import Backend, StepResult
 from returnn_core.engine.optimizer_config import OptimizerSettings
 from returnn_core.errors import ConfigError, NetworkError
-from returnn_tf.checkpoint import INDEX_SUFFIX, assign_values, read_values, save_variables
+from returnn_tf.checkpoint import assign_values, read_values, save_variables
 from returnn_tf.compiled import CompiledStep
 from returnn_tf.distributed import Workers
 from returnn_tf.network import TFNetwork
@@ -287,16 +287,13 @@ class TFBackend(Backend):
                 out[f"accum_grad/{name}"] = var
         return out
 
-    def save(self, prefix: str) -> list[str]:
-        """Write parameters and optimizer state as ``<prefix>.data-*`` and ``<prefix>.index`` (last).
+    @property
+    def is_chief(self) -> bool:
+        """Worker 0 of a data-parallel run (or the only process) writes checkpoints and the learning-rate file."""
+        return self.workers is None or self.workers.is_chief
 
-        A worker other than the chief writes only an empty marker (in its scratch model dir, see
-        ``returnn tf-distributed``) so that its epoch count stays in step with the chief's checkpoints.
-        """
-        if self.workers is not None and not self.workers.is_chief:
-            os.makedirs(os.path.dirname(os.path.abspath(prefix)), exist_ok=True)
-            open(prefix + INDEX_SUFFIX, "wb").close()
-            return [prefix + INDEX_SUFFIX]
+    def save(self, prefix: str) -> list[str]:
+        """Write parameters and optimizer state as ``<prefix>.data-*`` and ``<prefix>.index`` (last)."""
         return save_variables(prefix, self._state_variables(params_only=False))
 
     def load(self, prefix: str, *, params_only: bool = False) -> None:
@@ -333,7 +330,7 @@ class TFBackend(Backend):
 
     def epoch_summary(self, epoch: int, scores: dict[str, Any]) -> None:
         """Write the epoch's scores and learning rate as TensorBoard scalars under the model dir (chief only)."""
-        if self.workers is not None and not self.workers.is_chief:
+        if not self.is_chief:
             return
         log_dir = self.config.value("tf_log_dir", None)
         if log_dir is None:

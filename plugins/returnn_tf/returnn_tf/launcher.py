@@ -2,10 +2,9 @@
 
 Starts N ``returnn`` processes with a ``TF_CONFIG`` naming all of them (ports from the OS), so the TF backend
 trains with ``MultiWorkerMirroredStrategy``. Worker 0 (the chief) is the run: its output is this command's
-output, and only it writes checkpoints, the learning-rate file, log files and summaries. The other workers get
-``model``/``learning_rate_file`` in a scratch directory (removed at the end) that holds only empty checkpoint
-markers mirroring the chief's epochs, so a resumed run starts all workers at the same epoch; their output is
-shown only when one fails. Imports no TensorFlow.
+output, and only it writes checkpoints, the learning-rate file and summaries (the core driver asks
+``Backend.is_chief``); the others read the same model directory to resume at the same epoch, write no log
+files, and their output is shown only when one fails. Imports no TensorFlow.
 """
 
 from __future__ import annotations
@@ -13,23 +12,19 @@ from __future__ import annotations
 import collections
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Sequence
 
 from returnn_core.config import Config
-from returnn_core.engine.checkpoints import checkpoint_prefix, completed_epochs
 from returnn_core.errors import ConfigError
 
 USAGE = "usage: returnn tf-distributed [--workers N] CONFIG... [++key value ...]"
 #: the TF backend's checkpoint marker
-MARKER = ".index"
 TAIL_LINES = 40
 
 
@@ -87,26 +82,11 @@ def num_workers(option: int | None, config: Config) -> int:
     return n
 
 
-def worker_overrides(config: Config, scratch: str, rank: int) -> list[str]:
-    """``++`` overrides that keep a non-chief worker's files in ``scratch``, with the chief's epoch markers."""
-    model = config.value("model", None)
-    if not model:
-        raise ConfigError("tf-distributed needs 'model' (the checkpoint path prefix) in the config")
-    own_dir = os.path.join(scratch, f"worker-{rank}")
-    os.makedirs(own_dir, exist_ok=True)
-    own_model = os.path.join(own_dir, os.path.basename(model))
-    for epoch in completed_epochs(model, MARKER):
-        open(checkpoint_prefix(own_model, epoch) + MARKER, "wb").close()
-    out = ["++model", own_model]
-    lr_file = config.value("learning_rate_file", None)
-    if lr_file:
-        own_lr = os.path.join(own_dir, "learning_rates")
-        if os.path.exists(lr_file):
-            shutil.copyfile(lr_file, own_lr)
-        out += ["++learning_rate_file", own_lr]
+def worker_overrides(config: Config) -> list[str]:
+    """``++`` overrides for a non-chief worker: no log files of its own (the chief's log is the run's log)."""
     if config.has("log"):
-        out += ["++log", "[]" if isinstance(config.typed_value("log"), (list, tuple)) else ""]
-    return out
+        return ["++log", "[]" if isinstance(config.typed_value("log"), (list, tuple)) else ""]
+    return []
 
 
 class _Tail(threading.Thread):
@@ -145,8 +125,9 @@ def main(argv: Sequence[str]) -> int:
         from returnn_core.cli.run import run_config
 
         return run_config(args)  # only training is data-parallel
+    if not config.value("model", None):
+        raise ConfigError("tf-distributed needs 'model' (the checkpoint path prefix) in the config")
     ports = free_ports(n)
-    scratch = tempfile.mkdtemp(prefix="returnn-tf-workers-")
     procs: list[subprocess.Popen] = []
     tails: dict[int, _Tail] = {}
     try:
@@ -156,7 +137,7 @@ def main(argv: Sequence[str]) -> int:
             if rank == 0:
                 procs.append(subprocess.Popen(cmd, env=env))
                 continue
-            cmd += worker_overrides(config, scratch, rank)
+            cmd += worker_overrides(config)
             proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
             procs.append(proc)
             tails[rank] = _Tail(proc.stdout)
@@ -183,4 +164,3 @@ def main(argv: Sequence[str]) -> int:
         raise
     finally:
         _stop(procs)
-        shutil.rmtree(scratch, ignore_errors=True)
