@@ -9,6 +9,7 @@ from returnn_core.network.description import (
     Source,
     resolve_network,
 )
+from returnn_core.network.init import initial_value
 from returnn_core.network.rec_unit import LSTM_GATE_ORDER, ParamSpec, RecUnit
 
 __all__ = [
@@ -21,5 +22,6 @@ __all__ = [
     "ParamSpec",
     "RecUnit",
     "Source",
+    "initial_value",
     "resolve_network",
 ]

@@ -69,3 +69,19 @@ def test_subnetwork_base_refs_are_dependencies():
     order = list(net.layers)
     assert order.index("side") < order.index("sub") < order.index("output")
     assert "side" in net["sub"].deps
+
+
+def test_initial_values():
+    import numpy as np
+
+    from returnn_core.network import initial_value
+
+    rng = np.random.RandomState(0)
+    w = initial_value("glorot_uniform", (30, 20), rng, what="W")
+    assert w.dtype == np.float32 and np.abs(w).max() <= np.sqrt(6 / 50) and w.std() > 0.05
+    q = initial_value("orthogonal", (8, 5), rng, what="W")
+    assert np.allclose(q.T @ q, np.eye(5), atol=1e-5)
+    assert (initial_value("zeros", (3,), rng, what="b") == 0).all() and (initial_value(0.5, (2,), rng, what="b") == 0.5).all()
+    assert np.abs(initial_value("uniform:0.1", (100,), rng, what="b")).max() <= 0.1
+    with pytest.raises(NetworkError, match="layer 'x' parameter 'W': unknown initializer 'bogus'"):
+        initial_value("bogus", (2, 2), rng, what="layer 'x' parameter 'W'")

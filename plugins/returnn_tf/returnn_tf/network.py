@@ -11,10 +11,9 @@ import tensorflow as tf
 
 from returnn_core.datasets import DataSpec
 from returnn_core.errors import NetworkError, ReturnnError
-from returnn_core.network import DataRef, LayerRef, NetworkDescription
+from returnn_core.network import DataRef, LayerRef, NetworkDescription, initial_value
 from returnn_tf.data import LayerOutput
 from returnn_tf.layers.base import Context, Layer
-from returnn_tf.params import initial_value
 
 #: frames per seq of the dummy batch that creates the parameters
 BUILD_FRAMES = 16

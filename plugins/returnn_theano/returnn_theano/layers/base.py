@@ -8,9 +8,8 @@ from typing import Any, ClassVar
 import numpy as np
 
 from returnn_core.errors import NetworkError
-from returnn_core.network import COMMON_OPTIONS, LayerSpec
+from returnn_core.network import COMMON_OPTIONS, LayerSpec, initial_value
 from returnn_theano._pt import floatX, pt, pytensor
-from returnn_theano.initializers import init_value
 
 
 @dataclass
@@ -71,7 +70,7 @@ class ParamStore:
             if old_shape != shape:
                 raise NetworkError(f"parameter {name!r} is shared with shape {old_shape}, but is asked for as {shape}")
             return existing
-        value = init_value(init, shape, self.rng, what=f"parameter {name!r}")
+        value = initial_value(init, shape, self.rng, what=f"parameter {name!r}")
         var = pytensor.shared(value, name=name)
         self.params[name] = var
         self.trainable[name] = trainable

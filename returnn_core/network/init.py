@@ -1,4 +1,4 @@
-"""Parameter initial values from the init names of :class:`returnn_core.network.ParamSpec` and layer options."""
+"""Initial parameter values from the init names of :class:`ParamSpec` and layer options, for every backend."""
 
 from __future__ import annotations
 
