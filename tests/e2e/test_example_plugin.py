@@ -24,7 +24,9 @@ def example_venv(tmp_path_factory) -> pathlib.Path:
     py = root / "bin" / "python"
     purelib = subprocess.check_output([py, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], text=True).strip()
     outer = [p for p in sys.path if p.endswith("site-packages")] + site.getsitepackages()
-    pathlib.Path(purelib, "outer_env.pth").write_text("\n".join(dict.fromkeys(outer)) + "\n")
+    # addsitedir also runs the outer env's own .pth files (editable installs register finders there)
+    lines = [f"import site; site.addsitedir({p!r})" for p in dict.fromkeys(outer)]
+    pathlib.Path(purelib, "outer_env.pth").write_text("\n".join(lines) + "\n")
     subprocess.run([py, "-m", "pip", "install", "--quiet", "--no-deps", str(EXAMPLE)], check=True, timeout=600)
     return root
 
@@ -32,8 +34,9 @@ def example_venv(tmp_path_factory) -> pathlib.Path:
 def returnn(venv_root: pathlib.Path, *args: str, cwd: pathlib.Path | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     env.pop("PYTHONPATH", None)
-    return subprocess.run([venv_root / "bin" / "returnn", *args], capture_output=True, text=True, env=env,
-                          cwd=cwd, timeout=600)
+    # the venv's own interpreter: it sees the example through the venv's site-packages
+    return subprocess.run([venv_root / "bin" / "python", "-m", "returnn_core", *args], capture_output=True,
+                          text=True, env=env, cwd=cwd, timeout=600)
 
 
 def test_example_plugin_is_listed(example_venv):
