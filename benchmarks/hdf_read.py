@@ -9,7 +9,10 @@ so that peak memory (ru_maxrss) belongs to one reader alone:
 Prints frames/s for both, their ratio (goal >= 0.8) and the dataset's peak memory above the interpreter's
 baseline next to its ``cache_size`` and the file size.
 
-    python benchmarks/hdf_read.py [--size-gb 1.0] [--cache-size 256M] [--dim 40] [--keep]
+    python benchmarks/hdf_read.py [--size-gb 1.0] [--cache-size 256M] [--dim 40] [--keep] [--cold]
+
+With the file in the page cache the raw read is one memory copy, which any batching (a second, padded copy)
+cannot match; ``--cold`` measures reads from the disk instead. Report both.
 """
 
 from __future__ import annotations
@@ -103,17 +106,30 @@ def run_dataset(path: str, cache_size: str, batch_size: int, max_seqs: int, batc
             "checksum": checksum}
 
 
+def _drop_page_cache() -> None:
+    """Evict the file from the page cache (needs root), so reads come from the disk like a corpus beyond RAM."""
+    os.sync()
+    try:
+        with open("/proc/sys/vm/drop_caches", "w") as f:
+            f.write("3\n")
+    except OSError as exc:
+        sys.exit(f"--cold needs permission to write /proc/sys/vm/drop_caches: {exc}")
+
+
 def _child(args: argparse.Namespace) -> None:
     """One of: ``time`` (all readers alternating in one warm process, best of ``repeat``), ``mem-*`` (one pass)."""
     opts = (args.path, args.cache_size, args.batch_size, args.max_seqs)
     if args.child == "time":
         runs: dict[str, list[dict]] = {}
+        drop = _drop_page_cache if args.cold else (lambda: None)
         for i in range(args.repeat + 1):  # the first round warms up the page cache and the allocator
             for block in RAW_BLOCK_BYTES:
+                drop()
                 res = run_raw(args.path, block)
                 if i:
                     runs.setdefault(f"raw-{block >> 20}M", []).append(res)
             for batches in (False, True):
+                drop()
                 res = run_dataset(*opts, batches=batches)
                 if i:
                     runs.setdefault("dataset-batches" if batches else "dataset-seqs", []).append(res)
@@ -130,6 +146,8 @@ def _child(args: argparse.Namespace) -> None:
 def _spawn(args: argparse.Namespace, what: str) -> dict:
     cmd = [sys.executable, __file__, "--child", what, "--path", args.path, "--cache-size", args.cache_size,
            "--batch-size", str(args.batch_size), "--max-seqs", str(args.max_seqs), "--repeat", str(args.repeat)]
+    if args.cold:
+        cmd.append("--cold")
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -145,6 +163,8 @@ def main() -> None:
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--path", default="/tmp/returnn_hdf_read_bench.hdf")
     p.add_argument("--keep", action="store_true", help="keep (and reuse) the file")
+    p.add_argument("--cold", action="store_true",
+                   help="drop the page cache before every timed read (root): disk reads, as for a corpus beyond RAM")
     p.add_argument("--child", choices=("time", "mem-raw", "mem-dataset"), help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
@@ -169,7 +189,8 @@ def main() -> None:
     raw, seqs, full = times[raw_key], times["dataset-seqs"], times["dataset-batches"]
     assert seqs["frames"] == full["frames"] == raw["frames"], (raw["frames"], seqs["frames"], full["frames"])
     fps = {k: v["frames"] / v["seconds"] for k, v in times.items()}
-    print(f"file: {size / 2**30:.2f} GiB, {raw['frames']} frames; best of {args.repeat} warm runs each")
+    cache = "cold page cache (read from disk)" if args.cold else "warm page cache (in RAM)"
+    print(f"file: {size / 2**30:.2f} GiB, {raw['frames']} frames; best of {args.repeat} runs each, {cache}")
     for key in sorted(k for k in times if k.startswith("raw-")):
         print(f"plain h5py sequential read ({key[4:]:>3} slices): {fps[key] / 1e6:7.2f} M frames/s ({times[key]['seconds']:.3f}s)")
     print(f"HDFDataset seqs only:                  {fps['dataset-seqs'] / 1e6:7.2f} M frames/s ({seqs['seconds']:.3f}s)")
