@@ -10,12 +10,13 @@ from returnn_core.network.description import (
     resolve_network,
 )
 from returnn_core.network.init import initial_value
-from returnn_core.network.rec_unit import LSTM_GATE_ORDER, ParamSpec, RecUnit
+from returnn_core.network.rec_unit import LSTM_GATE_ORDER, GatedUnit, ParamSpec, RecUnit
 
 __all__ = [
     "COMMON_OPTIONS",
     "LSTM_GATE_ORDER",
     "DataRef",
+    "GatedUnit",
     "LayerRef",
     "LayerSpec",
     "NetworkDescription",

@@ -4,31 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from returnn_core.network import ParamSpec
-from returnn_native.errors import NativeOpError
+from returnn_core.network import GatedUnit
 
 
-class NativeLstmUnit:
+class NativeLstmUnit(GatedUnit):
     """LSTM over the whole sequence with the fused NativeLstm TF op; params ``W``, ``W_re``, ``b``."""
 
-    def __init__(self, n_in: int, n_out: int, **opts: Any) -> None:
-        if opts:
-            raise NativeOpError(f"rec unit 'nativelstm' has no options {sorted(opts)}; it takes only n_in and n_out")
-        self.n_in = int(n_in)
-        self.n_out = int(n_out)
-
-    def param_specs(self) -> dict[str, ParamSpec]:
-        """``W`` (n_in, 4n), ``W_re`` (n, 4n), ``b`` (4n,), blocks [cell input, input, forget, output]."""
-        n4 = 4 * self.n_out
-        return {
-            "W": ParamSpec((self.n_in, n4), "glorot_uniform"),
-            "W_re": ParamSpec((self.n_out, n4), "glorot_uniform"),
-            "b": ParamSpec((n4,), "zeros"),
-        }
-
-    def state_sizes(self) -> tuple[int, ...]:
-        """(h, c)."""
-        return (self.n_out, self.n_out)
+    blocks = 4
+    num_states = 2
 
     def __call__(
         self,

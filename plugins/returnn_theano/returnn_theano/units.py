@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from returnn_core.network import ParamSpec
+from returnn_core.network import GatedUnit
 from returnn_theano._pt import floatX, pt, scan
 
 
@@ -16,30 +16,8 @@ def reverse_padded(x: Any, seq_lens: Any) -> Any:
     return x[pt.arange(x.shape[0])[:, None], idx]
 
 
-class ScanUnit:
+class ScanUnit(GatedUnit):
     """Shared driver: project inputs for all frames, scan over time, keep state on masked frames."""
-
-    #: gate blocks of ``W``/``W_re``/``b`` per unit
-    blocks = 1
-
-    def __init__(self, n_in: int, n_out: int, **opts: Any) -> None:
-        if opts:
-            raise TypeError(f"{type(self).__name__}: unknown unit option(s) {', '.join(sorted(opts))}")
-        self.n_in = int(n_in)
-        self.n_out = int(n_out)
-
-    def param_specs(self) -> dict[str, ParamSpec]:
-        """``W`` (n_in, k*n), ``W_re`` (n, k*n), ``b`` (k*n,)."""
-        n, k = self.n_out, self.blocks
-        return {
-            "W": ParamSpec((self.n_in, k * n), "glorot_uniform"),
-            "W_re": ParamSpec((n, k * n), "glorot_uniform"),
-            "b": ParamSpec((k * n,), "zeros"),
-        }
-
-    def state_sizes(self) -> tuple[int, ...]:
-        """One (B, n) state."""
-        return (self.n_out,)
 
     def step(self, z_t: Any, m_t: Any, *states_and_weights: Any) -> list[Any]:
         """One frame: new states (kept where ``m_t`` is 0) and the output."""
@@ -89,10 +67,7 @@ class LstmUnit(ScanUnit):
     """LSTM with gate blocks [cell input, input, forget, output], no forget bias offset, h = o * tanh(c)."""
 
     blocks = 4
-
-    def state_sizes(self) -> tuple[int, ...]:
-        """(h, c)."""
-        return (self.n_out, self.n_out)
+    num_states = 2
 
     def step(self, z_t: Any, m_t: Any, h: Any, c: Any, w_re: Any) -> list[Any]:
         """One LSTM frame."""

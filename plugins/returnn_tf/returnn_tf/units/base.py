@@ -7,34 +7,13 @@ from typing import Any
 
 import tensorflow as tf
 
-from returnn_core.network import ParamSpec
+from returnn_core.network import GatedUnit
 
 
-class UnitBase:
-    """A rec unit with canonical parameters ``W`` (n_in, k*n), ``W_re`` (n, k*n), ``b`` (k*n,)."""
+class UnitBase(GatedUnit):
+    """A built-in TF rec unit with the core's canonical parameters; options are left to each unit."""
 
-    #: number of n-sized blocks in the weight matrices (4 for LSTM, 3 for GRU, 1 for a plain RNN)
-    blocks = 1
-    #: number of state tensors
-    num_states = 1
-
-    def __init__(self, n_in: int, n_out: int, **unit_opts: Any) -> None:
-        self.n_in = int(n_in)
-        self.n_out = int(n_out)
-        self.opts = unit_opts
-
-    def param_specs(self) -> dict[str, ParamSpec]:
-        """``W``, ``W_re``, ``b``."""
-        k = self.blocks * self.n_out
-        return {
-            "W": ParamSpec((self.n_in, k), "glorot_uniform"),
-            "W_re": ParamSpec((self.n_out, k), "glorot_uniform"),
-            "b": ParamSpec((k,), "zeros"),
-        }
-
-    def state_sizes(self) -> tuple[int, ...]:
-        """One n-sized state per state tensor."""
-        return (self.n_out,) * self.num_states
+    options = None
 
     def initial_states(self, x: tf.Tensor, initial_state: tuple[Any, ...] | None) -> tuple[tf.Tensor, ...]:
         """Zeros (B, n) per state unless given."""
