@@ -13,7 +13,7 @@ nox.options.sessions = ["lint", "core", "datasets", "native", "sprint", "tf", "t
 PLUGINS = ("datasets", "native", "sprint", "tf", "theano")
 #: extras a plugin's own session installs (frameworks it binds to; never another returnn plugin)
 EXTRAS = {"native": "[tf,theano]"}
-PYTEST = ("pytest", "-q", "-p", "no:cacheprovider", "-o", "console_output_style=classic")
+PYTEST = ("pytest", "-q", "-n", "2", "-p", "no:cacheprovider", "-o", "console_output_style=classic")  # CI has 2 cores
 ENV = {"RETURNN_CACHE_DIR": os.path.join(os.path.dirname(os.path.abspath(__file__)), ".test-cache"),
        "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
 
