@@ -4,7 +4,6 @@ then the PythonFeatureScorer scoring with the trained model."""
 from __future__ import annotations
 
 import os
-import pathlib
 import subprocess
 import sys
 
@@ -14,25 +13,9 @@ import pytest
 pytest.importorskip("tensorflow")
 
 from returnn_sprint.extern_dataset import pymod_path  # noqa: E402
+from sprint_corpus import FAKE_SPRINT, NUM_CLASSES, make_corpus  # noqa: E402
 
 from returnn_core.learning_rate.state_file import load_state  # noqa: E402
-
-REPO = pathlib.Path(__file__).resolve().parents[2]
-FAKE_SPRINT = str(REPO / "tests" / "sprint" / "fake_sprint.py")
-NUM_CLASSES, DIM = 4, 6
-
-
-def _corpus(path: pathlib.Path, num_seqs: int, seed: int) -> str:
-    rng = np.random.RandomState(seed)
-    arrays = {"names": np.array([f"corpus/rec{i}/{i}" for i in range(num_seqs)]), "num_classes": NUM_CLASSES}
-    for i in range(num_seqs):
-        n = rng.randint(8, 30)
-        align = np.repeat(rng.randint(NUM_CLASSES, size=n // 4 + 1), 4)[:n].astype(np.int32)
-        feats = (rng.randn(n, DIM) * 0.5).astype(np.float32)
-        feats[np.arange(n), align] += 1.5
-        arrays[f"feat_{i}"], arrays[f"align_{i}"] = feats, align
-    np.savez(path, **arrays)
-    return str(path)
 
 
 def _sprint(*args: str) -> subprocess.CompletedProcess:
@@ -48,7 +31,7 @@ def _pymod(config: str) -> list[str]:
 def trained(tmp_path_factory):
     """Three epochs trained by three Sprint runs of the PythonTrainer."""
     tmp = tmp_path_factory.mktemp("sprint-trainer")
-    corpus = _corpus(tmp / "train.npz", 40, 11)
+    corpus = make_corpus(tmp / "train.npz", 40, 11)
     cfg = tmp / "returnn.config"
     cfg.write_text(f"""#!returnn
 backend = "tf"

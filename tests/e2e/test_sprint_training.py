@@ -17,27 +17,11 @@ from returnn_sprint.archive import FileArchive  # noqa: E402
 from returnn_sprint.error_signals import SprintInstancePool  # noqa: E402
 from returnn_sprint.fast_bw import baum_welch  # noqa: E402
 from returnn_sprint.tf_loss import FastBaumWelchLoss, SprintLoss  # noqa: E402
+from sprint_corpus import FAKE_SPRINT, NUM_CLASSES, make_corpus  # noqa: E402
 
 from returnn_core.learning_rate.state_file import load_state  # noqa: E402
 
-REPO = pathlib.Path(__file__).resolve().parents[2]
-FAKE_SPRINT = str(REPO / "tests" / "sprint" / "fake_sprint.py")
 RETURNN = str(pathlib.Path(sys.executable).parent / "returnn")
-NUM_CLASSES, DIM = 4, 6
-
-
-def _corpus(path: pathlib.Path, num_seqs: int, seed: int) -> str:
-    """npz corpus for the stand-in Sprint; class k makes feature k high, so it is learnable."""
-    rng = np.random.RandomState(seed)
-    arrays = {"names": np.array([f"corpus/rec{i}/{i}" for i in range(num_seqs)]), "num_classes": NUM_CLASSES}
-    for i in range(num_seqs):
-        n = rng.randint(8, 30)
-        align = np.repeat(rng.randint(NUM_CLASSES, size=n // 4 + 1), 4)[:n].astype(np.int32)
-        feats = (rng.randn(n, DIM) * 0.5).astype(np.float32)
-        feats[np.arange(n), align] += 1.5
-        arrays[f"feat_{i}"], arrays[f"align_{i}"] = feats, align
-    np.savez(path, **arrays)
-    return str(path)
 
 
 def _run_returnn(cfg: pathlib.Path, cwd: pathlib.Path) -> subprocess.CompletedProcess:
@@ -91,7 +75,7 @@ def test_training_on_sprint_caches(tmp_path):
     tying = tmp_path / "state-tying"
     tying.write_text("".join(f"p{k}{{#+#}}.{s} {k}\n" for k in range(NUM_CLASSES) for s in range(3)))
     for part, (n, seed) in {"train": (60, 1), "dev": (15, 2)}.items():
-        ref = np.load(_corpus(tmp_path / f"{part}.npz", n, seed))
+        ref = np.load(make_corpus(tmp_path / f"{part}.npz", n, seed))
         feats = [FileArchive(str(tmp_path / f"{part}.feat.{k}.cache"), "w", compress=bool(k)) for k in range(2)]
         with FileArchive(str(tmp_path / f"{part}.align.cache"), "w", compress=True) as al:
             for i, name in enumerate(ref["names"]):
@@ -137,8 +121,8 @@ log_verbosity = 2
 
 def test_training_through_extern_sprint_dataset(tmp_path):
     """Train and dev data streamed from stand-in Sprint children (partitioned train epochs), with no child left."""
-    train = _corpus(tmp_path / "train.npz", 60, 3)
-    dev = _corpus(tmp_path / "dev.npz", 15, 4)
+    train = make_corpus(tmp_path / "train.npz", 60, 3)
+    dev = make_corpus(tmp_path / "dev.npz", 15, 4)
 
     def dataset(corpus: str, **extra) -> str:
         return repr({
@@ -180,7 +164,7 @@ def _log_softmax(x: np.ndarray) -> np.ndarray:
 
 
 def test_sprint_loss_gradient_is_the_error_signal(tmp_path):
-    corpus = _corpus(tmp_path / "c.npz", 6, 5)
+    corpus = make_corpus(tmp_path / "c.npz", 6, 5)
     ref = np.load(corpus)
     opts = {"sprintExecPath": [sys.executable, FAKE_SPRINT], "sprintConfigStr": f"--*.corpus.file={corpus} --*.action=python-control",
             "numInstances": 2}
@@ -220,7 +204,7 @@ def test_sprint_loss_gradient_is_the_error_signal(tmp_path):
 
 def test_training_with_sprint_loss(tmp_path):
     """A network trained only by Sprint's error signal (loss "sprint") learns the stand-in's alignments."""
-    train = _corpus(tmp_path / "train.npz", 40, 6)
+    train = make_corpus(tmp_path / "train.npz", 40, 6)
     sprint_opts = {"sprintExecPath": [sys.executable, FAKE_SPRINT],
                    "sprintConfigStr": f"--*.corpus.file={train} --*.action=python-control", "numInstances": 2}
     cfg = tmp_path / "sprint-loss.config"
@@ -251,7 +235,7 @@ log_verbosity = 2
 
 def test_fast_bw_loss_gradient_and_training(tmp_path):
     """fast_bw: automata exported by the stand-in, Baum-Welch here; gradient = softmax - soft alignment; it learns."""
-    corpus = _corpus(tmp_path / "c.npz", 40, 8)
+    corpus = make_corpus(tmp_path / "c.npz", 40, 8)
     ref = np.load(corpus)
     sprint_opts = {"sprintExecPath": [sys.executable, FAKE_SPRINT],
                    "sprintConfigStr": f"--*.corpus.file={corpus} --*.action=python-control"}
