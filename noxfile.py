@@ -36,11 +36,24 @@ def core(session: nox.Session) -> None:
     session.run(*PYTEST, "tests/core", *session.posargs, env=ENV)
 
 
+#: the public RETURNN whose HDF files ours must read, and which must read ours (tests/datasets)
+PUBLIC_RETURNN = "returnn==1.20261022.211313"
+
+
+def _public_returnn(session: nox.Session) -> dict[str, str]:
+    """Unpack the public RETURNN from PyPI beside the venv (not installed into it: its modules stay apart)."""
+    target = os.path.join(session.virtualenv.location, "public-returnn")
+    if not os.path.isdir(os.path.join(target, "returnn")):
+        session.install("--no-deps", "--target", target, PUBLIC_RETURNN)
+    return {"RETURNN_PUBLIC_PATH": target}
+
+
 def _plugin_session(name: str):
     def run(session: nox.Session) -> None:
         _install(session, name)
         session.run("python", "tests/isolation/check_plugin_alone.py", name, env=ENV)
-        session.run(*PYTEST, f"tests/{name}", *session.posargs, env=ENV)
+        extra_env = _public_returnn(session) if name == "datasets" else {}
+        session.run(*PYTEST, f"tests/{name}", *session.posargs, env={**ENV, **extra_env})
 
     run.__doc__ = f"returnn-{name} alone with the core (proves it imports no other plugin)."
     run.__name__ = name
