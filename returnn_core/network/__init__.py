@@ -7,6 +7,7 @@ from returnn_core.network.description import (
     LayerSpec,
     NetworkDescription,
     Source,
+    resolve_layer_class,
     resolve_network,
 )
 from returnn_core.network.init import initial_value
@@ -24,5 +25,6 @@ __all__ = [
     "RecUnit",
     "Source",
     "initial_value",
+    "resolve_layer_class",
     "resolve_network",
 ]

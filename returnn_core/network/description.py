@@ -82,6 +82,14 @@ class NetworkDescription:
         return [spec for spec in self.layers.values() if spec.loss]
 
 
+def resolve_layer_class(manager: Any, spec: LayerSpec, backend: str) -> Any:
+    """The class registered for ``spec.layer_class`` on ``backend``; a failed lookup names the layer."""
+    try:
+        return manager.layers.get(spec.layer_class, backend=backend)
+    except LookupError as exc:  # unknown name, or a failed/disabled plugin that provides it
+        raise type(exc)(f"layer {spec.name!r}: {exc}") from exc
+
+
 def _parse_source(layer: str, src: Any, layer_names: Iterable[str], data_keys: Iterable[str], default_input: str) -> Source:
     if not isinstance(src, str):
         raise NetworkError(f"layer {layer!r}: 'from' entries must be strings, got {src!r}")

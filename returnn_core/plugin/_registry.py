@@ -169,11 +169,11 @@ class Registry:
         where = f" for backend {backend!r}" if self.per_backend and backend else ""
         msg = f"unknown {self.kind} {name!r}{where}"
         close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
-        if close:
-            msg += f"; did you mean {', '.join(repr(c) for c in close)}?"
         others = [b for b in self.backends_for(name) if b != backend] if self.per_backend else []
         if others:
             msg += f"; only backend {', '.join(repr(b) for b in others)} has it"
+        if close:
+            msg += f" (did you mean {', '.join(repr(c) for c in close)}?)"
         msg += f". Known: {', '.join(known) if known else '(none registered)'}"
         return UnknownNameError(msg)
 

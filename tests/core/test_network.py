@@ -85,3 +85,16 @@ def test_initial_values():
     assert np.abs(initial_value("uniform:0.1", (100,), rng, what="b")).max() <= 0.1
     with pytest.raises(NetworkError, match="layer 'x' parameter 'W': unknown initializer 'bogus'"):
         initial_value("bogus", (2, 2), rng, what="layer 'x' parameter 'W'")
+
+
+def test_layer_class_lookup_names_the_layer():
+    from returnn_core.errors import UnknownNameError
+    from returnn_core.network import resolve_layer_class
+    from returnn_core.plugin import PluginManager
+
+    pm = PluginManager(disabled=())
+    pm.layers.register("softmax", "json:JSONDecoder", backend="mine")
+    net = resolve_network({"output": {"class": "sofmax", "loss": "ce"}}, KEYS)
+    with pytest.raises(UnknownNameError, match=r"^layer 'output': unknown layer class 'sofmax' for backend 'mine' \(did you mean 'softmax'\?\)"):
+        resolve_layer_class(pm, net["output"], "mine")
+    assert resolve_layer_class(pm, resolve_network({"output": {"class": "softmax"}}, KEYS)["output"], "mine").__name__ == "JSONDecoder"

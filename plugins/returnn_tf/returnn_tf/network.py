@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from returnn_core.datasets import DataSpec
 from returnn_core.errors import NetworkError, ReturnnError
-from returnn_core.network import DataRef, LayerRef, NetworkDescription, initial_value
+from returnn_core.network import DataRef, LayerRef, NetworkDescription, initial_value, resolve_layer_class
 from returnn_tf.data import LayerOutput
 from returnn_tf.layers.base import Context, Layer
 
@@ -59,7 +59,7 @@ class TFNetwork:
         self._data: dict[str, LayerOutput] = {}
         self.layers: dict[str, Layer] = {}
         for spec in description:
-            cls = manager.layers.get(spec.layer_class, backend="tf")
+            cls = resolve_layer_class(manager, spec, "tf")
             self.layers[spec.name] = cls(prefix + spec.name, spec.layer_class, spec.opts, self)
         self.loss_terms = self._make_loss_terms() if parent is None else []
         for term in self.loss_terms:

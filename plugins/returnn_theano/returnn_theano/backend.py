@@ -12,7 +12,7 @@ import numpy as np
 from returnn_core.engine.backend import Backend, StepResult
 from returnn_core.engine.optimizer_config import OptimizerSettings
 from returnn_core.errors import ConfigError, NetworkError, TrainingError, UnknownNameError
-from returnn_core.network import DataRef, LayerRef, LayerSpec, NetworkDescription
+from returnn_core.network import DataRef, LayerRef, LayerSpec, NetworkDescription, resolve_layer_class
 from returnn_theano._pt import floatX, pt, pytensor, shared_rng
 from returnn_theano.layers.base import BuildContext, Layer, LayerOutput, ParamStore, RandomSource
 from returnn_theano.losses import LossTerms
@@ -109,11 +109,7 @@ class TheanoBackend(Backend):
         return ctx
 
     def _make_layer(self, spec: LayerSpec, ctx: BuildContext) -> Layer:
-        try:
-            cls = self.manager.layers.get(spec.layer_class, backend=NAME)
-        except UnknownNameError as exc:
-            raise UnknownNameError(f"layer {spec.name!r}: {exc}") from exc
-        return cls(spec, ctx)
+        return resolve_layer_class(self.manager, spec, NAME)(spec, ctx)
 
     @staticmethod
     def _source(spec: LayerSpec, src: DataRef | LayerRef, ctx: BuildContext) -> LayerOutput:
