@@ -16,6 +16,7 @@ import threading
 import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -79,7 +80,31 @@ class _NameIndex:
         raise SprintCacheError(f"{where}: no entry named {name!r} ({len(self.names)} entries){hint}")
 
 
-class FileArchive:
+class _EntryNames:
+    """Entry names of an archive or a bundle (``entries`` in order); short names resolve when unique."""
+
+    #: how errors name the container
+    kind = "Sprint cache"
+    path: str
+    entries: dict[str, Any]
+    _index: _NameIndex | None = None
+
+    def names(self, *, include_attribs: bool = False) -> list[str]:
+        """Entry names in order (without the ``.attribs`` side entries unless asked)."""
+        return [n for n in self.entries if include_attribs or not n.endswith(ATTRIBS_SUFFIX)]
+
+    file_list = names
+
+    def resolve_name(self, name: str) -> str:
+        """The full entry name for a full or unique short (suffix) segment name."""
+        if name in self.entries:
+            return name
+        if self._index is None:
+            self._index = _NameIndex(self.names())
+        return self._index.resolve(name, where=f"{self.kind} {self.path}")
+
+
+class FileArchive(_EntryNames):
     """One Sprint cache archive, opened for reading (``mode="r"``) or writing (``mode="w"``)."""
 
     def __init__(self, path: str, mode: str = "r", *, compress: bool = False, with_table: bool = True) -> None:
@@ -92,7 +117,6 @@ class FileArchive:
         self.entries: dict[str, EntryInfo] = {}
         self.has_table = False
         self._lock = threading.Lock()
-        self._index: _NameIndex | None = None
         try:
             self._f = open(self.path, "rb" if mode == "r" else "w+b")
         except OSError as exc:
@@ -174,20 +198,6 @@ class FileArchive:
                 raise self._error(f"corrupt entry {info.name!r}: end marker {marker:#010x}", end_pos)
             self.entries[info.name] = info
             pos = end_pos + 4
-
-    def names(self, *, include_attribs: bool = False) -> list[str]:
-        """Entry names in file order (without the ``.attribs`` side entries unless asked)."""
-        return [n for n in self.entries if include_attribs or not n.endswith(ATTRIBS_SUFFIX)]
-
-    file_list = names
-
-    def resolve_name(self, name: str) -> str:
-        """The full entry name for a full or unique short (suffix) segment name."""
-        if name in self.entries:
-            return name
-        if self._index is None:
-            self._index = _NameIndex(self.names())
-        return self._index.resolve(name, where=f"Sprint cache {self.path}")
 
     def __contains__(self, name: str) -> bool:
         return name in self.entries
@@ -318,8 +328,13 @@ class FileArchive:
             f.close()
 
 
-class FileArchiveBundle:
-    """A bundle file: one archive path per line (relative paths are relative to the bundle), read as one."""
+class FileArchiveBundle(_EntryNames):
+    """A bundle file: one archive path per line (relative paths are relative to the bundle), read as one.
+
+    For a name in several archives, the first archive wins.
+    """
+
+    kind = "Sprint cache bundle"
 
     def __init__(self, path: str) -> None:
         self.path = os.fspath(path)
@@ -341,21 +356,6 @@ class FileArchiveBundle:
             self.archives.append(archive)
             for name in archive.names(include_attribs=True):
                 self.entries.setdefault(name, archive)
-        self._index: _NameIndex | None = None
-
-    def names(self, *, include_attribs: bool = False) -> list[str]:
-        """Entry names over all archives (first archive wins for duplicates)."""
-        return [n for n in self.entries if include_attribs or not n.endswith(ATTRIBS_SUFFIX)]
-
-    file_list = names
-
-    def resolve_name(self, name: str) -> str:
-        """The full entry name for a full or unique short segment name."""
-        if name in self.entries:
-            return name
-        if self._index is None:
-            self._index = _NameIndex(self.names())
-        return self._index.resolve(name, where=f"Sprint cache bundle {self.path}")
 
     def archive_of(self, name: str) -> FileArchive:
         """The archive holding ``name``."""
