@@ -1,5 +1,6 @@
 """Backend-neutral network handling: the resolved ``network`` dict and the rec-unit protocol."""
 
+from returnn_core.network.axes import axis_index
 from returnn_core.network.description import (
     COMMON_OPTIONS,
     DataRef,
@@ -24,6 +25,7 @@ __all__ = [
     "ParamSpec",
     "RecUnit",
     "Source",
+    "axis_index",
     "initial_value",
     "resolve_layer_class",
     "resolve_network",

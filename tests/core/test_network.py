@@ -98,3 +98,18 @@ def test_layer_class_lookup_names_the_layer():
     with pytest.raises(UnknownNameError, match=r"^layer 'output': unknown layer class 'sofmax' for backend 'mine' \(did you mean 'softmax'\?\)"):
         resolve_layer_class(pm, net["output"], "mine")
     assert resolve_layer_class(pm, resolve_network({"output": {"class": "softmax"}}, KEYS)["output"], "mine").__name__ == "JSONDecoder"
+
+
+def test_axis_names():
+    from returnn_core.network import axis_index
+
+    dense = {"rank": 3, "has_time": True, "sparse": False, "layer": "x"}
+    assert [axis_index(a, **dense) for a in ("B", "time", "F", -1, 1)] == [0, 1, 2, 2, 1]
+    with pytest.raises(NetworkError, match="layer 'x': axis 'T', but the input has no time axis"):
+        axis_index("T", rank=2, has_time=False, sparse=False, layer="x")
+    with pytest.raises(NetworkError, match="no feature axis"):
+        axis_index("F", rank=2, has_time=True, sparse=True, layer="x")
+    with pytest.raises(NetworkError, match="axis 3 out of range for rank 3"):
+        axis_index(3, **dense)
+    with pytest.raises(NetworkError, match="unknown axis 'Q'"):
+        axis_index("Q", **dense)

@@ -12,30 +12,14 @@ import numpy as np
 import tensorflow as tf
 
 from returnn_core.errors import NetworkError
+from returnn_core.network import axis_index as core_axis_index
 from returnn_tf.data import LayerOutput
 from returnn_tf.layers.base import Context, Layer
 
 
 def axis_index(src: LayerOutput, axis: Any, *, layer: str) -> int:
     """Absolute axis index of ``axis`` in the batch-major tensor of ``src``."""
-    rank = src.tensor.shape.rank
-    if isinstance(axis, str):
-        key = axis.upper()
-        if key in ("B", "BATCH"):
-            return 0
-        if key in ("T", "TIME"):
-            if not src.has_time:
-                raise NetworkError(f"layer {layer!r}: axis {axis!r} but the input has no time axis")
-            return 1
-        if key in ("F", "FEATURE"):
-            if src.sparse:
-                raise NetworkError(f"layer {layer!r}: axis {axis!r} but the input is sparse (no feature axis)")
-            return rank - 1
-        raise NetworkError(f"layer {layer!r}: unknown axis {axis!r} (use 'B', 'T', 'F' or an int)")
-    idx = int(axis)
-    if not -rank <= idx < rank:
-        raise NetworkError(f"layer {layer!r}: axis {axis} out of range for rank {rank}")
-    return idx % rank
+    return core_axis_index(axis, rank=src.tensor.shape.rank, has_time=src.has_time, sparse=src.sparse, layer=layer)
 
 
 def _out(src: LayerOutput, tensor: tf.Tensor, seq_lens: tf.Tensor | None = None, *, keep_time: bool = True) -> LayerOutput:

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from returnn_core.network import axis_index as core_axis_index
 from returnn_theano._pt import floatX, pt
 from returnn_theano.layers.base import Layer, LayerOutput
 
@@ -29,24 +30,7 @@ class _ShapeLayer(Layer):
 
     def axis_index(self, src: LayerOutput, axis: Any) -> int:
         """Absolute index of ``axis`` in the batch-major value of ``src``."""
-        rank = src.value.ndim
-        if isinstance(axis, str):
-            key = axis.upper()
-            if key in ("B", "BATCH"):
-                return 0
-            if key in ("T", "TIME"):
-                if not src.has_time:
-                    raise self.error(f"axis {axis!r}, but the input has no time axis")
-                return 1
-            if key in ("F", "FEATURE"):
-                if src.sparse:
-                    raise self.error(f"axis {axis!r}, but the input is sparse (no feature axis)")
-                return rank - 1
-            raise self.error(f"unknown axis {axis!r} (use 'B', 'T', 'F' or an int)")
-        idx = int(axis)
-        if not -rank <= idx < rank:
-            raise self.error(f"axis {axis} out of range for rank {rank}")
-        return idx % rank
+        return core_axis_index(axis, rank=src.value.ndim, has_time=src.has_time, sparse=src.sparse, layer=self.name)
 
     def axes(self, src: LayerOutput, axes: Any) -> list[int]:
         """Sorted absolute indices of one axis or a list of axes."""
