@@ -1,0 +1,75 @@
+"""The layers, rec units, losses and optimizers written once in the core; every backend plugin registers them all.
+
+A backend's ``_hooks.py`` calls :func:`register` for each extension point with its own backend name, so all
+backends provide exactly the same names and options; what a backend adds on top (a fast path under another
+name, a layer that evaluates that framework's own code) it registers itself and documents why.
+"""
+
+from __future__ import annotations
+
+from returnn_core.plugin import Registrar
+
+_PKG = "returnn_core.frontend"
+
+#: extension point -> config name -> (import target, aliases)
+CATALOGUE: dict[str, dict[str, tuple[str, tuple[str, ...]]]] = {
+    "layers": {
+        "source": ("layers.basic:SourceLayer", ()),
+        "linear": ("layers.basic:LinearLayer", ("forward", "hidden")),
+        "softmax": ("layers.basic:SoftmaxLayer", ()),
+        "activation": ("layers.basic:ActivationLayer", ()),
+        "copy": ("layers.basic:CopyLayer", ()),
+        "dropout": ("layers.basic:DropoutLayer", ()),
+        "combine": ("layers.basic:CombineLayer", ()),
+        "concat": ("layers.basic:ConcatLayer", ()),
+        "constant": ("layers.basic:ConstantLayer", ()),
+        "reinterpret_data": ("layers.basic:ReinterpretDataLayer", ()),
+        "rec": ("layers.rec:RecLayer", ()),
+        "get_last_hidden_state": ("layers.rec:GetLastHiddenStateLayer", ()),
+        "conv": ("layers.conv:ConvLayer", ()),
+        "pool": ("layers.conv:PoolLayer", ()),
+        "batch_norm": ("layers.norm:BatchNormLayer", ()),
+        "layer_norm": ("layers.norm:LayerNormLayer", ()),
+        "merge_dims": ("layers.shape:MergeDimsLayer", ()),
+        "split_dims": ("layers.shape:SplitDimsLayer", ()),
+        "slice": ("layers.shape:SliceLayer", ()),
+        "reduce": ("layers.shape:ReduceLayer", ()),
+        "window": ("layers.shape:WindowLayer", ()),
+        "pad": ("layers.shape:PadLayer", ()),
+        "expand_dims": ("layers.shape:ExpandDimsLayer", ()),
+        "squeeze": ("layers.shape:SqueezeLayer", ()),
+        "time_chunking": ("layers.shape:TimeChunkingLayer", ()),
+        "time_unchunking": ("layers.shape:TimeUnChunkingLayer", ()),
+        "subnetwork": ("layers.subnetwork:SubnetworkLayer", ()),
+    },
+    "rec_units": {
+        "lstm": ("units:LstmUnit", ("standardlstm", "basiclstm", "lstmblock", "lstmblockfused", "cudnnlstm")),
+        "gru": ("units:GruUnit", ()),
+        "rnn": ("units:RnnUnit", ("basicrnn",)),
+    },
+    "losses": {
+        "ce": ("losses:CrossEntropyLoss", ("cross_entropy",)),
+        "generic_ce": ("losses:GenericCrossEntropyLoss", ()),
+        "mse": ("losses:MeanSquaredErrorLoss", ()),
+        "l1": ("losses:L1Loss", ()),
+        "bin_ce": ("losses:BinaryCrossEntropyLoss", ()),
+        "ctc": ("losses:CtcLoss", ()),
+        "edit_distance": ("losses:EditDistanceLoss", ()),
+        "via_layer": ("losses:ViaLayerLoss", ()),
+    },
+    "updaters": {
+        "sgd": ("optimizers:Sgd", ()),
+        "momentum": ("optimizers:Momentum", ()),
+        "adam": ("optimizers:Adam", ()),
+        "nadam": ("optimizers:Nadam", ()),
+        "adadelta": ("optimizers:Adadelta", ()),
+        "adagrad": ("optimizers:Adagrad", ()),
+        "rmsprop": ("optimizers:RmsProp", ()),
+    },
+}
+
+
+def register(kind: str, registry: Registrar, backend: str) -> None:
+    """Register every core definition of ``kind`` (``layers``, ``rec_units``, ``losses``, ``updaters``) for ``backend``."""
+    for name, (target, aliases) in CATALOGUE[kind].items():
+        registry.register(name, f"{_PKG}.{target}", backend=backend, aliases=aliases)

@@ -1,0 +1,182 @@
+"""Basic layers: source, linear/softmax, activation, copy, dropout, combine, concat, constant, reinterpret_data."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from returnn_core.errors import NetworkError
+from returnn_core.frontend._layer import Context, Layer, concat_features
+from returnn_core.frontend._output import LayerOutput
+
+
+class SourceLayer(Layer):
+    """The extern data stream ``data_key`` (default ``data``)."""
+
+    options = frozenset({"data_key"})
+
+    def call(self, sources: list[LayerOutput], ctx: Context) -> LayerOutput:
+        """Return the data stream."""
+        return ctx.net.data_output(self.opts.get("data_key", "data"), layer=self.name)
+
+
+class LinearLayer(Layer):
+    """``activation(x W + b)`` (``with_bias``, ``forward_weights_init``, ``bias_init``); a single sparse source is
+    an embedding lookup (a row of ``W``)."""
+
+    handles_activation = True
+
+    def call(self, sources: list[LayerOutput], ctx: Context) -> LayerOutput:
+        """Affine transform over the feature axis."""
+        ops = ctx.ops
+        n_out = self.require_n_out()
+        init = self.opts.get("forward_weights_init", "glorot_uniform")
+        if len(sources) == 1 and sources[0].sparse:
+            src = sources[0]
+            w = self.param("W", (self.feature_dim(src), n_out), init)
+            x = ops.gather(w, src.tensor)
+        else:
+            src = self.single_source(sources)
+            w = self.param("W", (self.feature_dim(src), n_out), init)
+            x = ops.dot(src.tensor, w)
+        if self.opts.get("with_bias", True):
+            x = x + self.param("b", (n_out,), self.opts.get("bias_init", "zeros"))
+        return self.activate(LayerOutput(x, src.seq_lens, n_out), ops)
+
+
+class SoftmaxLayer(LinearLayer):
+    """A linear layer with softmax activation (the classic output layer)."""
+
+    default_activation = "softmax"
+
+
+class CopyLayer(Layer):
+    """The sources as they are (several are concatenated on the feature axis)."""
+
+    def call(self, sources: list[LayerOutput], ctx: Context) -> LayerOutput:
+        """Identity."""
+        return self.single_source(sources)
+
+
+class ActivationLayer(CopyLayer):
+    """Only the ``activation`` applied to the sources."""
+
+
+class DropoutLayer(Layer):
+    """Dropout with rate ``dropout`` in training, identity otherwise."""
+
+    dropout_on_input = False
+
+    def call(self, sources: list[LayerOutput], ctx: Context) -> LayerOutput:
+        """Drop units during training."""
+        src = self.single_source(sources)
+        if ctx.train and self.dropout and not src.sparse:
+            return src.with_tensor(ctx.ops.dropout(src.tensor, self.dropout), dim=src.dim)
+        return src
+
+
+class CombineLayer(Layer):
+    """Element-wise ``kind`` (add, sub, mul, truediv, average, maximum, minimum) of all sources (broadcasting)."""
+
+    options = frozenset({"kind"})
+    KINDS = ("add", "sub", "mul", "truediv", "average", "maximum", "minimum")
+
+    def call(self, sources: list[LayerOutput], ctx: Context) -> LayerOutput:
+        """Combine the sources."""
+        ops = ctx.ops
+        kind = self.opts.get("kind", "add")
+        if kind not in self.KINDS:
+            raise NetworkError(f"layer {self.name!r}: unknown combine kind {kind!r}; known: {', '.join(self.KINDS)}")
+        if not sources:
+            raise self.error("needs at least one source")
+        if any(s.sparse for s in sources):
+            raise NetworkError(f"layer {self.name!r}: cannot {kind} sparse sources")
+        dims = {s.dim for s in sources if s.dim not in (None, 1)}
+        if len(dims) > 1:
+            desc = ", ".join(f"{s.dim}" for s in sources)
+            raise NetworkError(f"layer {self.name!r}: cannot {kind} sources of different feature dims ({desc})")
+        tensors = broadcast_sources(sources)
+        out = tensors[0]
+        for t in tensors[1:]:
+            if kind in ("add", "average"):
+                out = out + t
+            elif kind == "sub":
+                out = out - t
+            elif kind == "mul":
+                out = out * t
+            elif kind == "truediv":
+                out = out / t
+            elif kind == "maximum":
+                out = ops.maximum(out, t)
+            else:
+                out = ops.minimum(out, t)
+        if kind == "average":
+            out = out / float(len(tensors))
+        ref = next((s for s in sources if s.has_time), sources[0])
+        return LayerOutput(out, ref.seq_lens, dims.pop() if dims else 1)
+
+
+def broadcast_sources(sources: list[LayerOutput]) -> list:
+    """Dense tensors of the sources, with an axis added after batch to those without time when others have it."""
+    any_time = any(s.has_time for s in sources)
+    out = []
+    for s in sources:
+        t = s.dense()
+        if any_time and not s.has_time:
+            t = s.ops.expand_dims(t, 1)
+        out.append(t)
+    return out
+
+
+class ConcatLayer(Layer):
+    """Sources concatenated on the feature axis."""
+
+    def call(self, sources: list[LayerOutput], ctx: Context) -> LayerOutput:
+        """Concatenate."""
+        if not sources:
+            raise self.error("needs at least one source")
+        return concat_features(sources, layer=self.name)
+
+
+class ConstantLayer(Layer):
+    """A constant ``value`` (scalar or array) repeated over the batch: (B, *shape), scalars as (B, 1)."""
+
+    options = frozenset({"value", "dtype"})
+
+    def call(self, sources: list[LayerOutput], ctx: Context) -> LayerOutput:
+        """Broadcast the constant over the batch."""
+        ops = ctx.ops
+        dtype = str(self.opts.get("dtype", "float32"))
+        value = np.asarray(self.opts.get("value", 0.0), dtype=dtype)
+        if value.ndim == 0:
+            value = value.reshape((1,))
+        const = ops.expand_dims(ops.constant(value, dtype), 0)
+        out = ops.tile(const, [ctx.batch_size] + [1] * value.ndim)
+        return LayerOutput(out, None, int(value.shape[-1]))
+
+
+class ReinterpretDataLayer(Layer):
+    """The source with changed metadata: ``set_sparse``, ``set_sparse_dim``, ``increase_sparse_dim``, ``size_base``."""
+
+    options = frozenset({"set_sparse", "set_sparse_dim", "increase_sparse_dim", "enforce_batch_major",
+                         "enforce_time_major", "size_base", "set_axes"})
+
+    def call(self, sources: list[LayerOutput], ctx: Context) -> LayerOutput:
+        """Change how the data is interpreted."""
+        ops = ctx.ops
+        src = self.single_source(sources)
+        out = LayerOutput(src.tensor, src.seq_lens, src.dim, src.sparse)
+        if "size_base" in self.opts:
+            out.seq_lens = ctx.get(self.opts["size_base"], layer=self.name).seq_lens
+        set_sparse = self.opts.get("set_sparse")
+        if set_sparse is True and not src.sparse:
+            tensor = src.tensor[..., 0] if src.dim == 1 else src.tensor
+            out = LayerOutput(ops.cast(tensor, "int32"), out.seq_lens, self.opts.get("set_sparse_dim", src.dim), True)
+        elif set_sparse is False and src.sparse:
+            out = LayerOutput(ops.expand_dims(ops.cast(src.tensor, "float32"), -1), out.seq_lens, 1)
+        if self.opts.get("set_sparse_dim") is not None and out.sparse:
+            out.dim = int(self.opts["set_sparse_dim"])
+        if self.opts.get("increase_sparse_dim"):
+            if not out.sparse:
+                raise NetworkError(f"layer {self.name!r}: increase_sparse_dim needs a sparse source")
+            out.dim = int(out.dim or 0) + int(self.opts["increase_sparse_dim"])
+        return out

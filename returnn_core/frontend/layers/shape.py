@@ -1,0 +1,442 @@
+"""Layers that reshape: merge_dims, split_dims, slice, reduce, window, pad, expand_dims, squeeze, time (un)chunking.
+
+Axes are given as ``"B"`` (batch), ``"T"`` (time), ``"F"`` (feature, the last axis) or an int counting the
+batch axis as 0.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from returnn_core.frontend._layer import Context, Layer
+from returnn_core.frontend._output import LayerOutput
+from returnn_core.network import axis_index as core_axis_index
+
+
+def axis_index(src: LayerOutput, axis: Any, *, layer: str) -> int:
+    """Absolute axis index of ``axis`` in the batch-major tensor of ``src``."""
+    return core_axis_index(axis, rank=src.ndim, has_time=src.has_time, sparse=src.sparse, layer=layer)
+
+
+def axis_list(src: LayerOutput, axes: Any, *, layer: str) -> list[int]:
+    """Absolute indices of one axis or a list of axes, in the given order, without repeats."""
+    out: list[int] = []
+    for axis in axes if isinstance(axes, (list, tuple)) else [axes]:
+        idx = axis_index(src, axis, layer=layer)
+        if idx not in out:
+            out.append(idx)
+    return out
+
+
+def static_dims(src: LayerOutput, tensor: Any = None) -> list[int | None]:
+    """Static sizes of ``tensor`` (default ``src.tensor``); a feature axis unknown to the backend takes ``src.dim``."""
+    tensor = src.tensor if tensor is None else tensor
+    dims = list(src.ops.static_shape(tensor))
+    has_features = len(dims) > 1 + int(src.has_time)
+    if has_features and dims[-1] is None and src.dim is not None:
+        dims[-1] = int(src.dim)
+    return dims
+
+
+def feature_dim_of(dims: list[int | None], has_time: bool) -> int | None:
+    """The size of the last axis if it is a feature axis (not batch or time)."""
+    return dims[-1] if len(dims) > 1 + int(has_time) else None
+
+
+def int_opt(layer: Layer, key: str, default: int | None) -> int | None:
+    """An integer option; a clear error naming the layer if it is something else."""
+    value = layer.opts.get(key, default)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise layer.error(f"option {key!r} must be an integer, got {value!r}")
+    return int(value)
+
+
+class MergeDimsLayer(Layer):
+    """Merge ``axes`` (a list, or ``"static"``: all but batch and time) into one axis at the first one's place."""
+
+    options = frozenset({"axes", "keep_order"})
+
+    def call(self, sources: list[LayerOutput], ctx: Context) -> LayerOutput:
+        """Reshape the merged axes into one (in the given order with ``keep_order``, else sorted)."""
+        src = self.single_source(sources)
+        ops = ctx.ops
+        x = src.tensor
+        rank = ops.ndim(x)
+        axes = self.opts.get("axes", "static")
+        if isinstance(axes, str) and axes in ("static", "except_time", "except_batch"):
+            idx = list(range(2 if src.has_time else 1, rank))
+        else:
+            idx = axis_list(src, axes, layer=self.name)
+            if not self.opts.get("keep_order", False):
+                idx.sort()
+        if any(i == 0 or (src.has_time and i == 1) for i in idx):
+            raise self.error("merge_dims cannot merge the batch or time axis")
+        if len(idx) < 2:
+            return src
+        dims = static_dims(src)
+        pos = min(idx)
+        rest = [i for i in range(rank) if i not in idx]
+        perm = rest[:pos] + idx + rest[pos:]
+        if perm != list(range(rank)):
+            x = ops.transpose(x, perm)
+        sizes = [dims[i] for i in idx]
+        merged = int(np.prod(sizes)) if None not in sizes else None
+        shape = ops.shape(x)
+        out = ops.reshape(x, [*shape[:pos], -1 if merged is None else merged, *shape[pos + len(idx):]])
+        out_dims = [dims[i] for i in rest[:pos]] + [merged] + [dims[i] for i in rest[pos:]]
+        return LayerOutput(out, src.seq_lens, src.dim if src.sparse else out_dims[-1], src.sparse)
+
+
+class SplitDimsLayer(Layer):
+    """Split ``axis`` (default ``"F"``) into ``dims`` (one entry may be -1)."""
+
+    options = frozenset({"axis", "dims"})
+
+    def call(self, sources: list[LayerOutput], ctx: Context) -> LayerOutput:
+        """Reshape one axis into several."""
+        src = self.single_source(sources)
+        ops = ctx.ops
+        dims = self.opts.get("dims")
+        if not isinstance(dims, (list, tuple)) or not dims:
+            raise self.error("needs 'dims', a tuple of sizes")
+        if (any(isinstance(d, bool) or not isinstance(d, (int, np.integer)) or (d < 1 and d != -1) for d in dims)
+                or list(dims).count(-1) > 1):
+            raise self.error(f"dims must be positive sizes with at most one -1, got {tuple(dims)}")
+        ax = axis_index(src, self.opts.get("axis", "F"), layer=self.name)
+        if ax == 0 or (src.has_time and ax == 1):
+            raise self.error("split_dims cannot split the batch or time axis")
+        x = src.tensor
+        in_dims = static_dims(src)
+        size = in_dims[ax]
+        known = int(np.prod([d for d in dims if d != -1]))
+        if size is not None and (size % known or (-1 not in dims and known != size)):
+            raise self.error(f"cannot split axis of size {size} into {tuple(dims)}")
+        new = [size // known if d == -1 and size is not None else int(d) for d in dims]
+        shape = ops.shape(x)
+        out = ops.reshape(x, [*shape[:ax], *new, *shape[ax + 1:]])
+        out_dims = in_dims[:ax] + [None if d == -1 else d for d in new] + in_dims[ax + 1:]
+        return LayerOutput(out, src.seq_lens, src.dim if src.sparse else out_dims[-1], src.sparse)
+
+
+class SliceLayer(Layer):
+    """``x[start:end:step]`` along ``axis``; slicing time adjusts the seq lengths."""
+
+    options = frozenset({"axis", "slice_start", "slice_end", "slice_step"})
+
+    def call(self, sources: list[LayerOutput], ctx: Context) -> LayerOutput:
+        """Slice one axis."""
+        src = self.single_source(sources)
+        ops = ctx.ops
+        ax = axis_index(src, self.opts.get("axis", "F"), layer=self.name)
+        if ax == 0:
+            raise self.error("cannot slice the batch axis")
+        start, end, step = (int_opt(self, key, None) for key in ("slice_start", "slice_end", "slice_step"))
+        if step == 0:
+            raise self.error("slice_step must not be 0")
+        over_time = src.has_time and ax == 1
+        if over_time and ((start or 0) < 0 or (end is not None and end < 0) or (step or 1) < 1):
+            raise self.error("time slices need start >= 0, end >= 0, step >= 1")
+        index: list[Any] = [slice(None)] * src.ndim
+        index[ax] = slice(start, end, step)
+        out = src.tensor[tuple(index)]
+        seq_lens = src.seq_lens
+        if over_time:
+            step_ = step or 1
+            stop = seq_lens if end is None else ops.minimum(seq_lens, end)
+            seq_lens = ops.maximum(ops.floordiv(stop - (start or 0) + (step_ - 1), step_), 0)
+        if src.sparse:
+            return LayerOutput(out, seq_lens, src.dim, True)
+        dims = static_dims(src)
+        dim = src.dim
+        if ax == len(dims) - 1 and not over_time:
+            dim = len(range(dims[ax])[slice(start, end, step)]) if dims[ax] is not None else None
+        return LayerOutput(out, seq_lens, dim)
+
+
+class ReduceLayer(Layer):
+    """Reduce ``axes`` (``"T"``, ``"F"``, ints) with ``mode`` (sum, mean, max, min, prod, logsumexp); time masked."""
+
+    options = frozenset({"mode", "axes", "axis", "keep_dims"})
+    MODES = ("sum", "mean", "avg", "max", "min", "prod", "logsumexp")
+    #: what padded frames become so that they do not change the result
+    _FILL = {"max": -np.inf, "logsumexp": -np.inf, "min": np.inf, "prod": 1.0}
+
+    def call(self, sources: list[LayerOutput], ctx: Context) -> LayerOutput:
+        """Reduce; padded frames take no part."""
+        src = self.single_source(sources)
+        ops = ctx.ops
+        mode = self.opts.get("mode", "sum")
+        if mode not in self.MODES:
+            raise self.error(f"unknown reduce mode {mode!r}; known: {', '.join(self.MODES)}")
+        axes = self.opts.get("axes", self.opts.get("axis"))
+        if axes is None:
+            raise self.error("needs 'axes'")
+        idx = sorted(axis_list(src, axes, layer=self.name))
+        if 0 in idx:
+            raise self.error("cannot reduce the batch axis")
+        x = src.dense()
+        rank = ops.ndim(x)
+        keep = bool(self.opts.get("keep_dims", False))
+        over_time = src.has_time and 1 in idx
+        if over_time:
+            mask = src.mask("bool")
+            for _ in range(rank - 2):
+                mask = ops.expand_dims(mask, -1)
+            x = ops.where(mask, x, np.float32(self._FILL.get(mode, 0.0)))
+        averaged = mode in ("mean", "avg")
+        out = ops.reduce(x, "sum" if averaged else mode, idx, keepdims=keep)
+        in_dims = list(ops.static_shape(x))
+        if in_dims[-1] is None and src.dim is not None and rank > 1 + int(src.has_time):
+            in_dims[-1] = int(src.dim)
+        if averaged:
+            count = 1.0
+            for i in idx:
+                if not (over_time and i == 1):
+                    count = count * (float(in_dims[i]) if in_dims[i] is not None
+                                     else ops.cast(ops.dynamic_dim(x, i), "float32"))
+            if over_time:
+                lens = ops.maximum(ops.cast(src.seq_lens, "float32"), 1.0)
+                count = count * ops.reshape(lens, [-1] + [1] * (ops.ndim(out) - 1))
+            out = out / (np.float32(count) if isinstance(count, float) else count)
+        if keep:
+            out_dims = [1 if i in idx else d for i, d in enumerate(in_dims)]
+        else:
+            out_dims = [d for i, d in enumerate(in_dims) if i not in idx]
+        has_time = src.has_time and (keep or not over_time)
+        seq_lens = src.seq_lens if has_time else None
+        if over_time and keep:
+            seq_lens = ops.ones(ops.shape(src.seq_lens), "int32")
+        return LayerOutput(out, seq_lens, feature_dim_of(out_dims, has_time))
+
+
+class WindowLayer(Layer):
+    """A window of ``window_size`` frames around each frame (``window_left``/``window_right``): (B, T, W, D)."""
+
+    options = frozenset({"window_size", "window_left", "window_right", "axis"})
+
+    def call(self, sources: list[LayerOutput], ctx: Context) -> LayerOutput:
+        """Stack shifted copies of the (masked) input along a new window axis after time."""
+        src = self.single_source(sources)
+        ops = ctx.ops
+        if not src.has_time:
+            raise self.error("needs an input with a time axis")
+        if axis_index(src, self.opts.get("axis", "T"), layer=self.name) != 1:
+            raise self.error("window only supports the time axis ('T')")
+        size = int_opt(self, "window_size", 0) or 0
+        if size < 1:
+            raise self.error("needs window_size >= 1")
+        left, right = int_opt(self, "window_left", None), int_opt(self, "window_right", None)
+        if left is None:
+            left = size - 1 - right if right is not None else (size - 1) // 2
+        right = size - 1 - left
+        if left < 0 or right < 0:
+            raise self.error(f"window_left/window_right do not fit window_size {size}")
+        x = src.dense()
+        rank = ops.ndim(x)
+        mask = src.mask()
+        for _ in range(rank - 2):
+            mask = ops.expand_dims(mask, -1)
+        padded = ops.pad(x * mask, [(0, 0), (left, right)] + [(0, 0)] * (rank - 2))
+        # the padded time axis is T + size - 1 long, so frame i is padded[:, i : i + T] with static bounds
+        out = ops.stack([padded[:, i : (i - size + 1) or None] for i in range(size)], axis=2)
+        return LayerOutput(out, src.seq_lens, src.dim)
+
+
+class PadLayer(Layer):
+    """Pad ``axes`` by ``padding`` (int or (left, right)) with ``value``; time padding is per seq."""
+
+    options = frozenset({"axes", "padding", "value", "mode"})
+
+    def call(self, sources: list[LayerOutput], ctx: Context) -> LayerOutput:
+        """Constant padding; on the time axis each seq is padded at its own end."""
+        src = self.single_source(sources)
+        ops = ctx.ops
+        if str(self.opts.get("mode", "constant")).lower() != "constant":
+            raise self.error("only pad mode 'constant' is supported")
+        axes = self.opts.get("axes", "T")
+        axes = list(axes) if isinstance(axes, (list, tuple)) else [axes]
+        pad = self.opts.get("padding", 0)
+        single_pair = isinstance(pad, (list, tuple)) and len(pad) == 2 and isinstance(pad[0], int)
+        if isinstance(pad, int) or (single_pair and len(axes) == 1):
+            pads = [pad] * len(axes)
+        else:
+            pads = list(pad) if isinstance(pad, (list, tuple)) else []
+        if len(pads) != len(axes):
+            raise self.error(f"padding {pad!r} does not match axes {axes!r}")
+        value = self.float_opt("value", 0.0)
+        x, seq_lens = src.dense(), src.seq_lens
+        rank = ops.ndim(x)
+        dims = static_dims(src, x)
+        for ax_name, p in zip(axes, pads):
+            left, right = (p, p) if isinstance(p, int) else (int(p[0]), int(p[1]))
+            if left < 0 or right < 0:
+                raise self.error(f"padding must not be negative, got {p!r}")
+            ax = axis_index(src, ax_name, layer=self.name)
+            if ax == 0:
+                raise self.error("cannot pad the batch axis")
+            paddings = [(0, 0)] * rank
+            paddings[ax] = (left, right)
+            x = ops.pad(x, paddings, value=value)
+            if src.has_time and ax == 1:
+                # frames after each seq's end (within its new length and beyond) get ``value``
+                pos = ops.expand_dims(ops.arange(ops.dynamic_dim(x, 1)), 0)
+                keep = ops.less(pos, ops.expand_dims(ops.cast(seq_lens, "int32"), 1) + left)
+                for _ in range(rank - 2):
+                    keep = ops.expand_dims(keep, -1)
+                x = ops.where(keep, x, np.float32(value))
+                seq_lens = seq_lens + (left + right)
+            elif dims[ax] is not None:
+                dims[ax] = dims[ax] + left + right
+        return LayerOutput(x, seq_lens, feature_dim_of(dims, src.has_time))
+
+
+class ExpandDimsLayer(Layer):
+    """Add an axis of size ``dim`` (default 1) at ``axis``: ``"F"`` (after the feature), ``"spatial"`` or an int."""
+
+    options = frozenset({"axis", "dim"})
+
+    def call(self, sources: list[LayerOutput], ctx: Context) -> LayerOutput:
+        """Insert an axis (repeating the input ``dim`` times along it)."""
+        src = self.single_source(sources)
+        ops = ctx.ops
+        x = src.dense()
+        rank = ops.ndim(x)
+        axis = self.opts.get("axis", "F")
+        if isinstance(axis, str):
+            key = axis.lower()
+            if key in ("f", "feature"):
+                idx = rank
+            elif key == "spatial":
+                idx = rank - 1
+            else:
+                raise self.error(f"unknown axis {axis!r} for expand_dims (use 'F', 'spatial' or an int)")
+        elif isinstance(axis, (int, np.integer)) and not isinstance(axis, bool):
+            idx = int(axis) % (rank + 1)
+        else:
+            raise self.error(f"axis must be 'F', 'spatial' or an int, got {axis!r}")
+        if idx == 0 or (src.has_time and idx == 1):
+            raise self.error("cannot add an axis before batch or time")
+        dim = int_opt(self, "dim", 1)
+        dim = 1 if dim is None else dim
+        if dim < 1:
+            raise self.error(f"dim must be >= 1, got {dim}")
+        out = ops.expand_dims(x, idx)
+        if dim != 1:
+            reps = [1] * (rank + 1)
+            reps[idx] = dim
+            out = ops.tile(out, reps)
+        dims = static_dims(src, x)
+        dims.insert(idx, dim)
+        return LayerOutput(out, src.seq_lens, feature_dim_of(dims, src.has_time))
+
+
+class SqueezeLayer(Layer):
+    """Remove ``axis`` (an int, ``"F"`` or a list of them), which must have size 1."""
+
+    options = frozenset({"axis", "enforce_batch_dim_axis", "allow_no_op"})
+
+    def call(self, sources: list[LayerOutput], ctx: Context) -> LayerOutput:
+        """Drop size-1 axes."""
+        src = self.single_source(sources)
+        ops = ctx.ops
+        if self.opts.get("enforce_batch_dim_axis", 0) not in (None, 0):
+            raise self.error("only batch-major inputs are supported (enforce_batch_dim_axis=0)")
+        idx = axis_list(src, self.opts.get("axis", "F"), layer=self.name)
+        if any(ax == 0 or (src.has_time and ax == 1) for ax in idx):
+            raise self.error("cannot squeeze the batch or time axis")
+        dims = static_dims(src)
+        drop = []
+        for ax in idx:
+            if dims[ax] != 1:
+                if self.opts.get("allow_no_op"):
+                    continue
+                raise self.error(f"squeeze axis {ax} has size {dims[ax]}, not 1")
+            drop.append(ax)
+        if not drop:
+            return src
+        out = ops.squeeze_axes(src.tensor, drop)
+        out_dims = [d for i, d in enumerate(dims) if i not in drop]
+        return LayerOutput(out, src.seq_lens, src.dim if src.sparse else feature_dim_of(out_dims, src.has_time),
+                           src.sparse)
+
+
+class TimeChunkingLayer(Layer):
+    """Cut each seq into windows of ``chunk_size`` frames every ``chunk_step``: (B*C, chunk_size, D)."""
+
+    options = frozenset({"chunk_size", "chunk_step"})
+
+    def call(self, sources: list[LayerOutput], ctx: Context) -> LayerOutput:
+        """Frame the time axis into chunks that become batch entries (chunk c of seq b is entry b*C + c)."""
+        src = self.single_source(sources)
+        ops = ctx.ops
+        if not src.has_time:
+            raise self.error("needs an input with a time axis")
+        size = int_opt(self, "chunk_size", 0) or 0
+        step = int_opt(self, "chunk_step", size) or 0
+        if size < 1 or step < 1:
+            raise self.error("chunk_size and chunk_step must be >= 1")
+        x = src.tensor
+        rank = ops.ndim(x)
+        time = ops.cast(ops.dynamic_dim(x, 1), "int32")
+        batch = ops.cast(ops.dynamic_dim(x, 0), "int32")
+        num = ops.maximum(ops.floordiv(time - size + (step - 1), step), 0) + 1
+        starts = ops.arange(num) * step
+        frames = ops.reshape(ops.expand_dims(starts, 1) + ops.expand_dims(ops.arange(size), 0), [-1])
+        # frames past the end of the (padded) input are zeros, as if the input were zero-padded to fit
+        inside = ops.less(frames, time)
+        chunks = ops.gather(x, ops.where(inside, frames, 0), axis=1)
+        chunks = chunks * ops.reshape(ops.cast(inside, ops.dtype(x)), [1, -1] + [1] * (rank - 2))
+        out = ops.reshape(chunks, [batch * num, size, *ops.shape(x)[2:]])
+        lens = ops.expand_dims(ops.cast(src.seq_lens, "int32"), 1) - ops.expand_dims(starts, 0)
+        lens = ops.minimum(ops.maximum(lens, 0), size)
+        res = LayerOutput(out, ops.reshape(lens, [-1]), src.dim, src.sparse)
+        res.extra["chunking"] = {"size": size, "step": step, "num": num, "time": time, "batch": batch,
+                                 "seq_lens": src.seq_lens}
+        return res
+
+
+class TimeUnChunkingLayer(Layer):
+    """Undo ``time_chunking`` (``chunking_layer``): overlapping frames are averaged."""
+
+    options = frozenset({"chunking_layer"})
+
+    def call(self, sources: list[LayerOutput], ctx: Context) -> LayerOutput:
+        """Overlap-add the chunks back into seqs, divided by the number of chunks covering each frame."""
+        src = self.single_source(sources)
+        ops = ctx.ops
+        ref = self.opts.get("chunking_layer")
+        if not isinstance(ref, str):
+            raise self.error("needs 'chunking_layer'")
+        info = ctx.get(ref, layer=self.name).extra.get("chunking")
+        if info is None:
+            raise self.error(f"chunking_layer {ref!r} is not a time_chunking layer")
+        x = src.dense()
+        if ops.ndim(x) != 3:
+            raise self.error("time_unchunking needs (batch, time, feature) input")
+        size, step, num, batch, time = info["size"], info["step"], info["num"], info["batch"], info["time"]
+        chunk_time = ops.static_shape(x)[1]
+        if chunk_time is not None and chunk_time != size:
+            raise self.error(f"its input has chunks of {chunk_time} frames, but {ref!r} cut chunks of {size}")
+        dim = self.feature_dim(src)
+        flat = ops.reshape(x, [batch, num * size, dim])
+        t = ops.arange(time)
+        first = ops.floordiv(t, step)  # the last chunk that starts at or before frame t
+        offset = t - first * step
+        total = None
+        count = None
+        # frame t lies in chunks first, first - 1, ...: at most ceil(size / step) of them
+        for j in range(-(-size // step)):
+            chunk = first - j
+            pos = offset + j * step
+            valid = (ops.cast(ops.greater(chunk, -1), "float32") * ops.cast(ops.less(chunk, num), "float32")
+                     * ops.cast(ops.less(pos, size), "float32"))
+            idx = ops.where(ops.greater(valid, 0.5), chunk * size + pos, 0)
+            term = ops.gather(flat, idx, axis=1) * ops.reshape(valid, [1, -1, 1])
+            total = term if total is None else total + term
+            count = valid if count is None else count + valid
+        out = total / ops.reshape(ops.maximum(count, 1.0), [1, -1, 1])
+        return LayerOutput(out, info["seq_lens"], dim)
