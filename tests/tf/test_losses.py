@@ -1,4 +1,4 @@
-"""Losses on plain tensors against numpy, and their gradients."""
+"""The core's losses (registered for tf) on TF tensors against numpy, and their gradients."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ import itertools
 import numpy as np
 import pytest
 import tensorflow as tf
+from returnn_tf.ops import TF_OPS
 
+from returnn_core.frontend import LayerOutput, LossContext
 from returnn_core.plugin import get_plugin_manager
 
 RNG = np.random.RandomState(5)
@@ -21,15 +23,20 @@ def loss(name: str, **opts):
     return get_plugin_manager().losses.get(name, backend="tf")(**opts)
 
 
-def call(loss_obj, logits=LOGITS, target=TARGET, activation="softmax", output=None, **kw):
-    logits_t = tf.constant(logits)
+def call(loss_obj, logits=LOGITS, target=TARGET, activation="softmax", output=None, *,
+         target_seq_lens=None, output_seq_lens=None, get_layer_output=None):
+    """The loss on an output layer of ``logits`` (the frames of ``LENS`` unless given) and ``target``."""
+    logits_t = tf.convert_to_tensor(logits)
     if output is None:
         output = tf.nn.softmax(logits_t) if activation == "softmax" else tf.sigmoid(logits_t)
-    args = dict(logits=logits_t, output=output, target=tf.constant(target), target_seq_lens=tf.constant(LENS),
-                output_mask=tf.constant(MASK), output_seq_lens=tf.constant(LENS), seq_tags=None,
-                target_dim=3, activation=activation, get_layer_output=None)
-    args.update(kw)
-    return loss_obj(**args)
+    out = LayerOutput(output, tf.constant(LENS) if output_seq_lens is None else output_seq_lens, 3,
+                      logits=logits_t, activation=activation)
+    target = np.asarray(target)
+    tgt = LayerOutput(tf.constant(target), tf.constant(LENS) if target_seq_lens is None else target_seq_lens,
+                      3, sparse=target.dtype.kind == "i")
+    get = get_layer_output or (lambda name: pytest.fail(f"unexpected layer lookup {name!r}"))
+    ctx = LossContext(ops=TF_OPS, layer="output", seq_tags=None, get_layer_output=get)
+    return loss_obj(out, tgt, ctx)
 
 
 def softmax(x: np.ndarray) -> np.ndarray:
@@ -109,7 +116,8 @@ def test_via_layer_gradient_is_the_error_signal() -> None:
     logits = tf.Variable(LOGITS)
     via = loss("via_layer", error_signal_layer="sig", loss_wrt_to_act_in=True)
     with tf.GradientTape() as tape:
-        value, _, _ = call(via, logits=logits.read_value(), get_layer_output=lambda name: tf.constant(signal))
+        value, _, _ = call(via, logits=logits.read_value(),
+                           get_layer_output=lambda name: LayerOutput(tf.constant(signal), tf.constant(LENS), 3))
     grad = tape.gradient(value, logits)
     np.testing.assert_allclose(grad.numpy(), signal * MASK[..., None], rtol=1e-5)
 

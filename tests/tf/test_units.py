@@ -1,11 +1,14 @@
-"""Rec units against a numpy LSTM/GRU/RNN: canonical gate order, masking, direction, states, gradients."""
+"""The core's rec units on TF against a numpy LSTM/GRU/RNN: canonical gate order, masking, direction, states,
+gradients; the LSTM on both TF paths (BlockLSTM and the while-loop scan)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+import returnn_tf.ops
 import tensorflow as tf
 
+from returnn_core.frontend import resolve_unit
 from returnn_core.plugin import get_plugin_manager
 
 LSTM_UNITS = ["lstmblockfused", "standardlstm", "basiclstm", "lstmblock", "cudnnlstm", "lstm"]
@@ -50,22 +53,24 @@ def _inputs(n_in=3, n=4, k=4, seed=0):
 
 
 def _unit(name: str):
-    from returnn_tf.layers.rec import resolve_unit
+    class _Log:
+        @staticmethod
+        def v2(msg: str) -> None:
+            pass
 
-    class _Net:
-        manager = get_plugin_manager()
+    return resolve_unit(get_plugin_manager(), "tf", name, layer="test", log=_Log)
 
-        class log:  # noqa: N801 - a stand-in for the network's log
-            @staticmethod
-            def v2(msg: str) -> None:
-                pass
 
-    return resolve_unit(_Net, name, layer="test")
+@pytest.fixture(params=["block_lstm", "scan"])
+def lstm_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run the test with TFOps.lstm on BlockLSTM, then on the step loop."""
+    monkeypatch.setattr(returnn_tf.ops.TF_OPS, "fused_lstm", request.param == "block_lstm")
+    return request.param
 
 
 @pytest.mark.parametrize("name", LSTM_UNITS)
 @pytest.mark.parametrize("direction", [1, -1])
-def test_lstm_units_match_numpy(name: str, direction: int) -> None:
+def test_lstm_units_match_numpy(name: str, direction: int, lstm_path: str) -> None:
     x, lens, mask, params = _inputs()
     unit = _unit(name)(3, 4)
     assert set(unit.param_specs()) == {"W", "W_re", "b"}
@@ -81,7 +86,7 @@ def test_lstm_units_match_numpy(name: str, direction: int) -> None:
 
 
 @pytest.mark.parametrize("name", LSTM_UNITS + ["gru", "rnn"])
-def test_unit_gradients_flow(name: str) -> None:
+def test_unit_gradients_flow(name: str, lstm_path: str) -> None:
     k = {"gru": 3, "rnn": 1}.get(name, 4)
     x, lens, mask, params = _inputs(k=k)
     unit = _unit(name)(3, 4)

@@ -1,71 +1,24 @@
-"""Entry point of the returnn-tf plugin: registrations only (imports nothing but the standard library and the core)."""
+"""Entry point of the returnn-tf plugin: registrations only (imports nothing but the standard library and the core).
+
+Layers, rec units, losses and optimizers are the core's (:mod:`returnn_core.frontend.catalogue`), run on
+:class:`returnn_tf.ops.TFOps`; the plugin adds only the TF-only ``eval`` layer.
+"""
 
 from returnn_core.plugin import Registrar, hookimpl
 
 BACKEND = "tf"
 
-#: config class name -> (module:attr, aliases)
-LAYERS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "source": ("basic:SourceLayer", ()),
-    "linear": ("basic:LinearLayer", ("forward", "hidden")),
-    "softmax": ("basic:SoftmaxLayer", ()),
-    "activation": ("basic:ActivationLayer", ()),
-    "copy": ("basic:CopyLayer", ()),
-    "dropout": ("basic:DropoutLayer", ()),
-    "combine": ("basic:CombineLayer", ()),
-    "concat": ("basic:ConcatLayer", ()),
-    "eval": ("basic:EvalLayer", ()),
-    "constant": ("basic:ConstantLayer", ()),
-    "reinterpret_data": ("basic:ReinterpretDataLayer", ()),
-    "rec": ("rec:RecLayer", ()),
-    "get_last_hidden_state": ("rec:GetLastHiddenStateLayer", ()),
-    "conv": ("conv:ConvLayer", ()),
-    "pool": ("conv:PoolLayer", ()),
-    "batch_norm": ("norm:BatchNormLayer", ()),
-    "layer_norm": ("norm:LayerNormLayer", ()),
-    "merge_dims": ("shape:MergeDimsLayer", ()),
-    "split_dims": ("shape:SplitDimsLayer", ()),
-    "slice": ("shape:SliceLayer", ()),
-    "reduce": ("shape:ReduceLayer", ()),
-    "window": ("shape:WindowLayer", ()),
-    "pad": ("shape:PadLayer", ()),
-    "expand_dims": ("shape:ExpandDimsLayer", ()),
-    "squeeze": ("shape:SqueezeLayer", ()),
-    "time_chunking": ("shape:TimeChunkingLayer", ()),
-    "time_unchunking": ("shape:TimeUnChunkingLayer", ()),
-    "subnetwork": ("subnetwork:SubnetworkLayer", ()),
+#: layers only TF has: config class name -> (module:attr, aliases)
+TF_LAYERS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "eval": ("returnn_tf.layers.eval:EvalLayer", ()),
 }
 
-UNITS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "lstmblockfused": ("lstm:FusedLSTMUnit", ("lstm",)),
-    "standardlstm": ("lstm:StandardLSTMUnit", ()),
-    "basiclstm": ("lstm:BasicLSTMUnit", ()),
-    "lstmblock": ("lstm:LSTMBlockUnit", ()),
-    "cudnnlstm": ("lstm:CudnnLSTMUnit", ()),
-    "gru": ("simple:GRUUnit", ()),
-    "rnn": ("simple:RNNUnit", ()),
-}
 
-LOSSES: dict[str, str] = {
-    "ce": "framewise:CrossEntropyLoss",
-    "generic_ce": "framewise:GenericCrossEntropyLoss",
-    "mse": "framewise:MeanSquaredErrorLoss",
-    "l1": "framewise:L1Loss",
-    "bin_ce": "framewise:BinaryCrossEntropyLoss",
-    "ctc": "sequence:CtcLoss",
-    "edit_distance": "sequence:EditDistanceLoss",
-    "via_layer": "via_layer:ViaLayerLoss",
-}
+def _register_core(kind: str, registry: Registrar) -> None:
+    # imported here, not at the top: the catalogue's package pulls in numpy, which plugin discovery must not load
+    from returnn_core.frontend.catalogue import register
 
-OPTIMIZERS: dict[str, str] = {
-    "sgd": "SGD",
-    "momentum": "Momentum",
-    "adam": "Adam",
-    "nadam": "Nadam",
-    "adadelta": "Adadelta",
-    "adagrad": "Adagrad",
-    "rmsprop": "RMSProp",
-}
+    register(kind, registry, BACKEND)
 
 
 @hookimpl
@@ -77,30 +30,28 @@ def returnn_register_backends(registry: Registrar) -> None:
 
 @hookimpl
 def returnn_register_layers(registry: Registrar) -> None:
-    """TF layer classes."""
-    for name, (target, aliases) in LAYERS.items():
-        registry.register(name, f"returnn_tf.layers.{target}", backend=BACKEND, aliases=aliases)
+    """The core's layers, plus ``eval`` (TF expressions)."""
+    _register_core("layers", registry)
+    for name, (target, aliases) in TF_LAYERS.items():
+        registry.register(name, target, backend=BACKEND, aliases=aliases)
 
 
 @hookimpl
 def returnn_register_rec_units(registry: Registrar) -> None:
-    """Built-in TF rec units (``lstm`` prefers a registered ``nativelstm``, see the rec layer)."""
-    for name, (target, aliases) in UNITS.items():
-        registry.register(name, f"returnn_tf.units.{target}", backend=BACKEND, aliases=aliases)
+    """The core's rec units (``lstm`` prefers a registered ``nativelstm``, see ``returnn_core.frontend.resolve_unit``)."""
+    _register_core("rec_units", registry)
 
 
 @hookimpl
 def returnn_register_losses(registry: Registrar) -> None:
-    """TF losses."""
-    for name, target in LOSSES.items():
-        registry.register(name, f"returnn_tf.losses.{target}", backend=BACKEND)
+    """The core's losses."""
+    _register_core("losses", registry)
 
 
 @hookimpl
 def returnn_register_updaters(registry: Registrar) -> None:
-    """TF optimizers."""
-    for name, target in OPTIMIZERS.items():
-        registry.register(name, f"returnn_tf.optimizers:{target}", backend=BACKEND)
+    """The core's optimizers (run on TF's fused kernels, see :mod:`returnn_tf.updates`)."""
+    _register_core("updaters", registry)
 
 
 @hookimpl

@@ -11,10 +11,12 @@ import tensorflow as tf
 from returnn_core.engine.backend import Backend, StepResult
 from returnn_core.engine.optimizer_config import OptimizerSettings
 from returnn_core.errors import ConfigError, NetworkError
+from returnn_core.frontend import LayerOutput, Network, Optimizer, process_gradients
 from returnn_tf.checkpoint import assign_values, read_values, save_variables
 from returnn_tf.compiled import CompiledStep
 from returnn_tf.distributed import Workers
-from returnn_tf.network import TFNetwork
+from returnn_tf.ops import TF_OPS
+from returnn_tf.updates import Updater
 
 if TYPE_CHECKING:
     from returnn_core.config import Config
@@ -22,6 +24,35 @@ if TYPE_CHECKING:
     from returnn_core.log import Log
     from returnn_core.network import NetworkDescription
     from returnn_core.plugin import PluginManager
+
+#: frames per seq of the dummy batch that creates the parameters
+BUILD_FRAMES = 16
+
+
+class TFVariables:
+    """The network's parameters as ``tf.Variable`` (TF names ``<layer>__<param>``; checkpoints use the keys)."""
+
+    def create(self, key: str, value: np.ndarray, *, trainable: bool) -> tf.Variable:
+        """A new variable with initial ``value``."""
+        return tf.Variable(value, trainable=trainable, name=key.replace("/", "__"))
+
+    def shape(self, variable: tf.Variable) -> tuple[int, ...]:
+        """The static shape of ``variable``."""
+        return tuple(int(d) for d in variable.shape)
+
+
+def dummy_batch(net: Network, keys: list[str]) -> dict[str, LayerOutput]:
+    """A small eager batch (2 seqs, :data:`BUILD_FRAMES` and 3 fewer frames) of the data ``keys``."""
+    rng = np.random.RandomState(0)
+    data, lens = {}, {}
+    for key in keys:
+        spec = net.extern_data[key]
+        if spec.sparse:
+            data[key] = tf.constant(rng.randint(0, max(int(spec.dim or 1), 1), size=(2, BUILD_FRAMES)), tf.int32)
+        else:
+            data[key] = tf.constant(rng.uniform(-0.1, 0.1, size=(2, BUILD_FRAMES, int(spec.dim or 1))), tf.float32)
+        lens[key] = tf.constant([BUILD_FRAMES, BUILD_FRAMES - 3], tf.int32)
+    return net.make_data(data, lens)
 
 
 def configure_devices(config: Config) -> None:
@@ -58,8 +89,9 @@ class TFBackend(Backend):
                    "(start the workers with: returnn tf-distributed CONFIG)")
         self.seed = config.int("random_seed", 42) or 0
         tf.random.set_seed(self.seed)
-        self.net: TFNetwork | None = None
+        self.net: Network | None = None
         self.optimizer: Any = None
+        self.updater: Any = None
         self.settings: OptimizerSettings | None = None
         self.learning_rate = tf.Variable(0.0, trainable=False, dtype=tf.float32, name="learning_rate")
         self.global_step = tf.Variable(0, trainable=False, dtype=tf.int64, name="global_step")
@@ -72,13 +104,15 @@ class TFBackend(Backend):
     # -- building -------------------------------------------------------------------------------------------
     def build(self, network: NetworkDescription, extern_data: ExternData, *, train: bool) -> None:
         """Create layers, parameters, losses and (``train``) the optimizer; compile the step functions."""
-        net = TFNetwork(network, extern_data, manager=self.manager, log=self.log, seed=self.seed)
+        net = Network(network, extern_data, manager=self.manager, log=self.log, backend=self.name,
+                      variables=TFVariables(), seed=self.seed)
         self.input_keys = net.input_keys()
         self.target_keys = net.target_keys()
         self.step_keys = sorted(set(self.input_keys) | set(self.target_keys))
-        net.build(self.step_keys)
+        # parameters are created by one eager pass over a small dummy batch
+        net.build(TF_OPS, dummy_batch(net, self.step_keys))
         self.net = net
-        self.trainable = {k: v for k, v in net.params.items() if v.trainable}
+        self.trainable = net.trainable_params()
         self.needs_tags = any(getattr(t.loss, "needs_seq_tags", False) for t in net.loss_terms)
         if train:
             if not net.loss_terms:
@@ -86,7 +120,11 @@ class TFBackend(Backend):
             self.settings = OptimizerSettings.from_config(self.config)
             cls = self.manager.updaters.get(self.settings.name, backend=self.name)
             self.optimizer = cls(**self.settings.opts)
-            self.optimizer.build(self.trainable)
+            if isinstance(self.optimizer, Optimizer):
+                self.updater = Updater(self.optimizer, self.trainable)
+            else:  # a TF optimizer of the old duck-typed interface (build, apply, state)
+                self.optimizer.build(self.trainable)
+                self.updater = self.optimizer
             self._accum = None
             if self.settings.accum_grad_multiple_step > 1:
                 self._accum = {k: tf.Variable(tf.zeros_like(v), trainable=False) for k, v in self.trainable.items()}
@@ -138,18 +176,14 @@ class TFBackend(Backend):
         return tf.stack(flat)
 
     def _objective(self, results: list[tuple[tf.Tensor, tf.Tensor | None, tf.Tensor]]) -> tf.Tensor:
-        frames = [f for _, _, f in results]
+        frames = None
         l2_scale = 1.0
         if self.workers is not None:
             # normalise by the frames of the global batch; the workers' gradients are summed, and so is the L2 term
-            frames = tf.unstack(self.workers.all_sum(tf.stack(frames))) if frames else []
+            local = [f for _, _, f in results]
+            frames = tf.unstack(self.workers.all_sum(tf.stack(local))) if local else []
             l2_scale = 1.0 / self.workers.num_workers
-        total = tf.constant(0.0)
-        for term, (loss, _, _), n in zip(self.net.loss_terms, results, frames):
-            total += term.scale * loss / tf.maximum(n, 1.0)
-        for key, l2 in self.net.param_l2.items():
-            total += l2 * l2_scale * tf.reduce_sum(tf.square(self.net.params[key]))
-        return total
+        return self.net.objective(TF_OPS, results, frames=frames, l2_scale=l2_scale)
 
     @staticmethod
     def _weighted(results: list[tuple[tf.Tensor, tf.Tensor | None, tf.Tensor]],
@@ -160,8 +194,8 @@ class TFBackend(Backend):
 
     def _eval_graph(self, data: dict, lens: dict, tags: tf.Tensor, weight: tf.Tensor | None = None) -> tf.Tensor:
         d = self.net.make_data(data, lens)
-        outputs = self.net.compute(d, train=False)
-        packed = self._pack(self._weighted(self.net.loss_values(outputs, d, tags), weight))
+        outputs = self.net.compute(TF_OPS, d, train=False)
+        packed = self._pack(self._weighted(self.net.loss_values(TF_OPS, outputs, d, tags), weight))
         return packed if self.workers is None else self.workers.all_sum(packed)
 
     def _train_graph(self, data: dict, lens: dict, tags: tf.Tensor, lr: tf.Tensor,
@@ -171,15 +205,15 @@ class TFBackend(Backend):
         variables = [self.trainable[n] for n in names]
         d = self.net.make_data(data, lens)
         with tf.GradientTape() as tape:
-            outputs = self.net.compute(d, train=True)
-            results = self._weighted(self.net.loss_values(outputs, d, tags), weight)
+            outputs = self.net.compute(TF_OPS, d, train=True)
+            results = self._weighted(self.net.loss_values(TF_OPS, outputs, d, tags), weight)
             objective = self._objective(results)
         grads = tape.gradient(objective, variables)
         if self.workers is not None:
             grads = self.workers.all_sum_gradients(grads)
         grads = self._process_gradients(grads)
         if self._accum is None:
-            self.optimizer.apply(grads, variables, names, self.learning_rate)
+            self.updater.apply(grads, variables, names, self.learning_rate)
         else:
             self._accumulate(grads, variables, names)
         self.global_step.assign_add(1)
@@ -188,18 +222,10 @@ class TFBackend(Backend):
 
     def _process_gradients(self, grads: list[Any]) -> list[Any]:
         s = self.settings
+        # embedding lookups give IndexedSlices, which the ops do not take
         grads = [tf.convert_to_tensor(g) if g is not None else None for g in grads]
-        if s.gradient_clip:
-            grads = [tf.clip_by_value(g, -s.gradient_clip, s.gradient_clip) if g is not None else None for g in grads]
-        if s.gradient_clip_global_norm:
-            present = [g for g in grads if g is not None]
-            clipped, _ = tf.clip_by_global_norm(present, s.gradient_clip_global_norm)
-            it = iter(clipped)
-            grads = [next(it) if g is not None else None for g in grads]
-        if s.gradient_noise:
-            grads = [g + tf.random.normal(tf.shape(g), stddev=s.gradient_noise) if g is not None else None
-                     for g in grads]
-        return grads
+        return process_gradients(TF_OPS, grads, clip=s.gradient_clip, global_norm=s.gradient_clip_global_norm,
+                                 noise=s.gradient_noise)
 
     def _accumulate(self, grads: list[Any], variables: list[tf.Variable], names: list[str]) -> None:
         n = self.settings.accum_grad_multiple_step
@@ -210,7 +236,7 @@ class TFBackend(Backend):
 
         def apply() -> tf.Tensor:
             summed = [self._accum[name].read_value() / float(n) for name in names]
-            self.optimizer.apply(summed, variables, names, self.learning_rate)
+            self.updater.apply(summed, variables, names, self.learning_rate)
             for name in names:
                 self._accum[name].assign(tf.zeros_like(self._accum[name]))
             return tf.constant(True)
@@ -264,7 +290,7 @@ class TFBackend(Backend):
             data_sig, lens_sig = self._signature(self.input_keys)
 
             def forward(data: dict, lens: dict) -> tuple[tf.Tensor, tf.Tensor]:
-                outputs = self.net.compute(self.net.make_data(data, lens), train=False)
+                outputs = self.net.compute(TF_OPS, self.net.make_data(data, lens), train=False)
                 out = outputs[layer]
                 tensor = out.tensor
                 if not out.has_time:
@@ -281,8 +307,8 @@ class TFBackend(Backend):
         out: dict[str, tf.Variable] = dict(self.net.params)
         if not params_only:
             out["global_step"] = self.global_step
-            if self.optimizer is not None:
-                out.update(self.optimizer.state())
+            if self.updater is not None:
+                out.update(self.updater.state())
             for name, var in (getattr(self, "_accum", None) or {}).items():
                 out[f"accum_grad/{name}"] = var
         return out

@@ -1,1 +1,1 @@
-"""TF layer classes, registered by config ``class`` name through the plugin registry."""
+"""TF-only layers (``eval``) and the compatibility import of the layer base class (:mod:`returnn_tf.layers.base`)."""

@@ -1,1 +1,1 @@
-"""TF losses: the duck-typed loss interface (see :mod:`returnn_tf.losses.base`) and the built-in losses."""
+"""The legacy keyword protocol of TF losses (:mod:`returnn_tf.losses.base`); the built-in losses are the core's."""

@@ -1,4 +1,7 @@
-"""The interface of a TF loss, duck-typed on plain TF tensors so any plugin can register one.
+"""The legacy interface of a TF loss, duck-typed on plain TF tensors (still accepted by the TF backend).
+
+New losses subclass the backend-neutral :class:`returnn_core.frontend.Loss` and run on every backend; a loss
+that is not such a subclass is called with the keyword protocol below (see ``Network._legacy_loss`` in the core).
 
 A loss is registered in the ``losses`` registry for ``backend="tf"`` under its config ``loss`` name and is
 used like this by the TF backend (inside the ``tf.function`` of the train/eval step, i.e. in graph mode)::
