@@ -174,9 +174,9 @@ def test_bad_options_name_the_layer() -> None:
     with pytest.raises(NetworkError, match=r"layer 'lin'.*unknown option\(s\) filter_size"):
         make_backend({"lin": {"class": "linear", "n_out": 2, "filter_size": 3}, "output": {"class": "copy", "from": "lin"}},
                      EXTERN, train=False)
-    with pytest.raises(NetworkError, match=r"layer 'lin': needs a positive integer 'n_out'"):
+    with pytest.raises(NetworkError, match=r"layer 'lin' \(class 'linear'\): needs 'n_out'"):
         make_backend({"lin": {"class": "linear"}, "output": {"class": "copy", "from": "lin"}}, EXTERN, train=False)
-    with pytest.raises(NetworkError, match=r"layer 'add': sources have different feature dims"):
+    with pytest.raises(NetworkError, match=r"layer 'add': cannot add sources of different feature dims \(2, 4\)"):
         make_backend({"a": {"class": "linear", "n_out": 2}, "add": {"class": "combine", "from": ["a", "data"]},
                       "output": {"class": "copy", "from": "add"}}, EXTERN, train=False)
 

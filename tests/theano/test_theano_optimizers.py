@@ -124,3 +124,19 @@ def test_accum_grad_multiple_step() -> None:
         np.testing.assert_allclose(p1[k], p0[k] - LR * g[k], rtol=1e-4, atol=1e-6)
     backend.train_step(bd, LR)
     assert all(np.array_equal(v, p1[k]) for k, v in backend.get_param_values().items())
+
+
+def test_gradient_noise_draws_fresh_noise_each_step() -> None:
+    backend, bd, x, t = _setup(gradient_noise=0.3)
+    p = {k: v.astype("float64") for k, v in backend.get_param_values().items()}
+    backend.train_step(bd, LR)
+    g = _grads(p, x, t)
+    got = backend.get_param_values()
+    noise = {k: (p[k] - LR * g[k] - got[k]) / LR for k in p}
+    all_noise = np.concatenate([v.ravel() for v in noise.values()])
+    assert 0.1 < all_noise.std() < 0.6  # N(0, 0.3) added to each gradient entry
+    p2 = {k: v.astype("float64") for k, v in got.items()}
+    backend.train_step(bd, LR)
+    g2 = _grads(p2, x, t)
+    noise2 = {k: (p2[k] - LR * g2[k] - backend.get_param_values()[k]) / LR for k in p}
+    assert not np.allclose(noise2["lin/W"], noise["lin/W"], atol=1e-3)

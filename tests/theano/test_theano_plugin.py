@@ -13,6 +13,7 @@ from theano_helpers import make_backend, theano_manager
 
 from returnn_core.datasets import DataSpec
 from returnn_core.errors import UnknownNameError
+from returnn_core.frontend.catalogue import CATALOGUE
 from returnn_core.plugin import Registrar, hookimpl
 
 EXTERN = {"data": DataSpec(3), "classes": DataSpec(2, sparse=True)}
@@ -30,6 +31,19 @@ def test_registers_backend_layers_units_losses_optimizers() -> None:
     assert {"sgd", "momentum", "adam", "nadam", "adadelta", "adagrad", "rmsprop"} <= set(
         manager.updaters.names("theano")
     )
+    # all of them are the core's, under every name the core catalogue has
+    for kind, names in CATALOGUE.items():
+        registry = getattr(manager, kind)
+        assert set(names) <= set(registry.names("theano")), kind
+    from returnn_core.frontend import Layer, Loss, Optimizer
+    from returnn_core.frontend.layers.basic import LinearLayer
+    from returnn_core.frontend.units import LstmUnit
+
+    assert manager.layers.get("hidden", backend="theano") is LinearLayer
+    assert manager.rec_units.get("lstm", backend="theano") is LstmUnit
+    assert issubclass(manager.layers.get("conv", backend="theano"), Layer)
+    assert issubclass(manager.losses.get("ctc", backend="theano"), Loss)
+    assert issubclass(manager.updaters.get("adam", backend="theano"), Optimizer)
 
 
 def _python(code: str, env: dict[str, str]) -> str:
@@ -72,17 +86,17 @@ class _OtherBackendPlugin:
 
     @hookimpl
     def returnn_register_layers(self, registry: Registrar) -> None:
-        registry.register("time_chunking", "builtins:object", backend="tf")
+        registry.register("eval", "builtins:object", backend="tf")
 
 
 def test_layer_only_other_backend_has_says_so() -> None:
     manager = theano_manager()
     manager.register(_OtherBackendPlugin(), "other")
-    net = {"w": {"class": "time_chunking", "chunk_size": 3}, "output": {"class": "softmax", "loss": "ce", "from": "w"}}
+    net = {"w": {"class": "eval", "eval": "source(0)"}, "output": {"class": "softmax", "loss": "ce", "from": "w"}}
     with pytest.raises(UnknownNameError) as info:
         make_backend(net, EXTERN, manager=manager)
     msg = str(info.value)
-    assert "layer 'w'" in msg and "'time_chunking'" in msg and "backend 'theano'" in msg and "only backend 'tf'" in msg
+    assert "layer 'w'" in msg and "'eval'" in msg and "backend 'theano'" in msg and "only backend 'tf'" in msg
 
 
 def test_unknown_unit_names_the_layer() -> None:

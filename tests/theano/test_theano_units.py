@@ -84,3 +84,37 @@ def test_lstm_without_native_plugin_is_the_scan_lstm() -> None:
                               if k.startswith("b/")})
     bd = batch({"data": [np.ones((3, 3), "f"), np.ones((1, 3), "f")]}, EXTERN)
     np.testing.assert_allclose(backend.forward_step(bd, "a")[0], backend.forward_step(bd, "b")[0], rtol=1e-6)
+
+
+def test_lstm_with_native_plugin_is_nativelstm_and_agrees() -> None:
+    pytest.importorskip("returnn_native")
+    import returnn_native._hooks as native_hooks
+    from theano_helpers import theano_manager
+
+    manager = theano_manager()
+    manager.register(native_hooks, "native", distribution="returnn-native")
+    net = {"a": {"class": "rec", "unit": "lstm", "n_out": N, "direction": -1},
+           "b": {"class": "rec", "unit": "standardlstm", "n_out": N, "direction": -1},
+           "output": {"class": "softmax", "from": ["a", "b"], "loss": "ce"}}
+    backend = make_backend(net, EXTERN, manager=manager, optimizer={"class": "sgd"})
+    unit_cls = backend.net.layers["a"].unit_cls
+    assert (unit_cls.__module__, unit_cls.__name__) == ("returnn_native.pytensor_unit", "NativeLstmUnit")
+    rng = np.random.RandomState(4)
+    params = backend.get_param_values()
+    values = {k: rng.uniform(-0.5, 0.5, v.shape).astype("f") for k, v in params.items() if k.startswith("a/")}
+    w_out = params["output/W"]
+    w_out[N:] = w_out[:N]  # the output sees both units alike
+    backend.set_param_values({**values, **{k.replace("a/", "b/", 1): v for k, v in values.items()},
+                              "output/W": w_out})
+    xs = [rng.randn(n, 3).astype("float32") for n in LENS]
+    bd = batch({"data": xs, "classes": [np.zeros(n, "int32") for n in LENS]}, EXTERN)
+    native, lens = backend.forward_step(bd, "a")
+    scan, _ = backend.forward_step(bd, "b")
+    assert list(lens) == list(LENS)
+    np.testing.assert_allclose(native, scan, rtol=1e-4, atol=1e-5)
+    assert backend.train_step(bd, 0.1).is_finite()
+    after = backend.get_param_values()
+    # equal parameters, equally weighted in the output: equal gradients, so both units move alike
+    for name in ("W", "W_re", "b"):
+        assert not np.array_equal(after[f"a/{name}"], values[f"a/{name}"]), name
+        np.testing.assert_allclose(after[f"a/{name}"], after[f"b/{name}"], rtol=1e-3, atol=1e-5, err_msg=name)

@@ -3,7 +3,13 @@
 from returnn_core.plugin import Registrar, hookimpl
 
 BACKEND = "theano"
-_LAYERS = "returnn_theano.layers"
+
+
+def _register_core(kind: str, registry: Registrar) -> None:
+    # imported on use (as in returnn-tf): loading the entry point must stay free of NumPy and PyTensor
+    from returnn_core.frontend.catalogue import register
+
+    register(kind, registry, BACKEND)
 
 
 @hookimpl
@@ -17,57 +23,23 @@ def returnn_register_backends(registry: Registrar) -> None:
 
 @hookimpl
 def returnn_register_layers(registry: Registrar) -> None:
-    """Layer classes of the Theano backend."""
-    layers = {
-        "source": ("basic:SourceLayer", ()),
-        "linear": ("basic:LinearLayer", ("forward", "hidden")),
-        "softmax": ("basic:SoftmaxLayer", ()),
-        "activation": ("basic:ActivationLayer", ()),
-        "copy": ("basic:CopyLayer", ()),
-        "dropout": ("basic:DropoutLayer", ()),
-        "combine": ("basic:CombineLayer", ()),
-        "concat": ("basic:ConcatLayer", ()),
-        "rec": ("rec:RecLayer", ()),
-        "get_last_hidden_state": ("rec:GetLastHiddenStateLayer", ()),
-        "conv": ("conv:ConvLayer", ()),
-        "pool": ("conv:PoolLayer", ()),
-        "batch_norm": ("norm:BatchNormLayer", ()),
-        "layer_norm": ("norm:LayerNormLayer", ()),
-        "merge_dims": ("shape:MergeDimsLayer", ()),
-        "split_dims": ("shape:SplitDimsLayer", ()),
-        "slice": ("shape:SliceLayer", ()),
-        "reduce": ("shape:ReduceLayer", ()),
-        "window": ("shape:WindowLayer", ()),
-        "pad": ("shape:PadLayer", ()),
-    }
-    for name, (target, aliases) in layers.items():
-        registry.register(name, f"{_LAYERS}.{target}", backend=BACKEND, aliases=aliases)
+    """The core's layers (written once on :class:`~returnn_core.frontend.Ops`), run on PyTensorOps."""
+    _register_core("layers", registry)
 
 
 @hookimpl
 def returnn_register_rec_units(registry: Registrar) -> None:
-    """Built-in scan units (``lstm`` switches to the registered ``nativelstm`` when there is one)."""
-    registry.register(
-        "lstm", "returnn_theano.units:LstmUnit", backend=BACKEND,
-        aliases=("standardlstm", "basiclstm", "lstmblock", "lstmblockfused", "lstmp"),
-    )
-    registry.register("gru", "returnn_theano.units:GruUnit", backend=BACKEND)
-    registry.register("rnn", "returnn_theano.units:RnnUnit", backend=BACKEND, aliases=("basicrnn",))
+    """The core's rec units (``lstm`` switches to the registered ``nativelstm`` when there is one)."""
+    _register_core("rec_units", registry)
 
 
 @hookimpl
 def returnn_register_losses(registry: Registrar) -> None:
-    """Losses of the Theano backend."""
-    registry.register("ce", "returnn_theano.losses:CrossEntropyLoss", backend=BACKEND, aliases=("cross_entropy",))
-    registry.register("mse", "returnn_theano.losses:MeanSquaredErrorLoss", backend=BACKEND)
-    registry.register("bin_ce", "returnn_theano.losses:BinaryCrossEntropyLoss", backend=BACKEND)
-    registry.register("ctc", "returnn_theano.losses:CtcLoss", backend=BACKEND)
+    """The core's losses."""
+    _register_core("losses", registry)
 
 
 @hookimpl
 def returnn_register_updaters(registry: Registrar) -> None:
-    """Optimizers of the Theano backend."""
-    mod = "returnn_theano.optimizers"
-    for name, cls in (("sgd", "Sgd"), ("momentum", "Momentum"), ("adam", "Adam"), ("nadam", "Nadam"),
-                      ("adadelta", "Adadelta"), ("adagrad", "Adagrad"), ("rmsprop", "RmsProp")):
-        registry.register(name, f"{mod}:{cls}", backend=BACKEND)
+    """The core's optimizers, driven with PyTensor shared slot variables."""
+    _register_core("updaters", registry)

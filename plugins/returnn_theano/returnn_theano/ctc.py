@@ -1,4 +1,4 @@
-"""CTC: the forward algorithm in log space on ``scan`` (differentiable), and greedy-decoding label errors."""
+"""CTC: the forward algorithm in log space on ``scan`` (differentiable); greedy decoding and edit distance in NumPy."""
 
 from __future__ import annotations
 
@@ -23,14 +23,15 @@ def _shift(x: Any, k: int) -> Any:
     return pt.concatenate([pad, x[:, :-k]], axis=1)
 
 
-def ctc_log_likelihood(logp: Any, out_lens: Any, labels: Any, label_lens: Any, blank: int) -> Any:
+def ctc_log_likelihood(logp: Any, out_lens: Any, labels: Any, label_lens: Any, blank: Any) -> Any:
     """log p(labels | x) per seq (B,) for log probabilities ``logp`` (B, T, C) and ``labels`` (B, L)."""
+    blank = pt.cast(pt.as_tensor_variable(blank), "int32")
     batch, n_labels = labels.shape[0], labels.shape[1]
     n_states = 2 * n_labels + 1
     # extended label seq: blank, l1, blank, l2, ..., blank
-    ext = pt.alloc(np.int32(blank), batch, n_states)
+    ext = pt.alloc(blank, batch, n_states)
     ext = pt.set_subtensor(ext[:, 1::2], labels.astype("int32"))
-    prev2 = pt.concatenate([pt.alloc(np.int32(blank), batch, 2), ext[:, :-2]], axis=1)
+    prev2 = pt.concatenate([pt.alloc(blank, batch, 2), ext[:, :-2]], axis=1)
     can_skip = pt.and_(pt.neq(ext, blank), pt.neq(ext, prev2))
     emit = logp.dimshuffle(1, 0, 2)[:, pt.arange(batch)[:, None], ext]  # (T, B, S)
     states = pt.arange(n_states)[None, :]
@@ -79,11 +80,3 @@ def greedy_decode(best: np.ndarray, length: int, blank: int) -> list[int]:
         last = label
     return out
 
-
-def ctc_label_errors(best: np.ndarray, out_lens: np.ndarray, labels: np.ndarray, label_lens: np.ndarray,
-                     *, blank: int) -> int:
-    """Summed edit distance of the greedy decodings ``best`` (B, T) to ``labels`` (B, L)."""
-    return sum(
-        edit_distance(greedy_decode(best[b], int(out_lens[b]), blank), [int(x) for x in labels[b, : label_lens[b]]])
-        for b in range(best.shape[0])
-    )

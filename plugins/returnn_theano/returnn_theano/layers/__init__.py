@@ -1,1 +1,0 @@
-"""Layers of the Theano backend, registered under ``layers`` with ``backend="theano"``."""
