@@ -1,10 +1,12 @@
-"""The ``gated_linear`` layer: ``a * sigmoid(g)`` where ``[a, g] = x W + b``."""
+"""The ``gated_linear`` layer: ``a * sigmoid(g)`` where ``[a, g] = x W + b``.
+
+Written once against the backend-neutral ops of ``returnn_core.frontend``: it imports no deep-learning
+framework and runs on every backend it is registered for.
+"""
 
 from __future__ import annotations
 
-import tensorflow as tf
-from returnn_tf.data import LayerOutput
-from returnn_tf.layers.base import Context, Layer
+from returnn_core.frontend import Context, Layer, LayerOutput
 
 
 class GatedLinearLayer(Layer):
@@ -12,10 +14,11 @@ class GatedLinearLayer(Layer):
 
     def call(self, sources: list[LayerOutput], ctx: Context) -> LayerOutput:
         """Project to ``2 * n_out`` and gate one half with the other."""
+        ops = ctx.ops
         src = self.single_source(sources)
         n_out = self.require_n_out()
         w = self.param("W", (self.feature_dim(src), 2 * n_out), "glorot_uniform")
         b = self.param("b", (2 * n_out,), "zeros")
-        x = tf.tensordot(src.tensor, w, axes=[[src.tensor.shape.rank - 1], [0]]) + b
-        a, g = tf.split(x, 2, axis=-1)
-        return src.with_tensor(a * tf.sigmoid(g), dim=n_out)
+        x = ops.dot(src.dense(), w) + b
+        a, g = ops.split(x, (n_out, n_out), axis=-1)
+        return src.with_tensor(a * ops.sigmoid(g), dim=n_out)
