@@ -65,26 +65,35 @@ class GenericCrossEntropyLoss(Loss):
         return ops.reduce(xent * mask, "sum"), frame_errors(ops, output.tensor, labels, mask), ops.reduce(mask, "sum")
 
 
-class MeanSquaredErrorLoss(Loss):
+class _DistanceLoss(Loss):
+    """A per-feature distance to the (dense) target, summed over features and frames (no error measure)."""
+
+    def distance(self, ops: Ops, diff: Any) -> Any:
+        """The per-entry distance of ``output - target``."""
+        raise NotImplementedError
+
+    def __call__(self, output: LayerOutput, target: LayerOutput | None, ctx: LossContext) -> tuple[Any, Any, Any]:
+        """Summed distance, no error, frames."""
+        ops = ctx.ops
+        mask = self.frame_mask(output)
+        diff = ops.reduce(self.distance(ops, output.tensor - self.dense_target(output, target)), "sum", -1)
+        return ops.reduce(diff * mask, "sum"), None, ops.reduce(mask, "sum")
+
+
+class MeanSquaredErrorLoss(_DistanceLoss):
     """Squared difference summed over features and frames (no error measure)."""
 
-    def __call__(self, output: LayerOutput, target: LayerOutput | None, ctx: LossContext) -> tuple[Any, Any, Any]:
-        """Summed squared error."""
-        ops = ctx.ops
-        mask = self.frame_mask(output)
-        diff = ops.reduce(ops.square(output.tensor - self.dense_target(output, target)), "sum", -1)
-        return ops.reduce(diff * mask, "sum"), None, ops.reduce(mask, "sum")
+    def distance(self, ops: Ops, diff: Any) -> Any:
+        """diff**2."""
+        return ops.square(diff)
 
 
-class L1Loss(Loss):
+class L1Loss(_DistanceLoss):
     """Absolute difference summed over features and frames (no error measure)."""
 
-    def __call__(self, output: LayerOutput, target: LayerOutput | None, ctx: LossContext) -> tuple[Any, Any, Any]:
-        """Summed absolute error."""
-        ops = ctx.ops
-        mask = self.frame_mask(output)
-        diff = ops.reduce(ops.abs(output.tensor - self.dense_target(output, target)), "sum", -1)
-        return ops.reduce(diff * mask, "sum"), None, ops.reduce(mask, "sum")
+    def distance(self, ops: Ops, diff: Any) -> Any:
+        """|diff|."""
+        return ops.abs(diff)
 
 
 class BinaryCrossEntropyLoss(Loss):
