@@ -22,6 +22,8 @@ BACKENDS = ("tf", "theano")
 EXTERN = {"data": DataSpec(4), "classes": DataSpec(3, sparse=True)}
 LENS = (7, 5, 1)
 
+pytestmark = pytest.mark.usefixtures("fast_pytensor_compile")
+
 
 def _batch() -> BatchData:
     rng = np.random.RandomState(5)

@@ -22,6 +22,7 @@ from returnn_core.log import Log  # noqa: E402
 from returnn_core.network import resolve_network  # noqa: E402
 from returnn_core.plugin import get_plugin_manager  # noqa: E402
 
+pytestmark = pytest.mark.usefixtures("fast_pytensor_compile")
 STEPS = 4
 KINDS = ("layers", "rec_units", "losses", "updaters")
 #: names only one backend has, and why (the test below holds the registries to exactly this list)
