@@ -34,6 +34,7 @@ def _batches(seqs: list[DatasetSeq]):
     return [b.to_data(ExternData(EXTERN)) for b in generate_batches(seqs, batch_size=40, max_seqs=6)]
 
 
+@pytest.mark.c_linker
 def test_learns_and_compiles_once(tmp_path) -> None:
     backend = make_backend(NET, EXTERN, optimizer={"class": "adam"})
     train, dev = _batches(_seqs(60, 0)), _batches(_seqs(20, 1))
