@@ -28,12 +28,16 @@ class CrossEntropyLoss(Loss):
 
     options = {"label_smoothing": 0.0}
 
+    def output_log_probs(self, output: LayerOutput) -> Any:
+        """log of the output distribution (from the logits where the activation allows it)."""
+        return self.log_probs(output)
+
     def __call__(self, output: LayerOutput, target: LayerOutput | None, ctx: LossContext) -> tuple[Any, Any, Any]:
         """Summed cross entropy, frame errors, frames."""
         ops = ctx.ops
         mask = self.frame_mask(output)
-        logp = self.log_probs(output)
-        smoothing = float(self.opts["label_smoothing"] or 0.0)
+        logp = self.output_log_probs(output)
+        smoothing = float(self.opts.get("label_smoothing") or 0.0)
         if target.sparse:
             if smoothing:
                 dist = self.dense_target(output, target) * np.float32(1.0 - smoothing) + np.float32(
@@ -48,21 +52,14 @@ class CrossEntropyLoss(Loss):
         return ops.reduce(xent * mask, "sum"), frame_errors(ops, output.tensor, labels, mask), ops.reduce(mask, "sum")
 
 
-class GenericCrossEntropyLoss(Loss):
+class GenericCrossEntropyLoss(CrossEntropyLoss):
     """``-log output[target]`` on the output probabilities, whatever the activation; error = wrong frames."""
 
-    def __call__(self, output: LayerOutput, target: LayerOutput | None, ctx: LossContext) -> tuple[Any, Any, Any]:
-        """Summed negative log probability of the target, frame errors, frames."""
-        ops = ctx.ops
-        mask = self.frame_mask(output)
-        logp = ops.log(ops.maximum(output.tensor, LOG_EPS))
-        if target.sparse:
-            xent = ops.cross_entropy_sparse(logp, target.tensor)
-            labels = target.tensor
-        else:
-            xent = -ops.reduce(target.tensor * logp, "sum", -1)
-            labels = ops.argmax(target.tensor, -1)
-        return ops.reduce(xent * mask, "sum"), frame_errors(ops, output.tensor, labels, mask), ops.reduce(mask, "sum")
+    options = {}
+
+    def output_log_probs(self, output: LayerOutput) -> Any:
+        """log of the output values themselves (floored), not of the logits."""
+        return output.ops.log(output.ops.maximum(output.tensor, LOG_EPS))
 
 
 class _DistanceLoss(Loss):

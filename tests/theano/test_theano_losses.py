@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import itertools
-
 import numpy as np
-from theano_helpers import batch, make_backend
+from theano_helpers import batch, ctc_brute_force, make_backend
 
 from returnn_core.datasets import DataSpec
 
@@ -53,16 +51,6 @@ def test_mse_and_bin_ce() -> None:
     assert res.frames["sig"] == 7
 
 
-def _ctc_brute_force(probs: np.ndarray, labels: list[int], blank: int) -> float:
-    """-log of the summed probability of every frame labelling that collapses to ``labels``."""
-    total = 0.0
-    for path in itertools.product(range(probs.shape[1]), repeat=len(probs)):
-        collapsed = [k for i, k in enumerate(path) if k != blank and (i == 0 or k != path[i - 1])]
-        if collapsed == labels:
-            total += np.prod([probs[t, k] for t, k in enumerate(path)])
-    return -np.log(total)
-
-
 def test_ctc_matches_brute_force_and_label_error() -> None:
     ext = {"data": DataSpec(3), "classes": DataSpec(2, sparse=True)}
     net = {"output": {"class": "softmax", "loss": "ctc"}}
@@ -76,7 +64,7 @@ def test_ctc_matches_brute_force_and_label_error() -> None:
     want, errors = 0.0, 0
     for x, y in zip(xs, ys):
         probs = _softmax(x @ p["output/W"] + p["output/b"])
-        want += _ctc_brute_force(probs, list(y), blank=2)
+        want += ctc_brute_force(probs, list(y), blank=2)
         best = probs.argmax(-1)
         decoded = [int(k) for i, k in enumerate(best) if k != 2 and (i == 0 or k != best[i - 1])]
         errors += _edit_distance(decoded, list(y))

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from returnn_theano._pt import floatX, pt, pytensor, shared_rng
 from returnn_theano.ops import OPS, PyTensorOps, RandomSource
+from theano_helpers import ctc_brute_force
 
 from returnn_core.errors import NetworkError
 from returnn_core.frontend import Ops, ops_for
@@ -326,15 +327,6 @@ def test_conv_and_pool(size, strides, dilation, padding) -> None:
         assert dim == got[0].shape[i]
 
 
-def _ctc_brute_force(probs: np.ndarray, labels: list[int], blank: int) -> float:
-    total = 0.0
-    for path in itertools.product(range(probs.shape[1]), repeat=len(probs)):
-        collapsed = [k for i, k in enumerate(path) if k != blank and (i == 0 or k != path[i - 1])]
-        if collapsed == labels:
-            total += np.prod([probs[t, k] for t, k in enumerate(path)])
-    return -np.log(total)
-
-
 def test_ctc_loss_against_brute_force() -> None:
     logits = pt.tensor3("logits", dtype="float32", shape=(None, None, 3))
     lens, labels, label_lens = pt.ivector("lens"), pt.imatrix("labels"), pt.ivector("label_lens")
@@ -346,7 +338,7 @@ def test_ctc_loss_against_brute_force() -> None:
     for b in range(3):
         z = zv[b, : lv[b]].astype("float64")
         probs = np.exp(z) / np.exp(z).sum(-1, keepdims=True)
-        np.testing.assert_allclose(got[b], _ctc_brute_force(probs, list(yv[b, : ylv[b]]), blank=2), rtol=1e-4)
+        np.testing.assert_allclose(got[b], ctc_brute_force(probs, list(yv[b, : ylv[b]]), blank=2), rtol=1e-4)
     assert np.isfinite(grad).all() and not grad[1, 3:].any()  # padded frames get no gradient
 
 

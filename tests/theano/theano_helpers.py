@@ -5,6 +5,7 @@ A module of its own name (not conftest) so that it does not clash with other tes
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import numpy as np
@@ -43,3 +44,13 @@ def batch(arrays: dict[str, list[np.ndarray]], extern: dict[str, DataSpec]) -> B
     seqs = [DatasetSeq(i, f"seq-{i}", {k: arrays[k][i] for k in keys}) for i in range(n)]
     (only,) = list(generate_batches(seqs, batch_size=0))
     return only.to_data(ExternData(extern))
+
+
+def ctc_brute_force(probs: np.ndarray, labels: list[int], blank: int) -> float:
+    """-log of the summed probability of every frame labelling that collapses to ``labels``."""
+    total = 0.0
+    for path in itertools.product(range(probs.shape[1]), repeat=len(probs)):
+        collapsed = [k for i, k in enumerate(path) if k != blank and (i == 0 or k != path[i - 1])]
+        if collapsed == labels:
+            total += np.prod([probs[t, k] for t, k in enumerate(path)])
+    return -np.log(total)
