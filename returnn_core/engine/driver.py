@@ -13,6 +13,7 @@ from returnn_core.atomic_write import atomic_write_text
 from returnn_core.config import Config
 from returnn_core.datasets import Dataset, ExternData, init_dataset
 from returnn_core.engine.backend import Backend, StepResult
+from returnn_core.engine.backend_choice import select_backend
 from returnn_core.engine.checkpoints import checkpoint_prefix, completed_epochs, is_complete, save_checkpoint
 from returnn_core.errors import ConfigError, TrainingError
 from returnn_core.learning_rate import LearningRateControl, learning_rate_control_from_config
@@ -21,27 +22,6 @@ from returnn_core.network import NetworkDescription, resolve_network
 from returnn_core.plugin import PluginManager, get_plugin_manager
 
 TASKS = ("train", "eval", "forward", "compute_priors")
-
-
-def select_backend(config: Config, manager: PluginManager) -> str:
-    """The backend named by ``backend`` (or ``use_tensorflow``/``use_theano``), else ``tf``, else the only one."""
-    name = config.value("backend", None)
-    if not name:
-        if config.bool("use_tensorflow", False):
-            name = "tf"
-        elif config.bool("use_theano", False):
-            name = "theano"
-    if name:
-        entry = manager.backends.entry(name)
-        return entry.alias_of or entry.name
-    installed = manager.loaded_backends()
-    if "tf" in installed:
-        return "tf"
-    if len(installed) == 1:
-        return installed[0]
-    if not installed:
-        raise manager.backends.unknown("tf")
-    raise ConfigError(f"several backends are installed ({', '.join(installed)}); choose one with backend = ...")
 
 
 def score_summary(prefix: str, result: StepResult) -> dict[str, float]:
@@ -69,7 +49,7 @@ class Engine:
         self.config = config
         self.manager = manager or get_plugin_manager()
         self.log = log or Log.from_config(config)
-        self.backend_name = select_backend(config, self.manager)
+        self.backend_name = select_backend(config, self.manager, self.log)
         self.backend_cls: type[Backend] = self.manager.backends.get(self.backend_name)
         self.model = config.value("model", None)
         self.batch_opts: dict[str, Any] = {
