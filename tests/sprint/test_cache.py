@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+import zlib
 
 import numpy as np
 import pytest
@@ -172,8 +173,14 @@ def test_corrupt_entry_detected(tmp_path):
     r = FileArchive(str(path))
     info = r.entry_info("s2")
     r.close()
-    payload_pos = info.pos + 8 + 2 + 12
-    data[payload_pos + 40] ^= 0xFF
+    payload_pos = info.pos + 12
+    stored = bytes(data[payload_pos : payload_pos + info.size])
+    # the writer leaves the checksum 0 like RASR; a non-zero one is checked as CRC-32
+    data[info.pos + 8 : info.pos + 12] = struct.pack("<I", zlib.crc32(stored))
+    path.write_bytes(bytes(data))
+    with FileArchive(str(path)) as r:
+        np.testing.assert_array_equal(r.read_features("s2")[0], 1.0)
+    data[info.pos + 8 : info.pos + 12] = struct.pack("<I", zlib.crc32(stored) ^ 1)
     path.write_bytes(bytes(data))
     r = FileArchive(str(path))
     np.testing.assert_array_equal(r.read_features("s1")[0], 1.0)
@@ -181,20 +188,19 @@ def test_corrupt_entry_detected(tmp_path):
         r.read_features("s2")
     r.close()
     # a corrupt start marker
-    data = bytearray(path.read_bytes())
     data[HEADER_SIZE] = 0
     path.write_bytes(bytes(data))
-    with pytest.raises(SprintCacheError, match=rf"start marker .* at offset {HEADER_SIZE}"):
+    with pytest.raises(SprintCacheError, match=rf"'s1': its start marker and name are not right before .* at offset {HEADER_SIZE}"):
         FileArchive(str(path)).read_features("s1")
 
 
-def test_corrupt_table_trailer(tmp_path):
+def test_corrupt_table_offset(tmp_path):
     path = tmp_path / "c.cache"
     _write_two(str(path))
     data = bytearray(path.read_bytes())
     data[-8:] = struct.pack("<q", len(data) * 2)
     path.write_bytes(bytes(data))
-    with pytest.raises(SprintCacheError, match=rf"corrupt table trailer .* at offset {len(data) - 16}"):
+    with pytest.raises(SprintCacheError, match=rf"corrupt table offset {len(data) * 2} .* at offset {len(data) - 8}"):
         FileArchive(str(path))
     assert path.read_bytes()[: len(MAGIC)] == MAGIC
 
@@ -254,6 +260,6 @@ def test_frame_with_another_dim_is_reported_with_its_offset(tmp_path):
     with FileArchive(str(path), "w") as a:
         a.add_raw("seg", bytes(payload))
     with FileArchive(str(path)) as r:
-        payload_pos = r.entry_info("seg").pos + 8 + 3 + 12
+        payload_pos = r.entry_info("seg").pos + 12
         with pytest.raises(SprintCacheError, match=rf"d\.cache: entry 'seg': bad feature record: frame 1 .* at offset {payload_pos + frame1}"):
             r.read_features("seg")

@@ -1,10 +1,13 @@
-"""Sprint cache archives: read and write ``SP_ARC1`` files, with or without the file-info table, and bundles.
+"""Sprint cache archives: read and write ``SP_ARC1`` files as RASR's ``Core::FileArchive`` does, and bundles.
 
-Layout: header ``SP_ARC1\\0`` + one byte (1 = a file-info table is at the end). Each entry: uint32 0xAA55AA55,
-int32 name length, name, int32 size, int32 compressed size (0 = stored raw), int32 checksum (CRC-32 of the
-stored bytes; 0 = unchecked), payload (zlib when compressed), uint32 0x55AA55AA. The table: uint32 count, per
-entry uint32 name length, name, int64 entry position, uint32 size, uint32 compressed size; then int64 0 and
-int64 table position. Without the table the entries are found by scanning the file.
+Layout: header ``SP_ARC1\\0`` + one flag byte (0 while writing or without a file-info table, non-zero once the
+table is written). Each entry: uint32 0xAA55AA55, uint32 name length, name, uint32 size, uint32 compressed size
+(0 = stored raw), uint32 checksum (RASR writes 0), payload (zlib when compressed), uint32 0x55AA55AA; an empty
+name marks free space left by a removal. An entry's position (in the table and when scanned) is the offset of
+its size field, right after the name. The table at the end: uint32 count, per entry name (uint32 length +
+bytes), uint64 position, uint32 size, uint32 compressed size; uint32 free-space count, per free entry uint64
+position + uint32 size; uint64 offset of that free-space list; uint64 offset of the table (the last 8 bytes).
+RETURNN's Python writer puts a uint64 0 where RASR has the free-space part; both are read.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ class SprintCacheError(DatasetError):
 
 @dataclass(frozen=True)
 class EntryInfo:
-    """Where one entry lives in its archive."""
+    """Where one entry lives in its archive: ``pos`` is the offset of its size field, right after the name."""
 
     name: str
     pos: int
@@ -49,6 +52,16 @@ class EntryInfo:
     def stored_size(self) -> int:
         """Bytes of the payload as stored (compressed size, or size if raw)."""
         return self.comp or self.size
+
+    @property
+    def start(self) -> int:
+        """Offset of the entry's start marker (its position is right after the name)."""
+        return self.pos - 8 - len(self.name.encode("utf8"))
+
+    @property
+    def payload_pos(self) -> int:
+        """Offset of the stored payload (after size, compressed size and checksum)."""
+        return self.pos + 12
 
 
 class _NameIndex:
@@ -105,17 +118,36 @@ class _EntryNames:
 
 
 class FileArchive(_EntryNames):
-    """One Sprint cache archive, opened for reading (``mode="r"``) or writing (``mode="w"``)."""
+    """One Sprint cache archive, opened for reading (``mode="r"``) or writing (``mode="w"``).
 
-    def __init__(self, path: str, mode: str = "r", *, compress: bool = False, with_table: bool = True) -> None:
+    Reading an archive without a file-info table scans its entries; ``recover=True`` then skips a broken entry
+    (recorded in :attr:`problems`) and goes on at the next start marker instead of stopping.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        mode: str = "r",
+        *,
+        compress: bool = False,
+        with_table: bool = True,
+        recover: bool = False,
+    ) -> None:
         if mode not in ("r", "w"):
             raise ValueError(f"mode must be 'r' or 'w', got {mode!r}")
         self.path = os.fspath(path)
         self.mode = mode
         self.compress = compress
         self.with_table = with_table
+        self.recover = recover
         self.entries: dict[str, EntryInfo] = {}
+        #: (position, size) of each free-space entry (left by a removal)
+        self.free: list[tuple[int, int]] = []
+        #: broken entries skipped while scanning with ``recover``
+        self.problems: list[str] = []
         self.has_table = False
+        #: how the table ends: ``"rasr"`` (free-space list) or ``"returnn"`` (uint64 0); None without a table
+        self.trailer: str | None = None
         self._lock = threading.Lock()
         try:
             self._f = open(self.path, "rb" if mode == "r" else "w+b")
@@ -147,57 +179,104 @@ class FileArchive(_EntryNames):
         if len(head) < HEADER_SIZE or head[: len(MAGIC)] != MAGIC:
             raise self._error(f"not a Sprint cache archive (header {head[:8]!r}, expected {MAGIC!r})", 0)
         self._file_size = os.fstat(self._f.fileno()).st_size
-        self.has_table = head[-1] == 1
+        self.has_table = head[-1] != 0
         if self.has_table:
             self._read_table()
         else:
             self._scan()
 
     def _read_table(self) -> None:
-        tail_pos = self._file_size - 16
-        if tail_pos < HEADER_SIZE:
-            raise self._error("truncated file: header promises a file-info table but the file ends", HEADER_SIZE)
-        zero, table_pos = struct.unpack("<qq", self._read_at(tail_pos, 16, "table trailer"))
-        if zero != 0 or not HEADER_SIZE <= table_pos <= tail_pos - 4:
-            raise self._error(f"corrupt table trailer (table position {table_pos})", tail_pos)
+        tail_pos = self._file_size - 8
+        if tail_pos < HEADER_SIZE + 4:
+            raise self._error("truncated file: the header flag promises a file-info table but the file ends", HEADER_SIZE)
+        (table_pos,) = struct.unpack("<Q", self._read_at(tail_pos, 8, "table offset"))
+        if not HEADER_SIZE <= table_pos <= tail_pos - 4:
+            raise self._error(f"corrupt table offset {table_pos} in the last 8 bytes (file size {self._file_size})", tail_pos)
         (count,) = struct.unpack("<I", self._read_at(table_pos, 4, "table entry count"))
         pos = table_pos + 4
         for i in range(count):
             (name_len,) = struct.unpack("<I", self._read_at(pos, 4, f"name length of table entry {i}"))
             if name_len > MAX_NAME_LEN:
                 raise self._error(f"corrupt table entry {i}: name length {name_len}", pos)
-            name = self._read_at(pos + 4, name_len, f"name of table entry {i}").decode("utf8", "replace")
-            entry_pos, size, comp = struct.unpack("<qII", self._read_at(pos + 4 + name_len, 16, f"table entry {name!r}"))
-            if not HEADER_SIZE <= entry_pos < table_pos:
-                raise self._error(f"table entry {name!r} points outside the file ({entry_pos})", pos)
-            self.entries[name] = EntryInfo(name, entry_pos, size, comp)
+            raw = self._read_at(pos + 4, name_len, f"name of table entry {i}")
+            name = raw.decode("utf8", "replace")
+            entry_pos, size, comp = struct.unpack("<QII", self._read_at(pos + 4 + name_len, 16, f"table entry {name!r}"))
+            if not HEADER_SIZE + 8 + name_len <= entry_pos <= table_pos - 12:
+                raise self._error(f"table entry {name!r} points outside the entries ({entry_pos})", pos)
+            self.entries.setdefault(name, EntryInfo(name, entry_pos, size, comp))
             pos += 4 + name_len + 16
-        if pos != tail_pos:
-            raise self._error(f"file-info table has {tail_pos - pos} stray bytes after {count} entries", pos)
+        self._read_free_list(pos, tail_pos)
 
-    def _parse_entry_header(self, pos: int) -> tuple[EntryInfo, int, int]:
-        """Entry at ``pos`` -> (info, checksum, payload position)."""
-        marker, name_len = struct.unpack("<Ii", self._read_at(pos, 8, "entry header"))
-        if marker != ENTRY_START:
-            raise self._error(f"corrupt entry: start marker {marker:#010x}, expected {ENTRY_START:#010x}", pos)
-        if not 0 <= name_len <= MAX_NAME_LEN:
-            raise self._error(f"corrupt entry: name length {name_len}", pos + 4)
-        name = self._read_at(pos + 8, name_len, "entry name").decode("utf8", "replace")
-        size, comp, checksum = struct.unpack("<iiI", self._read_at(pos + 8 + name_len, 12, f"sizes of entry {name!r}"))
-        if size < 0 or comp < 0:
-            raise self._error(f"corrupt entry {name!r}: size {size}, compressed size {comp}", pos + 8 + name_len)
-        return EntryInfo(name, pos, size, comp), checksum, pos + 8 + name_len + 12
+    def _read_free_list(self, pos: int, tail_pos: int) -> None:
+        """The part between the entry table and the last 8 bytes: RASR's free-space list or RETURNN's uint64 0."""
+        rest = tail_pos - pos
+        if rest == 8 and struct.unpack("<Q", self._read_at(pos, 8, "trailer"))[0] == 0:
+            self.trailer = "returnn"
+            return
+        if rest < 12:
+            raise self._error(f"file-info table ends with {rest} bytes, expected a free-space list or a uint64 0", pos)
+        (count,) = struct.unpack("<I", self._read_at(pos, 4, "free-space count"))
+        if rest != 4 + 12 * count + 8:
+            raise self._error(f"free-space list of {count} entries does not fit the {rest} bytes before the end", pos)
+        for i in range(count):
+            self.free.append(struct.unpack("<QI", self._read_at(pos + 4 + 12 * i, 12, f"free-space entry {i}")))
+        (free_pos,) = struct.unpack("<Q", self._read_at(tail_pos - 8, 8, "free-space list offset"))
+        if free_pos != pos:
+            raise self._error(f"free-space list offset {free_pos} disagrees with the list at {pos}", tail_pos - 8)
+        self.trailer = "rasr"
 
     def _scan(self) -> None:
         pos = HEADER_SIZE
         while pos < self._file_size:
-            info, _, payload_pos = self._parse_entry_header(pos)
-            end_pos = payload_pos + info.stored_size
-            (marker,) = struct.unpack("<I", self._read_at(end_pos, 4, f"end marker of entry {info.name!r}"))
-            if marker != ENTRY_END:
-                raise self._error(f"corrupt entry {info.name!r}: end marker {marker:#010x}", end_pos)
-            self.entries[info.name] = info
-            pos = end_pos + 4
+            try:
+                pos = self._scan_entry(pos)
+            except SprintCacheError as exc:
+                if not self.recover:
+                    raise SprintCacheError(
+                        f"{exc}; the archive has no file-info table (its writer did not finish?): "
+                        "read it with recover to skip broken entries"
+                    ) from None
+                self.problems.append(str(exc))
+                next_pos = self._find_start_marker(pos + 1)
+                if next_pos is None:
+                    break
+                pos = next_pos
+
+    def _scan_entry(self, pos: int) -> int:
+        """Record the entry (or free space) starting at ``pos``; the offset after it."""
+        marker, name_len = struct.unpack("<II", self._read_at(pos, 8, "entry header"))
+        if marker != ENTRY_START:
+            raise self._error(f"corrupt entry: start marker {marker:#010x}, expected {ENTRY_START:#010x}", pos)
+        if name_len > MAX_NAME_LEN:
+            raise self._error(f"corrupt entry: name length {name_len}", pos + 4)
+        name = self._read_at(pos + 8, name_len, "entry name").decode("utf8", "replace")
+        entry_pos = pos + 8 + name_len
+        size, comp, _ = struct.unpack("<III", self._read_at(entry_pos, 12, f"sizes of entry {name!r}"))
+        # free space keeps its length in the size field; a file's payload is compressed size bytes if compressed
+        end_pos = entry_pos + 12 + (comp or size if name else size)
+        what = f"entry {name!r}" if name else "free-space entry"
+        (marker,) = struct.unpack("<I", self._read_at(end_pos, 4, f"end marker of {what}"))
+        if marker != ENTRY_END:
+            raise self._error(f"corrupt {what}: end marker {marker:#010x}, expected {ENTRY_END:#010x}", end_pos)
+        if name:
+            self.entries.setdefault(name, EntryInfo(name, entry_pos, size, comp))
+        else:
+            self.free.append((entry_pos, size))
+        return end_pos + 4
+
+    def _find_start_marker(self, pos: int) -> int | None:
+        """The offset of the next start marker at or after ``pos``."""
+        needle = struct.pack("<I", ENTRY_START)
+        while pos < self._file_size:
+            self._f.seek(pos)
+            chunk = self._f.read(1 << 20)
+            hit = chunk.find(needle)
+            if hit >= 0:
+                return pos + hit
+            if len(chunk) < len(needle):
+                return None
+            pos += len(chunk) - len(needle) + 1
+        return None
 
     def __contains__(self, name: str) -> bool:
         return name in self.entries
@@ -207,26 +286,40 @@ class FileArchive(_EntryNames):
         return self.entries[self.resolve_name(name)]
 
     def read_raw(self, name: str) -> bytes:
-        """Uncompressed payload of an entry (full or unique short name); checks sizes and checksum."""
+        """Uncompressed payload of an entry (full or unique short name); checks markers, sizes and checksum."""
         info = self.entries[self.resolve_name(name)]
+        raw = info.name.encode("utf8")
         with self._lock:
-            found, checksum, payload_pos = self._parse_entry_header(info.pos)
-            if found.name != info.name:
-                raise self._error(f"table says entry {info.name!r} but found {found.name!r}", info.pos)
-            stored = self._read_at(payload_pos, found.stored_size, f"payload of entry {info.name!r}")
-            (marker,) = struct.unpack("<I", self._read_at(payload_pos + found.stored_size, 4, "entry end marker"))
+            head = self._read_at(info.start, 8 + len(raw), f"start of entry {info.name!r}")
+            marker, name_len = struct.unpack("<II", head[:8])
+            if marker != ENTRY_START or name_len != len(raw) or head[8:] != raw:
+                raise self._error(
+                    f"entry {info.name!r}: its start marker and name are not right before its position {info.pos}",
+                    info.start,
+                )
+            size, comp, checksum = struct.unpack("<III", self._read_at(info.pos, 12, f"sizes of entry {info.name!r}"))
+            if (size, comp) != (info.size, info.comp):
+                raise self._error(
+                    f"entry {info.name!r}: sizes {size}/{comp} disagree with the table's {info.size}/{info.comp}", info.pos
+                )
+            stored = self._read_at(info.payload_pos, info.stored_size, f"payload of entry {info.name!r}")
+            end_pos = info.payload_pos + info.stored_size
+            (marker,) = struct.unpack("<I", self._read_at(end_pos, 4, f"end marker of entry {info.name!r}"))
         if marker != ENTRY_END:
-            raise self._error(f"corrupt entry {info.name!r}: end marker {marker:#010x}", payload_pos + len(stored))
+            raise self._error(f"corrupt entry {info.name!r}: end marker {marker:#010x}", end_pos)
+        # RASR writes 0 and never checks it; a non-zero checksum is taken as CRC-32 of the stored bytes
         if checksum and zlib.crc32(stored) != checksum:
-            raise self._error(f"checksum mismatch in entry {info.name!r}", payload_pos)
-        if not found.comp:
+            raise self._error(f"checksum mismatch in entry {info.name!r}", info.payload_pos)
+        if not info.comp:
             return stored
         try:
             data = zlib.decompress(stored)
         except zlib.error as exc:
-            raise self._error(f"entry {info.name!r}: corrupt compressed payload ({exc})", payload_pos) from None
-        if len(data) != found.size:
-            raise self._error(f"entry {info.name!r}: {len(data)} bytes after decompression, expected {found.size}", payload_pos)
+            raise self._error(f"entry {info.name!r}: corrupt compressed payload ({exc})", info.payload_pos) from None
+        if len(data) != info.size:
+            raise self._error(
+                f"entry {info.name!r}: {len(data)} bytes after decompression, expected {info.size}", info.payload_pos
+            )
         return data
 
     def _decode(self, name: str, decode, what: str):
@@ -234,8 +327,8 @@ class FileArchive(_EntryNames):
         try:
             return decode(self.read_raw(full))
         except RecordError as exc:
-            payload_pos = self.entries[full].pos + 8 + len(full.encode("utf8")) + 12
-            raise self._error(f"entry {full!r}: bad {what} record: {exc}", payload_pos + exc.offset) from None
+            offset = self.entries[full].payload_pos + exc.offset
+            raise self._error(f"entry {full!r}: bad {what} record: {exc}", offset) from None
 
     def read_features(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         """(features (frames, dim) float32, times (frames, 2)) of a feature entry."""
@@ -263,14 +356,26 @@ class FileArchive(_EntryNames):
         if self.mode != "w":
             raise SprintCacheError(f"Sprint cache {self.path}: opened for reading, cannot add {name!r}")
         raw_name = name.encode("utf8")
+        if not raw_name:
+            raise SprintCacheError(f"Sprint cache {self.path}: an entry needs a name (an empty name marks free space)")
+        if name in self.entries:
+            raise SprintCacheError(f"Sprint cache {self.path}: entry {name!r} is already in the archive")
         stored = zlib.compress(payload) if self.compress else payload
         comp = len(stored) if self.compress else 0
         self._f.seek(0, os.SEEK_END)
-        pos = self._f.tell()
-        self._f.write(struct.pack("<Ii", ENTRY_START, len(raw_name)) + raw_name)
-        self._f.write(struct.pack("<iiI", len(payload), comp, zlib.crc32(stored)))
-        self._f.write(stored)
-        self._f.write(struct.pack("<I", ENTRY_END))
+        pos = self._f.tell() + 8 + len(raw_name)
+        # one write per entry: a crash leaves whole entries and at most one torn tail, which a scan reports
+        self._f.write(
+            b"".join(
+                [
+                    struct.pack("<II", ENTRY_START, len(raw_name)),
+                    raw_name,
+                    struct.pack("<III", len(payload), comp, 0),
+                    stored,
+                    struct.pack("<I", ENTRY_END),
+                ]
+            )
+        )
         self.entries[name] = EntryInfo(name, pos, len(payload), comp)
 
     def add_features(
@@ -300,9 +405,12 @@ class FileArchive(_EntryNames):
         parts = [struct.pack("<I", len(self.entries))]
         for info in self.entries.values():
             raw = info.name.encode("utf8")
-            parts.append(struct.pack("<I", len(raw)) + raw + struct.pack("<qII", info.pos, info.size, info.comp))
-        parts.append(struct.pack("<qq", 0, table_pos))
+            parts.append(struct.pack("<I", len(raw)) + raw + struct.pack("<QII", info.pos, info.size, info.comp))
+        free_pos = table_pos + sum(len(p) for p in parts)
+        parts.append(struct.pack("<I", 0))  # this writer never removes, so the free-space list is empty
+        parts.append(struct.pack("<QQ", free_pos, table_pos))
         self._f.write(b"".join(parts))
+        self._f.flush()
         self._f.seek(len(MAGIC))
         self._f.write(b"\1")
 
@@ -336,7 +444,7 @@ class FileArchiveBundle(_EntryNames):
 
     kind = "Sprint cache bundle"
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, *, recover: bool = False) -> None:
         self.path = os.fspath(path)
         try:
             with open(self.path, encoding="utf8") as f:
@@ -352,7 +460,7 @@ class FileArchiveBundle(_EntryNames):
             archive_path = line if os.path.isabs(line) else os.path.join(base, line)
             if not os.path.exists(archive_path):
                 raise SprintCacheError(f"Sprint cache bundle {self.path} line {lineno}: no such archive {line!r}")
-            archive = FileArchive(archive_path)
+            archive = FileArchive(archive_path, recover=recover)
             self.archives.append(archive)
             for name in archive.names(include_attribs=True):
                 self.entries.setdefault(name, archive)
@@ -406,10 +514,10 @@ def is_archive_file(path: str) -> bool:
         return False
 
 
-def open_file_archive(path: str) -> FileArchive | FileArchiveBundle:
+def open_file_archive(path: str, *, recover: bool = False) -> FileArchive | FileArchiveBundle:
     """Open an archive, or a bundle (any file that is not an archive is read as a bundle list)."""
     if not os.path.exists(path):
         raise SprintCacheError(f"Sprint cache {path}: no such file")
     if is_archive_file(path):
-        return FileArchive(path)
-    return FileArchiveBundle(path)
+        return FileArchive(path, recover=recover)
+    return FileArchiveBundle(path, recover=recover)
