@@ -41,5 +41,5 @@ def returnn_register_cli_tools(registry: Registrar) -> None:
     registry.register(
         "sprint-cache",
         "returnn_sprint.cache_cli:main",
-        description="list and show entries of Sprint cache archives and bundles",
+        description="list, show, dump and --check Sprint cache archives and bundles",
     )
