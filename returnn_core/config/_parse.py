@@ -1,4 +1,4 @@
-"""Parsers for the three RETURNN config formats: Python (``#!``), JSON (``{``) and line-based ``key value``."""
+"""Parsers for the three RETURNN config formats: Python (``#!`` or ``.py``), JSON (``{``) and line-based ``key value``."""
 
 from __future__ import annotations
 
@@ -10,24 +10,26 @@ from typing import Any
 
 from returnn_core.errors import ConfigError
 
+_OPENING = {"{": "}", "[": "]", "(": ")"}
 
-def detect_format(text: str) -> str:
-    """``"python"``, ``"json"`` or ``"lines"`` from the first non-blank characters, as RETURNN does."""
+
+def detect_format(text: str, path: str = "") -> str:
+    """``"python"``, ``"json"`` or ``"lines"`` from the first non-blank characters (or a ``.py`` name), as RETURNN."""
     stripped = text.lstrip()
-    if stripped.startswith("#!"):
+    if stripped.startswith("#!") or path.endswith(".py"):
         return "python"
     if stripped.startswith("{"):
         return "json"
     return "lines"
 
 
-def parse_python(text: str, path: str) -> dict[str, Any]:
-    """Execute a Python config and collect its public names (modules are skipped)."""
+def exec_python(text: str, path: str, namespace: dict[str, Any]) -> dict[str, Any]:
+    """Execute a Python config in ``namespace`` (its globals); return the public names it holds afterwards."""
     try:
         code = compile(text, path, "exec")
     except SyntaxError as exc:
         raise ConfigError(f"{path}:{exc.lineno}: syntax error: {exc.msg}") from None
-    namespace: dict[str, Any] = {"__file__": os.path.abspath(path), "__name__": "__returnn_config__"}
+    namespace.update({"__file__": os.path.abspath(path), "__name__": "__returnn_config__"})
     try:
         exec(code, namespace)  # noqa: S102 - a Python config is code the user asked us to run
     except Exception as exc:  # noqa: BLE001 - report any error in the config with its line
@@ -35,14 +37,44 @@ def parse_python(text: str, path: str) -> dict[str, Any]:
         line = frames[-1].lineno if frames else "?"
         raise ConfigError(f"{path}:{line}: {type(exc).__name__}: {exc}") from None
     return {
-        k: v for k, v in namespace.items() if not k.startswith("_") and not isinstance(v, types.ModuleType)
+        k: v
+        for k, v in namespace.items()
+        if not k.startswith("_") and k != "config" and not isinstance(v, types.ModuleType)
     }
 
 
+def strip_json_comments(text: str) -> str:
+    """``text`` with ``//`` and ``/* */`` comments outside strings blanked out (newlines kept for line numbers)."""
+    out: list[str] = []
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if c == '"':
+            j = i + 1
+            while j < n and text[j] != '"':
+                j += 2 if text[j] == "\\" else 1
+            out.append(text[i : j + 1])
+            i = j + 1
+        elif text.startswith("//", i):
+            j = text.find("\n", i)
+            j = n if j < 0 else j
+            out.append(" " * (j - i))
+            i = j
+        elif text.startswith("/*", i):
+            j = text.find("*/", i + 2)
+            j = n if j < 0 else j + 2
+            out.append("".join(ch if ch == "\n" else " " for ch in text[i:j]))
+            i = j
+        else:
+            out.append(c)
+            i += 1
+    return "".join(out)
+
+
 def parse_json(text: str, path: str) -> dict[str, Any]:
-    """Parse a JSON config object."""
+    """Parse a JSON config object; ``//`` and ``/* */`` comments are allowed, as RETURNN's ``load_json``."""
     try:
-        value = json.loads(text)
+        value = json.loads(strip_json_comments(text))
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{path}:{exc.lineno}: invalid JSON: {exc.msg}") from None
     if not isinstance(value, dict):
@@ -50,16 +82,57 @@ def parse_json(text: str, path: str) -> dict[str, Any]:
     return value
 
 
+def _open_brackets(text: str, stack: list[str]) -> None:
+    """Push/pop the brackets of ``text`` (outside quotes) on ``stack``, which holds the closers still expected."""
+    quote = ""
+    i = 0
+    while i < len(text):
+        c = text[i]
+        if quote:
+            if c == "\\":
+                i += 1
+            elif c == quote:
+                quote = ""
+        elif c in "'\"":
+            quote = c
+        elif c in _OPENING:
+            stack.append(_OPENING[c])
+        elif stack and c == stack[-1]:
+            stack.pop()
+        i += 1
+
+
 def parse_lines(text: str, path: str) -> list[tuple[int, str, str]]:
-    """Split a line-based config into ``(line number, key, raw value)``; ``#`` starts a comment."""
-    out = []
+    """Split a line-based config into ``(line number, key, raw value)``; ``#`` starts a comment.
+
+    A value that opens a bracket (``network {...}``) continues over the following lines until it is closed.
+    """
+    out: list[tuple[int, str, str]] = []
+    pending: tuple[int, str, list[str]] | None = None
+    stack: list[str] = []
     for lineno, raw in enumerate(text.splitlines(), 1):
-        line = raw.split("#", 1)[0].strip() if not raw.lstrip().startswith("#") else ""
+        line = raw.split("#", 1)[0].strip()
+        if pending is not None:
+            if line:
+                pending[2].append(line)
+                _open_brackets(line, stack)
+            if not stack:
+                out.append((pending[0], pending[1], "\n".join(pending[2])))
+                pending = None
+            continue
         if not line:
             continue
         key, _, value = line.partition(" ")
         key, value = key.strip(), value.strip()
         if not key.replace("_", "").replace(".", "").replace("-", "").isalnum():
             raise ConfigError(f"{path}:{lineno}: expected 'key value', got {raw.strip()!r}")
-        out.append((lineno, key, value))
+        _open_brackets(value, stack)
+        if stack:
+            pending = (lineno, key, [value])
+        else:
+            out.append((lineno, key, value))
+    if pending is not None:
+        raise ConfigError(
+            f"{path}:{pending[0]}: the value of {pending[1]!r} is never closed (missing {''.join(reversed(stack))!r})"
+        )
     return out

@@ -84,3 +84,96 @@ def test_typed_getters_reject_bad_values():
 def test_missing_file():
     with pytest.raises(ConfigError, match="cannot read config file /no/such.config"):
         Config.from_args(["/no/such.config"])
+
+
+# -- RETURNN's own Config semantics (expected values from RETURNN's tests/test_Config.py) -----------------------------
+
+def check_hidden_type(c: Config) -> None:
+    assert c.has("num_inputs") and c.has("hidden_type") and c.int("num_inputs", -1) == 3
+    assert c.value("hidden_type", "x") == "forward,lstm"
+    assert c.value("hidden_type", "x", index=0) == "forward" and c.value("hidden_type", "x", index=1) == "lstm"
+    assert c.list("hidden_type", ["x"]) == ["forward", "lstm"]
+
+
+def test_line_format_values_are_untyped_text(tmp_path):
+    c = Config.from_args([write(tmp_path, "a.config", "\n  # comment\n  num_inputs 3\n  hidden_type forward,lstm\n")])
+    check_hidden_type(c)
+    assert not c.is_typed("num_inputs") and not c.is_typed("hidden_type")
+    with pytest.raises(ConfigError, match=r"'hidden_type': no item 2 in \['forward', 'lstm'\]"):
+        c.value("hidden_type", "x", index=2)
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        ("a.json", '\n{\n// comment\n"num_inputs": 3, /* block\n comment */ "hidden_type": ["forward", "lstm"],\n'
+                   '"url": "http://x//y"\n}\n'),
+        ("a.config", '#!rnn.py\n# comment\nnum_inputs = 3\nhidden_type = ["forward", "lstm"]\nurl = "http://x//y"\n'),
+    ],
+)
+def test_json_and_python_values_are_typed(tmp_path, name, text):
+    c = Config.from_args([write(tmp_path, name, text)])
+    check_hidden_type(c)
+    assert c.is_typed("num_inputs") and c.is_typed("hidden_type")
+    assert c.typed_value("num_inputs") == 3 and c.typed_value("hidden_type") == ["forward", "lstm"]
+    assert c.value("url") == "http://x//y"  # a // inside a JSON string is no comment
+
+
+def test_json_comment_keeps_error_line(tmp_path):
+    with pytest.raises(ConfigError, match=r"j.json:3: invalid JSON"):
+        Config.from_args([write(tmp_path, "j.json", '{\n// "a": 1,\n "b": }\n')])
+
+
+def test_python_config_sees_config_and_command_line_first(tmp_path):
+    path = write(tmp_path, "a.config", '#!rnn.py\ntask = config.value("task", "train")\ndim = config.int("dim", 500)\n'
+                 "test_value = 42\ndef test_func():\n  return task\n")
+    c = Config.from_args([path, "++task", "search", "++dim", "20"])
+    assert c.value("task") == "search" and c.is_typed("task") and c.typed_value("dim") == 20
+    assert c.typed_value("test_value") == 42 and c.typed_value("test_func")() == "search"
+    assert not c.has("config")
+
+
+def test_override_of_dict_by_number_is_seen_by_config_functions(tmp_path):
+    path = write(tmp_path, "a.config", "#!rnn.py\nmax_seq_length = {'bpe': 75}\ndef test_func():\n"
+                 "  return max_seq_length\n")
+    c = Config.from_args([path, "++max_seq_length", "0"])
+    assert c.is_typed("max_seq_length") and c.typed_value("test_func")() == 0 and c.typed_value("max_seq_length") == 0
+
+
+def test_py_file_without_hashbang_is_python(tmp_path):
+    path = write(tmp_path, "cfg.py", 'def test_func():\n  return config.value("task", "train")\n')
+    c = Config.from_args([path])
+    func = c.typed_value("test_func")
+    assert c.is_typed("test_func") and func() == "train"
+    c.set("task", "search")
+    assert func() == "search"
+
+
+def test_line_format_value_spanning_lines(tmp_path):
+    path = write(tmp_path, "a.config", 'task train\nnetwork {\n  "output": {"class": "softmax",  # the output\n'
+                 '             "loss": "ce", "from": ["data"]}\n}\nnum_epochs 2\n')
+    c = Config.from_args([path])
+    assert c.dict("network") == {"output": {"class": "softmax", "loss": "ce", "from": ["data"]}}
+    assert c.int("num_epochs") == 2 and c.value("task") == "train"
+    bad = write(tmp_path, "b.config", 'a 1\nnetwork {"output": {"class": "softmax"}\nb 2\n')
+    with pytest.raises(ConfigError, match=r"b.config:2: the value of 'network' is never closed \(missing '}'\)"):
+        Config.from_args([bad])
+
+
+def test_overrides_over_dicts_and_lists_parse_returnn_literals(tmp_path):
+    path = write(tmp_path, "a.config", "#!python\nnet = {'a': 1}\nlayers = [1]\nthreshold = 0.5\n")
+    c = Config.from_args([path, "++layers", "[1, 2 * 3, -4]", "++net", "{'a': 2 ** 3}", "++threshold", "+-0.1"])
+    assert c.typed_value("layers") == [1, 6, -4] and c.typed_value("net") == {"a": 8}
+    assert c.typed_value("threshold") == -0.1
+    for text, named in [("{'a': foo}", "'foo' is not a literal"), ("[1, 2", "is not valid Python"),
+                        ("{'a': 1 + 'x'}", "arithmetic needs numbers"), ("{'a': __import__('os')}", "__import__")]:
+        with pytest.raises(ConfigError, match=r"\+\+net .* does not fit the config's dict value") as info:
+            Config.from_args([path, "++net", text])
+        assert named in str(info.value) and "<" not in str(info.value) and "ast" not in str(info.value)
+
+
+def test_index_getters_follow_returnn():
+    c = Config({"sizes": [3, 4], "one": 5})
+    assert c.int("sizes") == 3 and c.int("sizes", index=1) == 4 and c.typed_value("sizes", index=1) == 4
+    assert c.value("one", index=0) == "5" and c.list("one") == [5] and c.list("missing") == []
+    assert c.int_list("sizes") == [3, 4] and c.float_list("sizes") == [3.0, 4.0]
