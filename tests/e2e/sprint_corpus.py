@@ -2,13 +2,27 @@
 
 from __future__ import annotations
 
+import importlib.util
 import pathlib
+import sys
 
 import numpy as np
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 FAKE_SPRINT = str(REPO / "tests" / "sprint" / "fake_sprint.py")
 NUM_CLASSES, DIM = 4, 6
+
+
+def _load_archive_bytes():
+    spec = importlib.util.spec_from_file_location("archive_bytes", REPO / "tests" / "sprint" / "archive_bytes.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("archive_bytes", module)  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+#: archives laid out byte by byte from RASR's format, independent of returnn_sprint
+archive_bytes = _load_archive_bytes()
 
 
 def make_corpus(path: pathlib.Path, num_seqs: int, seed: int) -> str:

@@ -17,7 +17,7 @@ from returnn_sprint.archive import FileArchive  # noqa: E402
 from returnn_sprint.error_signals import SprintInstancePool  # noqa: E402
 from returnn_sprint.fast_bw import baum_welch  # noqa: E402
 from returnn_sprint.tf_loss import FastBaumWelchLoss, SprintLoss  # noqa: E402
-from sprint_corpus import FAKE_SPRINT, NUM_CLASSES, make_corpus  # noqa: E402
+from sprint_corpus import FAKE_SPRINT, NUM_CLASSES, archive_bytes, make_corpus  # noqa: E402
 
 from returnn_core.learning_rate.state_file import load_state  # noqa: E402
 
@@ -69,21 +69,31 @@ network = {
 
 
 def test_training_on_sprint_caches(tmp_path):
-    """Features and alignments written as Sprint caches (a bundle and a compressed archive), trained with returnn."""
+    """Train on caches from our writer (a bundle and a compressed archive); dev on RETURNN- and RASR-layout files."""
     allo = tmp_path / "allophones"
     allo.write_text("#allophones\n" + "".join(f"p{k}{{#+#}}\n" for k in range(NUM_CLASSES)))
     tying = tmp_path / "state-tying"
     tying.write_text("".join(f"p{k}{{#+#}}.{s} {k}\n" for k in range(NUM_CLASSES) for s in range(3)))
-    for part, (n, seed) in {"train": (60, 1), "dev": (15, 2)}.items():
-        ref = np.load(make_corpus(tmp_path / f"{part}.npz", n, seed))
-        feats = [FileArchive(str(tmp_path / f"{part}.feat.{k}.cache"), "w", compress=bool(k)) for k in range(2)]
-        with FileArchive(str(tmp_path / f"{part}.align.cache"), "w", compress=True) as al:
-            for i, name in enumerate(ref["names"]):
-                feats[i % 2].add_features(str(name), ref[f"feat_{i}"])
-                al.add_alignment(str(name), [(t, int(a), t % 3) for t, a in enumerate(ref[f"align_{i}"])])
-        for f in feats:
-            f.close()
-        (tmp_path / f"{part}.feat.bundle").write_text(f"{part}.feat.0.cache\n{part}.feat.1.cache\n")
+    ref = np.load(make_corpus(tmp_path / "train.npz", 60, 1))
+    feats = [FileArchive(str(tmp_path / f"train.feat.{k}.cache"), "w", compress=bool(k)) for k in range(2)]
+    with FileArchive(str(tmp_path / "train.align.cache"), "w", compress=True) as al:
+        for i, name in enumerate(ref["names"]):
+            feats[i % 2].add_features(str(name), ref[f"feat_{i}"])
+            al.add_alignment(str(name), [(t, int(a), t % 3) for t, a in enumerate(ref[f"align_{i}"])])
+    for f in feats:
+        f.close()
+    (tmp_path / "train.feat.bundle").write_text("train.feat.0.cache\ntrain.feat.1.cache\n")
+    # dev: features as RETURNN's writer lays them out, alignments as RASR's (compressed, with a removed entry)
+    ab = archive_bytes
+    ref = np.load(make_corpus(tmp_path / "dev.npz", 15, 2))
+    feat_entries, align_entries = [], [("", b"removed", False)]
+    for i, name in enumerate(map(str, ref["names"])):
+        x, align = ref[f"feat_{i}"], ref[f"align_{i}"]
+        feat_entries.append((name, ab.feature_record(x, [(0.01 * t, 0.01 * t + 0.01) for t in range(len(x))]), False))
+        runs = [(1, ab.emission(int(a), t % 3)) for t, a in enumerate(align)]
+        align_entries.append((name, ab.plain_alignment_record(runs), True))
+    (tmp_path / "dev.feat.bundle").write_bytes(ab.archive(feat_entries, trailer="returnn").data)
+    (tmp_path / "dev.align.cache").write_bytes(ab.archive(align_entries, trailer="rasr").data)
     labeling = {"allophone_file": str(allo), "state_tying_file": str(tying)}
 
     def dataset(part: str) -> str:
