@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from returnn_core.datasets.batching import Batch, DatasetSeq, generate_batches
-from returnn_core.datasets.seq_order import seq_order
+from returnn_core.datasets.seq_order import seq_order, seq_order_every
 from returnn_core.datasets.spec import DataSpec
 from returnn_core.errors import DatasetError
 
@@ -45,6 +45,7 @@ class Dataset:
         self.window = int(window)
         self.epoch: int | None = None
         self._order: list[int] = []
+        self._order_ready = False
 
     # -- what subclasses provide ----------------------------------------------------------------
     def data_specs(self) -> dict[str, DataSpec]:
@@ -77,6 +78,10 @@ class Dataset:
         """The seed for ``epoch`` (fixed when ``fixed_random_seed`` is set; shared by the sub-epochs of one full epoch)."""
         if self.fixed_random_seed is not None:
             return int(self.fixed_random_seed)
+        return self.epoch_seed(epoch, every=every)
+
+    def epoch_seed(self, epoch: int | None, *, every: int = 1) -> int:
+        """The full epoch's seed (``every`` full epochs share one), plus ``random_seed_offset``."""
         full_epoch = ((epoch or 1) - 1) // self.partition_epoch + 1
         full_epoch = (full_epoch - 1) // max(every, 1) + 1
         return full_epoch + self.random_seed_offset
@@ -91,19 +96,34 @@ class Dataset:
             missing = [t for t in seq_list if t not in index]
             if missing:
                 raise DatasetError(f"{self.name}: seq tag(s) not found: {', '.join(missing[:5])}")
-            self._order = [index[t] for t in seq_list]
+            self._order, self._order_ready = [index[t] for t in seq_list], True
             return
-        order = seq_order(self.seq_ordering, total, self._seq_length, self.random_seed(epoch))
+        seed = self.random_seed(epoch, every=seq_order_every(self.seq_ordering))
+        order = seq_order(self.seq_ordering, total, self._seq_length, seed)
         if self.partition_epoch > 1:
             part = ((epoch or 1) - 1) % self.partition_epoch
-            n = len(order)
-            order = order[part * n // self.partition_epoch : (part + 1) * n // self.partition_epoch]
-        self._order = order
+            start = sum(self.partition_sizes(len(order))[:part])
+            order = order[start : start + self.partition_sizes(len(order))[part]]
+        self._order, self._order_ready = order, True
+
+    def partition_sizes(self, num_seqs: int) -> list[int]:
+        """Seqs per sub-epoch: RETURNN gives the first ``num_seqs % partition_epoch`` parts one seq more."""
+        per, extra = divmod(num_seqs, self.partition_epoch)
+        return [per + 1] * extra + [per] * (self.partition_epoch - extra)
 
     @property
     def num_seqs(self) -> int:
-        """Seqs in the current (sub-)epoch."""
+        """Seqs in the current (sub-)epoch; before :meth:`init_seq_order`, those of the first sub-epoch."""
+        if not self._order_ready:
+            try:
+                return self.partition_sizes(self._num_total_seqs())[0]
+            except NotImplementedError:
+                return 0  # a stream that learns its size only once it runs
         return len(self._order)
+
+    def is_less_than_num_seqs(self, n: int) -> bool:
+        """Whether seq ``n`` exists in the current epoch."""
+        return n < self.num_seqs
 
     def get_total_num_seqs(self) -> int:
         """Seqs in the whole corpus."""

@@ -52,7 +52,8 @@ def test_random_orderings_are_permutations_deterministic_per_epoch():
     ds = LenDataset(seq_ordering="random")
     e1, e1_again, e2 = order(ds, 1), order(ds, 1), order(ds, 2)
     assert sorted(e1) == list(range(6)) and e1 == e1_again and e1 != e2
-    assert order(LenDataset(seq_ordering="random:7"), 1) != e1  # the seed offset changes the order
+    every2 = LenDataset(seq_ordering="random:2")  # RETURNN: the order stays for 2 epochs
+    assert order(every2, 1) == order(every2, 2) == e1 != order(every2, 3) == e2
     fixed = LenDataset(seq_ordering="random", fixed_random_seed=3)
     assert order(fixed, 1) == order(fixed, 2)
 
@@ -70,6 +71,19 @@ def test_laplace_and_sort_bin_shuffle_sort_within_bins():
     assert sbs != sorted(range(100), key=lambda i: lens[i])
     with pytest.raises(ConfigError, match="unknown seq_ordering 'bogus'"):
         seq_order("bogus", 3, None, 1)
+
+
+def test_default_every_n_and_partition_sizes_as_returnn():
+    # RETURNN: 30 seqs in 4 sub-epochs are 8, 8, 7, 7 (the remainder goes to the first parts)
+    ds = LenDataset(lens=[1] * 30, partition_epoch=4)
+    assert ds.num_seqs == 8  # known before init_seq_order
+    parts = [order(ds, e) for e in (1, 2, 3, 4)]
+    assert [len(p) for p in parts] == [8, 8, 7, 7] and sum(parts, []) == list(range(30))
+    # default_every_n:5 over 30 seqs: 5 streams of 6 consecutive seqs, interleaved
+    assert seq_order("default_every_n:5", 30, None, 1)[:12] == [0, 6, 12, 18, 24, 1, 7, 13, 19, 25, 2, 8]
+    assert sorted(seq_order("default_every_n:5", 32, None, 1)) == list(range(30))  # the remainder is dropped
+    with pytest.raises(ConfigError, match="default_every_n:x"):
+        seq_order("default_every_n:x", 3, None, 1)
 
 
 def test_partition_epoch_splits_one_full_epoch():

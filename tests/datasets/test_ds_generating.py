@@ -7,7 +7,7 @@ import pytest
 from returnn_datasets.task_12ax import Task12AXDataset, targets_12ax
 
 from returnn_core.datasets import init_dataset
-from returnn_core.errors import DatasetError
+from returnn_core.errors import ConfigError, DatasetError
 from returnn_core.plugin import PluginManager
 
 
@@ -75,18 +75,35 @@ def test_12ax_batches_with_chunking() -> None:
     assert frames == sum(lens)
 
 
-def test_dummy_dataset(manager: PluginManager) -> None:
-    ds = init_dataset(
-        {"class": "DummyDataset", "input_dim": 3, "output_dim": 4, "num_seqs": 5, "seq_len": 7}, manager=manager
-    )
+def test_dummy_dataset_values_and_num_seqs_as_returnn(manager: PluginManager) -> None:
+    ds = init_dataset({"class": "DummyDataset", "input_dim": 2, "output_dim": 3, "num_seqs": 4}, manager=manager)
+    assert ds.num_seqs == 4  # RETURNN knows it before init_seq_order
+    assert ds.num_outputs == {"data": [2, 2], "classes": [3, 1]}
     ds.init_seq_order(epoch=1)
-    assert ds.num_outputs == {"data": [3, 2], "classes": [4, 1]}
-    seq = ds.get_seq(2)
-    assert seq.features["data"].shape == (7, 3) and seq.features["classes"].shape == (7,)
-    assert seq.features["classes"].max() < 4
-    assert not np.array_equal(ds.get_seq(1).features["data"], seq.features["data"])
-    ds.init_seq_order(epoch=3)
-    np.testing.assert_array_equal(ds.get_seq(2).features["data"], seq.features["data"])
+    # RETURNN's pattern: ((i % 10) - 5) / 10 for the flat index i from the seq index; classes go on counting
+    np.testing.assert_allclose(ds.get_data(0, "data"), [[-0.5, -0.4], [-0.3, -0.2]], rtol=1e-6)
+    assert ds.get_data(0, "classes").tolist() == [1, 2]  # i = 4, 5 modulo 3 classes
+    np.testing.assert_allclose(ds.get_data(1, "data"), [[-0.4, -0.3], [-0.2, -0.1]], rtol=1e-6)
+    assert ds.get_data(1, "classes").tolist() == [2, 0]
+    other = init_dataset({"class": "DummyDataset", "input_dim": 3, "output_dim": 4, "num_seqs": 5,
+                          "seq_len": {"data": 7, "classes": 3}, "input_max_value": 4, "input_shift": 0,
+                          "input_scale": 1}, manager=manager)
+    other.init_seq_order(epoch=3)
+    assert other.get_data(2, "data")[0].tolist() == [2, 3, 0] and other.get_data(2, "classes").shape == (3,)
+
+
+def test_endless_12ax_stream() -> None:
+    ds = Task12AXDataset(num_seqs=float("inf"))
+    assert ds.num_seqs == float("inf")
+    ds.init_seq_order(epoch=1)
+    first = [ds.get_seq(i).features["classes"] for i in range(10)]
+    assert ds.is_less_than_num_seqs(10**9) and ds.num_seqs == float("inf")
+    batches = ds.generate_batches(batch_size=500, max_seqs=40)
+    taken = [next(batches) for _ in range(30)]  # far beyond any finite default
+    assert sum(b.num_seqs for b in taken) > 100
+    np.testing.assert_array_equal(taken[0].slices[0].array("classes"), first[0])
+    with pytest.raises(ConfigError, match="endless stream in default order"):
+        Task12AXDataset(num_seqs=float("inf"), seq_ordering="sorted").init_seq_order(epoch=1)
 
 
 def test_static_dataset_infers_dims_and_keeps_tags(manager: PluginManager) -> None:
@@ -100,7 +117,10 @@ def test_static_dataset_infers_dims_and_keeps_tags(manager: PluginManager) -> No
     ds.init_seq_order(epoch=1, seq_list=["c", "a"])
     assert [ds.get_tag(i) for i in range(ds.num_seqs)] == ["c", "a"]
     np.testing.assert_array_equal(ds.get_data(0, "data"), data[2]["data"])
-    assert ds.get_data(1, "classes").dtype == np.int32
+    assert ds.get_data(1, "classes").dtype == np.int64  # RETURNN keeps the dtypes it was given
+    assert ds.data_specs()["classes"].dtype == "int64" and ds.data_specs()["data"].dtype == "float32"
+    batch = next(ds.generate_batches(batch_size=100)).to_data(ds.output_specs())
+    assert batch.data["classes"].dtype == np.int64
 
     explicit = init_dataset({"class": "StaticDataset", "data": data, "output_dim": {"classes": [10, 1]}}, manager=manager)
     assert explicit.num_outputs["classes"] == [10, 1]

@@ -1,182 +1,206 @@
-"""Small generated algorithmic tasks: copying, episodic copying, XML modelling, variable lookup, base conversion."""
+"""RETURNN's small generated memory tasks: copy, episodic copy, XML modelling, variable assignment, base conversion.
+
+Each task draws its seqs from the epoch's random stream in the same order of calls as RETURNN's
+``GeneratingDataset`` module, so a seed gives the same seqs. ``rng.randint(0, len(x))`` stands for RETURNN's
+``rng.choice(x)``: numpy draws both the same way. The targets follow RETURNN's ``make_output_seq`` of each task.
+"""
 
 from __future__ import annotations
 
-import string
+import re
 from typing import Any
 
 import numpy as np
 
-from returnn_core.errors import DatasetError
+from returnn_core.errors import ConfigError
 from returnn_datasets.generating import GeneratingDataset
 
 
-class CopyTaskDataset(GeneratingDataset):
-    """Sparse ``data`` of random symbols and ``classes`` equal to it; lengths grow with the epoch if asked.
-
-    A seq's length is drawn from ``[minlen + minlen_epoch_factor * epoch, maxlen + maxlen_epoch_factor * epoch]``.
-    """
-
-    def __init__(
-        self,
-        nsymbols: int,
-        minlen: int = 0,
-        maxlen: int = 0,
-        minlen_epoch_factor: float = 0,
-        maxlen_epoch_factor: float = 0,
-        num_seqs: int = 1000,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__([nsymbols, 1], {"classes": [nsymbols, 1]}, num_seqs, **kwargs)
-        self.nsymbols = int(nsymbols)
-        self.minlen, self.maxlen = int(minlen), int(maxlen)
-        self.minlen_epoch_factor, self.maxlen_epoch_factor = float(minlen_epoch_factor), float(maxlen_epoch_factor)
-        if self.nsymbols < 1:
-            raise DatasetError(f"{self.name}: nsymbols must be >= 1, got {nsymbols}")
-
-    def length_range(self, epoch: int) -> tuple[int, int]:
-        """``(min, max)`` seq length in ``epoch`` (at least 1)."""
-        lo = max(int(self.minlen + self.minlen_epoch_factor * epoch), 1)
-        hi = max(int(self.maxlen + self.maxlen_epoch_factor * epoch), lo)
-        return lo, hi
-
-    def _prepare_epoch(self, epoch: int) -> None:
-        if self.minlen_epoch_factor or self.maxlen_epoch_factor:
-            self._seqs_seed = None  # lengths depend on the epoch, not only on the seed
-        super()._prepare_epoch(epoch)
-
-    def generate_seq(self, seq_idx: int, rng: np.random.RandomState, epoch: int) -> dict[str, np.ndarray]:
-        """Random symbols, copied as the target."""
-        lo, hi = self.length_range(epoch)
-        x = self.sparse(rng.randint(0, self.nsymbols, size=rng.randint(lo, hi + 1)))
-        return {"data": x, "classes": x.copy()}
+def _pick(rng: np.random.RandomState, symbols: str) -> str:
+    return symbols[rng.randint(0, len(symbols))]
 
 
-class TaskEpisodicCopyDataset(GeneratingDataset):
-    """The copy-memory task: remember ``episode_len`` symbols over a delay, then reproduce them.
+class _SymbolTask(GeneratingDataset):
+    """A task over one alphabet: one-hot ``data`` over ``input_labels``, sparse ``classes`` over the same symbols."""
 
-    Input (one-hot, dim ``nsymbols + 2``): the symbols, ``delay`` blanks, a delimiter, ``episode_len`` blanks.
-    Target (sparse): blanks until the delimiter, then the symbols. Blank is ``nsymbols``, delimiter ``nsymbols + 1``.
-    """
+    input_labels: str = ""
 
-    def __init__(
-        self, nsymbols: int = 8, episode_len: int = 10, min_delay: int = 5, max_delay: int = 20, num_seqs: int = 1000,
-        **kwargs: Any,
-    ) -> None:
-        dim = int(nsymbols) + 2
-        super().__init__(dim, dim, num_seqs, **kwargs)
-        self.nsymbols, self.episode_len = int(nsymbols), int(episode_len)
-        self.min_delay, self.max_delay = int(min_delay), int(max_delay)
-        if self.max_delay < self.min_delay:
-            raise DatasetError(f"{self.name}: max_delay {max_delay} < min_delay {min_delay}")
+    def __init__(self, **kwargs: Any) -> None:
+        self.output_labels = self.input_labels
+        dim = len(self.input_labels)
+        super().__init__(input_dim=dim, output_dim=dim, **kwargs)
+
+    def generate_text(self, rng: np.random.RandomState) -> str:
+        """One input seq as text."""
+        raise NotImplementedError
+
+    @classmethod
+    def targets(cls, text: str) -> str:
+        """The target text of an input text, one symbol per input symbol."""
+        raise NotImplementedError
+
+    def encode(self, text: str) -> list[int]:
+        """Symbols -> class indices."""
+        return [self.input_labels.index(c) for c in text]
+
+    def decode(self, indices: Any) -> str:
+        """Class indices (or one-hot rows) -> symbols."""
+        arr = np.asarray(indices)
+        if arr.ndim == 2:
+            arr = arr.argmax(axis=1)
+        return "".join(self.input_labels[int(i)] for i in arr)
 
     def generate_seq(self, seq_idx: int, rng: np.random.RandomState, epoch: int) -> dict[str, np.ndarray]:
-        """Symbols, blanks, delimiter, blanks -> blanks, then the symbols."""
-        blank, delim = self.nsymbols, self.nsymbols + 1
-        symbols = rng.randint(0, self.nsymbols, size=self.episode_len)
-        delay = rng.randint(self.min_delay, self.max_delay + 1)
-        x = np.concatenate([symbols, [blank] * delay, [delim], [blank] * (self.episode_len - 1)])
-        y = np.concatenate([[blank] * (self.episode_len + delay), symbols])
-        return {"data": self.one_hot(x), "classes": self.sparse(y)}
+        """The input text one-hot, its targets sparse."""
+        text = self.generate_text(rng)
+        return {"data": self.one_hot(self.encode(text)), "classes": self.sparse(self.encode(self.targets(text)))}
 
 
-XML_SYMBOLS = "<>/." + string.ascii_lowercase
+class TaskEpisodicCopyDataset(_SymbolTask):
+    """Episodic copy (arXiv:1511.06464), RETURNN's variant with random lengths of the episode and of the wait.
 
-
-class TaskXmlModelingDataset(GeneratingDataset):
-    """Predict the next char of nested XML-like text (``<ab><c></c></ab>``); closing tags are predictable.
-
-    ``data`` is the text one-hot over ``"<>/."`` + a-z; ``classes`` the next char ("." after the last one).
+    Symbols ``" .01234567"`` (blank, delimiter, 8 chars; dim 10). Input: 1-9 random chars, 1-99 blanks, a
+    delimiter, then one delimiter per char plus one. Target: blank until and at the first delimiter, then the
+    chars in order, then delimiters.
     """
 
-    input_labels = tuple(XML_SYMBOLS)
-    output_labels = tuple(XML_SYMBOLS)
+    input_labels = " .01234567"
 
-    def __init__(
-        self, limit_stack_depth: int = 4, max_tag_len: int = 3, min_seq_len: int = 10, max_seq_len: int = 100,
-        num_seqs: int = 1000, **kwargs: Any,
-    ) -> None:
-        super().__init__(len(XML_SYMBOLS), len(XML_SYMBOLS), num_seqs, **kwargs)
-        self.limit_stack_depth, self.max_tag_len = int(limit_stack_depth), int(max_tag_len)
-        self.min_seq_len, self.max_seq_len = int(min_seq_len), int(max_seq_len)
+    def generate_text(self, rng: np.random.RandomState) -> str:
+        """Chars, blanks, delimiters."""
+        n = rng.randint(1, 10)
+        chars = "".join(_pick(rng, self.input_labels[2:]) for _ in range(n))
+        return chars + " " * rng.randint(1, 100) + "." + "." * (n + 1)
 
-    def generate_text(self, rng: np.random.RandomState, length: int) -> str:
-        """Random open/close tags, never deeper than ``limit_stack_depth``; all open tags closed at the end."""
-        stack: list[str] = []
-        out = ""
-        while len(out) < length:
-            can_open = len(stack) < self.limit_stack_depth
-            if stack and (not can_open or rng.uniform() < 0.4):
-                out += f"</{stack.pop()}>"
+    @classmethod
+    def targets(cls, text: str) -> str:
+        """Blank while reading; after the first delimiter, recall the chars, then delimiters."""
+        delim = text.index(".")
+        memory = "".join(c for c in text[:delim] if c != " ")
+        recall = text[delim + 1 :]
+        return " " * (delim + 1) + (memory + "." * len(recall))[: len(recall)]
+
+
+class TaskXmlModelingDataset(_SymbolTask):
+    """XML modelling (Jozefowicz et al. 2015): predict the next char of nested tags where it is determined.
+
+    Symbols ``" <>/abcdefgh"`` (dim 12). Input: a blank, then tags with names of 1-9 chars, nested at most
+    ``limit_stack_depth`` deep. Target per input char: the next char if it is certain (``<`` after a blank
+    or ``>``, the closing tag's name and its ``>``), else blank.
+    """
+
+    input_labels = " <>/abcdefgh"
+
+    def __init__(self, limit_stack_depth: int = 4, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.limit_stack_depth = int(limit_stack_depth)
+        if self.limit_stack_depth < 1:
+            raise ConfigError(f"{self.name}: limit_stack_depth must be >= 1, got {limit_stack_depth}")
+
+    def generate_text(self, rng: np.random.RandomState) -> str:
+        """Open a tag when the stack is empty, or (room left) with probability 0.4; else close; stop at random when all are closed."""
+        text, stack = " ", []
+        while True:
+            if not stack or (len(stack) < self.limit_stack_depth and rng.rand() > 0.6):
+                tag = "".join(_pick(rng, self.input_labels[4:]) for _ in range(rng.randint(1, 10)))
+                text += f"<{tag}>"
+                stack.append(tag)
             else:
-                name = "".join(string.ascii_lowercase[i] for i in rng.randint(0, 26, size=rng.randint(1, self.max_tag_len + 1)))
-                stack.append(name)
-                out += f"<{name}>"
-        while stack:
-            out += f"</{stack.pop()}>"
-        return out
+                text += f"</{stack.pop()}>"
+            if not stack and rng.rand() > 0.2:
+                return text
 
-    def generate_seq(self, seq_idx: int, rng: np.random.RandomState, epoch: int) -> dict[str, np.ndarray]:
-        """Text and its next-char targets."""
-        text = self.generate_text(rng, rng.randint(self.min_seq_len, self.max_seq_len + 1))
-        x = [XML_SYMBOLS.index(c) for c in text]
-        return {"data": self.one_hot(x), "classes": self.sparse(x[1:] + [XML_SYMBOLS.index(".")])}
+    @classmethod
+    def targets(cls, text: str) -> str:
+        """The determined next chars, blank where the next char is open."""
+        out, stack, pending, i = [], [], "", 0
+        while i < len(text):
+            c = text[i]
+            if c in " >":
+                out.append("<")
+            elif c == "<":
+                out.append(" ")  # an opening or a closing tag may follow
+            elif c == "/":
+                pending = stack.pop() + ">"
+                out.append(pending[0])
+                pending = pending[1:]
+            elif pending:
+                out.append(pending[0])
+                pending = pending[1:]
+            else:  # a char of an opening tag's name
+                if text[i - 1] == "<":
+                    stack.append("")
+                stack[-1] += c
+                out.append(" ")
+            i += 1
+        return "".join(out)
 
 
-VAR_SYMBOLS = "=;?." + string.ascii_lowercase
+class TaskVariableAssignmentDataset(_SymbolTask):
+    """Variable assignment (Associative LSTM paper): store key/value pairs, then recall the value of one key.
 
-
-class TaskVariableAssignmentDataset(GeneratingDataset):
-    """Assignments ``name=value;`` then a query ``?name;``: the target is that variable's value, then ".".
-
-    ``data`` (one-hot over ``"=;?."`` + a-z) and ``classes`` (sparse, same symbols) differ in length.
+    Symbols ``" ,.SQ()abcdefgh"`` (dim 15). Input: 1-4 stores ``S(key,value)`` (keys of 2-4 chars, unique;
+    values of 1 char) joined by ``,``, then ``,Q(key)``, the value and ``.``. Target: blank, except from the
+    query's ``)`` on: the value's chars, then ``.``, then blank.
     """
 
-    input_labels = tuple(VAR_SYMBOLS)
-    output_labels = tuple(VAR_SYMBOLS)
+    input_labels = " ,.SQ()abcdefgh"
 
-    def __init__(
-        self, max_num_vars: int = 5, max_var_len: int = 3, max_value_len: int = 3, num_seqs: int = 1000, **kwargs: Any
-    ) -> None:
-        super().__init__(len(VAR_SYMBOLS), len(VAR_SYMBOLS), num_seqs, **kwargs)
-        self.max_num_vars, self.max_var_len, self.max_value_len = int(max_num_vars), int(max_var_len), int(max_value_len)
+    def generate_text(self, rng: np.random.RandomState) -> str:
+        """The stores, the query, the answer."""
+        chars = self.input_labels[7:]
+        store: dict[str, str] = {}
+        parts = []
+        for _ in range(rng.randint(1, 5)):
+            key_len = rng.randint(2, 5)
+            key = ""
+            while not key or key in store:
+                key = "".join(_pick(rng, chars) for _ in range(key_len))
+            value = "".join(_pick(rng, chars) for _ in range(rng.randint(1, 2)))
+            parts.append(f"S({key},{value})")
+            store[key] = value
+        keys = list(store)
+        key = keys[rng.randint(0, len(keys))]
+        return ",".join(parts) + f",Q({key}){store[key]}."
 
-    def _word(self, rng: np.random.RandomState, max_len: int) -> str:
-        return "".join(string.ascii_lowercase[i] for i in rng.randint(0, 26, size=rng.randint(1, max_len + 1)))
-
-    def generate_pair(self, rng: np.random.RandomState) -> tuple[str, str]:
-        """The program text and its answer (without the final ".")."""
-        env: dict[str, str] = {}
-        text = ""
-        for _ in range(rng.randint(1, self.max_num_vars + 1)):
-            name, value = self._word(rng, self.max_var_len), self._word(rng, self.max_value_len)
-            env[name] = value  # a later assignment overrides an earlier one
-            text += f"{name}={value};"
-        names = sorted(env)
-        query = names[rng.randint(len(names))]
-        return f"{text}?{query};", env[query]
-
-    def generate_seq(self, seq_idx: int, rng: np.random.RandomState, epoch: int) -> dict[str, np.ndarray]:
-        """One program and the queried value."""
-        text, answer = self.generate_pair(rng)
-        return {
-            "data": self.one_hot([VAR_SYMBOLS.index(c) for c in text]),
-            "classes": self.sparse([VAR_SYMBOLS.index(c) for c in answer + "."]),
-        }
+    @classmethod
+    def targets(cls, text: str) -> str:
+        """Blank until the query is complete, then the stored value and ``.``."""
+        query = text.rindex("Q(")
+        close = text.index(")", query)
+        store = dict(re.findall(r"S\(([a-h]+),([a-h]+)\)", text[:query]))
+        answer = store[text[query + 2 : close]] + "."
+        return " " * close + answer + " " * (len(text) - close - len(answer))
 
 
 class TaskNumberBaseConvertDataset(GeneratingDataset):
-    """A random number's digits in ``input_base`` (sparse ``data``) -> its digits in ``output_base`` (``classes``)."""
+    """A random number's digits in ``input_base`` -> its digits in ``output_base``, both sparse.
+
+    ``data`` has ``min_input_seq_len``..``max_input_seq_len`` uniformly random digits (leading zeros
+    included); ``classes`` the number without leading zeros (``[0]`` for zero). Labels are the first ``base``
+    chars of ``"0123456789abcdefghijklmnopqrstuvwxyz"``.
+    """
+
+    digit_chars = "0123456789abcdefghijklmnopqrstuvwxyz"
 
     def __init__(
         self, input_base: int = 8, output_base: int = 2, min_input_seq_len: int = 1, max_input_seq_len: int = 8,
-        num_seqs: int = 1000, **kwargs: Any,
+        **kwargs: Any,
     ) -> None:
-        super().__init__([int(input_base), 1], {"classes": [int(output_base), 1]}, num_seqs, **kwargs)
         self.input_base, self.output_base = int(input_base), int(output_base)
-        if self.input_base < 2 or self.output_base < 2:
-            raise DatasetError(f"{self.name}: bases must be >= 2, got {input_base} and {output_base}")
-        self.min_len, self.max_len = int(min_input_seq_len), int(max_input_seq_len)
+        for name, base in (("input_base", self.input_base), ("output_base", self.output_base)):
+            if not 2 <= base <= len(self.digit_chars):
+                raise ConfigError(f"TaskNumberBaseConvertDataset: {name} must be in 2..36, got {base}")
+        self.min_input_seq_len, self.max_input_seq_len = int(min_input_seq_len), int(max_input_seq_len)
+        if not 0 < self.min_input_seq_len <= self.max_input_seq_len:
+            raise ConfigError(
+                f"TaskNumberBaseConvertDataset: need 0 < min_input_seq_len <= max_input_seq_len, "
+                f"got {min_input_seq_len} and {max_input_seq_len}"
+            )
+        self.input_labels = self.digit_chars[: self.input_base]
+        self.output_labels = self.digit_chars[: self.output_base]
+        dims = {"data": [self.input_base, 1], "classes": [self.output_base, 1]}
+        super().__init__(input_dim=self.input_base, output_dim=dims, **kwargs)
 
     @staticmethod
     def digits(number: int, base: int) -> list[int]:
@@ -189,12 +213,54 @@ class TaskNumberBaseConvertDataset(GeneratingDataset):
                 return out[::-1]
 
     def generate_seq(self, seq_idx: int, rng: np.random.RandomState, epoch: int) -> dict[str, np.ndarray]:
-        """Digits without leading zeros (unless the number is 0)."""
-        length = rng.randint(self.min_len, self.max_len + 1)
-        digits = [int(d) for d in rng.randint(0, self.input_base, size=length)]
-        if length > 1 and digits[0] == 0:
-            digits[0] = int(rng.randint(1, self.input_base))
+        """Random digits and the same number's digits in the output base."""
+        length = rng.randint(self.min_input_seq_len, self.max_input_seq_len + 1)
+        digits = [rng.randint(0, self.input_base) for _ in range(length)]
         number = 0
         for d in digits:
-            number = number * self.input_base + d
+            number = number * self.input_base + int(d)
         return {"data": self.sparse(digits), "classes": self.sparse(self.digits(number, self.output_base))}
+
+
+class CopyTaskDataset(GeneratingDataset):
+    """Sparse ``data`` of random symbols and ``classes`` equal to it; lengths may grow with the epoch.
+
+    A seq's length is uniform in ``[minlen + minlen_epoch_factor * epoch, maxlen + maxlen_epoch_factor * epoch]``
+    (each bound truncated to int; RETURNN requires ``0 < min <= max``).
+    """
+
+    epoch_dependent = True
+
+    def __init__(
+        self,
+        nsymbols: int,
+        minlen: int = 0,
+        maxlen: int = 0,
+        minlen_epoch_factor: float = 0,
+        maxlen_epoch_factor: float = 0,
+        **kwargs: Any,
+    ) -> None:
+        self.nsymbols = int(nsymbols)
+        if not 1 <= self.nsymbols <= 256:
+            raise ConfigError(f"CopyTaskDataset: nsymbols must be in 1..256, got {nsymbols}")
+        dims = {"data": [self.nsymbols, 1], "classes": [self.nsymbols, 1]}
+        super().__init__(input_dim=self.nsymbols, output_dim=dims, **kwargs)
+        self.minlen, self.maxlen = int(minlen), int(maxlen)
+        self.minlen_epoch_factor, self.maxlen_epoch_factor = float(minlen_epoch_factor), float(maxlen_epoch_factor)
+
+    def length_range(self, epoch: int) -> tuple[int, int]:
+        """``(min, max)`` seq length in ``epoch``."""
+        lo = int(self.minlen + self.minlen_epoch_factor * epoch)
+        hi = int(self.maxlen + self.maxlen_epoch_factor * epoch)
+        if not 0 < lo <= hi:
+            raise ConfigError(
+                f"{self.name}: epoch {epoch} gives seq lengths {lo}..{hi}; set minlen/maxlen (and their epoch "
+                "factors) so that 0 < min <= max"
+            )
+        return lo, hi
+
+    def generate_seq(self, seq_idx: int, rng: np.random.RandomState, epoch: int) -> dict[str, np.ndarray]:
+        """Random symbols, copied as the target."""
+        lo, hi = self.length_range(epoch)
+        x = self.sparse([rng.randint(0, self.nsymbols) for _ in range(rng.randint(lo, hi + 1))])
+        return {"data": x, "classes": x.copy()}
