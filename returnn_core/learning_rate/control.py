@@ -1,19 +1,40 @@
-"""Learning-rate controls: constant, newbob (relative, absolute, multi-epoch) and fixed schedules."""
+"""Learning-rate controls: constant, newbob (relative, absolute, multi-epoch) and fixed schedules, as RETURNN's."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from returnn_core.config import parse_literal
 from returnn_core.errors import ConfigError
 from returnn_core.learning_rate.state_file import EpochData, load_state, save_state
+
+
+def flatten_errors(errors: Mapping[str, Any]) -> dict[str, float]:
+    """Scores as the learning-rate file keeps them: nested dicts flattened as RETURNN's ``set_epoch_error``.
+
+    ``{"dev_score": {"cost:output": v}}`` becomes ``{"dev_score": v}``; with several entries
+    ``{"dev_score": {"cost:out1": a, "cost:out2": b}}`` becomes ``{"dev_score_out1": a, "dev_score_out2": b}``.
+    """
+    out: dict[str, float] = {}
+    for key, value in errors.items():
+        if isinstance(value, Mapping):
+            if len(value) == 1:
+                out[key] = float(next(iter(value.values())))
+                continue
+            for sub, v in value.items():
+                out[f"{key}_{sub.split(':', 1)[-1]}"] = float(v)
+        else:
+            out[key] = float(value)
+    return out
 
 
 class LearningRateControl:
     """Gives each epoch's learning rate from the scores of earlier ones; keeps them in the state file.
 
-    ``learning_rates`` fixes the rates of the first epochs (a list for epochs 1, 2, ... or a dict epoch -> rate);
-    later epochs are decided by :meth:`calc_learning_rate` of the subclass.
+    ``learning_rates`` fixes the rates of some epochs (a list for epochs 1, 2, ... or a dict epoch -> rate); they
+    are entered in :attr:`epoch_data` (and so in the file) up front, as RETURNN does. Every other epoch, the first
+    included, is decided by :meth:`calc_learning_rate` of the subclass.
     """
 
     def __init__(
@@ -23,31 +44,46 @@ class LearningRateControl:
         learning_rates: Sequence[float] | Mapping[int, float] | None = None,
         min_learning_rate: float = 0.0,
         error_measure: str | None = None,
+        relative_error_also_relative_to_learning_rate: bool = False,
+        min_num_epochs_per_new_learning_rate: int = 0,
         filename: str | None = None,
     ) -> None:
         self.default_learning_rate = float(default_learning_rate)
-        if isinstance(learning_rates, Mapping):
-            self.schedule = {int(k): float(v) for k, v in learning_rates.items()}
-        else:
-            self.schedule = {i + 1: float(v) for i, v in enumerate(learning_rates or [])}
         self.min_learning_rate = float(min_learning_rate)
         self.error_measure = error_measure
+        self.relative_error_also_relative_to_learning_rate = bool(relative_error_also_relative_to_learning_rate)
+        self.min_num_epochs_per_new_learning_rate = int(min_num_epochs_per_new_learning_rate)
         self.filename = filename
         self.epoch_data: dict[int, EpochData] = load_state(filename) if filename else {}
+        if isinstance(learning_rates, Mapping):
+            schedule = {int(k): float(v) for k, v in learning_rates.items()}
+        else:
+            schedule = {i + 1: float(v) for i, v in enumerate(learning_rates or [])}
+        for epoch, lr in sorted(schedule.items()):
+            data = self.epoch_data.setdefault(epoch, EpochData(None))
+            if not data.learning_rate:  # a rate already in the file wins (RETURNN: set_default_learning_rate_for_epoch)
+                data.learning_rate = lr
 
     @classmethod
     def options_from_config(cls, config: Any) -> dict[str, Any]:
         """Constructor options from the config keys RETURNN uses."""
         rates = config.typed_value("learning_rates")
         if isinstance(rates, str):
-            import ast
-
-            rates = ast.literal_eval(rates)
+            try:
+                rates = parse_literal(rates) if rates.strip()[:1] in "[{(" else config.float_list("learning_rates")
+            except ValueError as exc:
+                raise ConfigError(f"config key 'learning_rates': expected a list or dict of rates: {exc}") from None
+        if rates is not None and not isinstance(rates, (Sequence, Mapping)):
+            raise ConfigError(f"config key 'learning_rates': expected a list or dict of rates, got {rates!r}")
         return {
             "default_learning_rate": config.float("learning_rate", 1.0),
             "learning_rates": rates,
             "min_learning_rate": config.float("min_learning_rate", 0.0),
             "error_measure": config.value("learning_rate_control_error_measure", None),
+            "relative_error_also_relative_to_learning_rate": config.bool(
+                "learning_rate_control_relative_error_relative_lr", False
+            ),
+            "min_num_epochs_per_new_learning_rate": config.int("learning_rate_control_min_num_epochs_per_new_lr", 0),
             "filename": config.value("learning_rate_file", None),
         }
 
@@ -58,26 +94,29 @@ class LearningRateControl:
 
     # -- decisions ------------------------------------------------------------------------------
     def learning_rate(self, epoch: int) -> float:
-        """The learning rate for ``epoch`` (decided once, then remembered)."""
+        """The learning rate for ``epoch``: fixed or stored, else decided now (floored) and remembered."""
         data = self.epoch_data.get(epoch)
         if data is not None and data.learning_rate is not None:
             return data.learning_rate
-        if epoch in self.schedule:
-            lr = self.schedule[epoch]
-        elif self._last_epoch(epoch) is None:
-            lr = self.default_learning_rate
-        else:
-            lr = max(self.calc_learning_rate(epoch), self.min_learning_rate)
+        lr = self._new_learning_rate(epoch)
         self.epoch_data.setdefault(epoch, EpochData(None)).learning_rate = lr
         return lr
 
+    def _new_learning_rate(self, epoch: int) -> float:
+        if self.min_num_epochs_per_new_learning_rate > 1:
+            recent = [e for e in sorted(self.epoch_data) if e < epoch][-self.min_num_epochs_per_new_learning_rate :]
+            rates = [self.epoch_data[e].learning_rate for e in recent]
+            if len(set(rates)) >= 2:
+                return rates[-1]  # type: ignore[return-value]  # changed recently: keep it for a while
+        return max(self.calc_learning_rate(epoch), self.min_learning_rate)
+
     def calc_learning_rate(self, epoch: int) -> float:
-        """Subclass decision for an epoch with history; default: keep the last rate."""
+        """Subclass decision for an epoch (epoch 1 included); default: keep the last rate."""
         return self._last_rate(epoch)
 
-    def set_epoch_error(self, epoch: int, errors: Mapping[str, float]) -> None:
-        """Record the scores of ``epoch``."""
-        self.epoch_data.setdefault(epoch, EpochData(None)).error.update({k: float(v) for k, v in errors.items()})
+    def set_epoch_error(self, epoch: int, errors: Mapping[str, Any]) -> None:
+        """Record the scores of ``epoch`` (nested dicts are flattened, see :func:`flatten_errors`)."""
+        self.epoch_data.setdefault(epoch, EpochData(None)).error.update(flatten_errors(errors))
 
     def save(self) -> None:
         """Write the state file (atomically), if one is configured."""
@@ -86,35 +125,68 @@ class LearningRateControl:
 
     # -- helpers for subclasses -----------------------------------------------------------------
     def _last_epoch(self, epoch: int) -> int | None:
-        earlier = [e for e, d in self.epoch_data.items() if e < epoch and d.learning_rate is not None]
+        earlier = [e for e in self.epoch_data if e < epoch]
         return max(earlier) if earlier else None
 
     def _last_rate(self, epoch: int) -> float:
-        last = self._last_epoch(epoch)
-        return self.default_learning_rate if last is None else self.epoch_data[last].learning_rate  # type: ignore[return-value]
+        """The rate of the latest earlier epoch that has one, else the default (``learning_rate``)."""
+        for e in sorted((e for e in self.epoch_data if e < epoch), reverse=True):
+            lr = self.epoch_data[e].learning_rate
+            if lr is not None:
+                return lr
+        return self.default_learning_rate
 
     def error_key(self, epoch: int) -> str | None:
-        """Which recorded score drives decisions: the configured one, else ``dev_score``, else a dev/train score."""
+        """Which recorded score drives decisions, as RETURNN's ``get_error_key``.
+
+        The configured ``learning_rate_control_error_measure`` (or its ``_output`` variant), else ``dev_score``,
+        else ``train_score``, else the alphabetically first key.
+        """
         errors = self.epoch_data.get(epoch, EpochData(None)).error
+        if not errors:
+            return None
         if self.error_measure:
-            return self.error_measure if self.error_measure in errors else None
-        for key in ("dev_score", *sorted(k for k in errors if k.startswith("dev_score")), "train_score"):
+            if self.error_measure not in errors and f"{self.error_measure}_output" in errors:
+                return f"{self.error_measure}_output"
+            return self.error_measure
+        for key in ("dev_score", "train_score"):
             if key in errors:
                 return key
-        return None
+        return min(errors)
 
     def epoch_error(self, epoch: int) -> float | None:
-        """The driving score of ``epoch``, if recorded."""
+        """The driving score of ``epoch``, if it has scores."""
         key = self.error_key(epoch)
-        return None if key is None else self.epoch_data[epoch].error[key]
+        if key is None:
+            return None
+        errors = self.epoch_data[epoch].error
+        if key not in errors:
+            raise ConfigError(
+                f"learning_rate_control_error_measure {key!r} is not among the scores of epoch {epoch} "
+                f"({', '.join(sorted(errors))}); set it to one of them, e.g. 'dev_error'"
+            )
+        return errors[key]
+
+    def relative_error(self, old_epoch: int, new_epoch: int) -> float | None:
+        """``(new - old) / |new|`` of the driving score, as RETURNN's ``calc_relative_error``."""
+        old, new = self.epoch_error(old_epoch), self.epoch_error(new_epoch)
+        if old is None or new is None or new == 0:
+            return None
+        rel = (new - old) / abs(new)
+        if self.relative_error_also_relative_to_learning_rate:
+            lr = self._last_rate(new_epoch + 1)
+            if lr > 0:
+                # a lower rate is expected to improve less: compare relative to the initial rate
+                rel /= lr / self.default_learning_rate
+        return rel
 
 
 class ConstantLearningRate(LearningRateControl):
-    """The configured rate (or schedule) in every epoch."""
+    """The configured rate in every epoch; after a ``learning_rates`` schedule, its last rate."""
 
 
 class NewbobRelative(LearningRateControl):
-    """Decay when the relative improvement of the score between the last two epochs is below a threshold."""
+    """Decay when the relative change of the score between the last two epochs is above a threshold."""
 
     #: config key of the threshold
     threshold_key = "newbob_relative_error_threshold"
@@ -127,7 +199,7 @@ class NewbobRelative(LearningRateControl):
 
     @classmethod
     def from_config(cls, config: Any, **extra: Any) -> LearningRateControl:
-        """Also reads the threshold (:attr:`threshold_key`, default -0.01) and ``newbob_learning_rate_decay``."""
+        """Also reads the threshold (:attr:`threshold_key`, -0.01) and ``newbob_learning_rate_decay`` (0.5)."""
         return super().from_config(
             config,
             relative_error_threshold=config.float(cls.threshold_key, -0.01),
@@ -135,23 +207,23 @@ class NewbobRelative(LearningRateControl):
             **extra,
         )
 
-    def change(self, old: float, new: float) -> float:
-        """How much the score moved: relative here."""
-        return (new - old) / abs(old) if old else 0.0
+    def change(self, old_epoch: int, new_epoch: int) -> float | None:
+        """How much the score moved between the epochs: relative here."""
+        return self.relative_error(old_epoch, new_epoch)
 
     def calc_learning_rate(self, epoch: int) -> float:
         """Previous rate, decayed if the last epoch did not improve enough over the one before."""
-        lr = self._last_rate(epoch)
         last = self._last_epoch(epoch)
-        before = self._last_epoch(last) if last is not None else None
-        if last is None or before is None:
-            return lr
-        old, new = self.epoch_error(before), self.epoch_error(last)
-        if old is None or new is None:
-            return lr
-        if self.change(old, new) > self.relative_error_threshold:
-            lr *= self.learning_rate_decay
-        return lr
+        if last is None or self.epoch_data[last].learning_rate is None:
+            return self.default_learning_rate
+        lr = self.epoch_data[last].learning_rate
+        before = self._last_epoch(last)
+        if before is None:
+            return lr  # type: ignore[return-value]
+        change = self.change(before, last)
+        if change is not None and change > self.relative_error_threshold:
+            lr *= self.learning_rate_decay  # type: ignore[operator]
+        return lr  # type: ignore[return-value]
 
 
 class NewbobAbs(NewbobRelative):
@@ -159,16 +231,19 @@ class NewbobAbs(NewbobRelative):
 
     threshold_key = "newbob_error_threshold"
 
-    def change(self, old: float, new: float) -> float:
-        """Absolute change."""
-        return new - old
+    def change(self, old_epoch: int, new_epoch: int) -> float | None:
+        """Absolute change, only between scores of the same key."""
+        if self.error_key(old_epoch) != self.error_key(new_epoch):
+            return None
+        old, new = self.epoch_error(old_epoch), self.epoch_error(new_epoch)
+        return None if old is None or new is None else new - old
 
 
 class NewbobMultiEpoch(NewbobRelative):
-    """Every ``newbob_multi_update_interval`` epochs, compare the score with ``newbob_multi_num_epochs`` epochs ago.
+    """Newbob on the mean relative change over the last ``newbob_multi_num_epochs`` epochs.
 
-    Both epochs must have run at the current rate; decay if the relative improvement over that span is below
-    the threshold.
+    Decides at epochs 1, 1 + interval, 1 + 2 * interval, ... (``newbob_multi_update_interval``, default the number
+    of epochs); useful with ``partition_epoch``.
     """
 
     def __init__(self, *args: Any, num_epochs: int = 5, update_interval: int | None = None, **kwargs: Any) -> None:
@@ -177,10 +252,12 @@ class NewbobMultiEpoch(NewbobRelative):
             raise ConfigError("newbob_multi_num_epochs must be >= 1")
         self.num_epochs = int(num_epochs)
         self.update_interval = int(update_interval or num_epochs)
+        if self.update_interval < 1:
+            raise ConfigError("newbob_multi_update_interval must be >= 1")
 
     @classmethod
     def from_config(cls, config: Any, **extra: Any) -> LearningRateControl:
-        """Also reads ``newbob_multi_num_epochs`` and ``newbob_multi_update_interval``."""
+        """Also reads ``newbob_multi_num_epochs`` (5) and ``newbob_multi_update_interval`` (the number of epochs)."""
         return super().from_config(
             config,
             num_epochs=config.int("newbob_multi_num_epochs", 5),
@@ -188,20 +265,24 @@ class NewbobMultiEpoch(NewbobRelative):
             **extra,
         )
 
+    def mean_relative_error(self, epoch: int) -> float | None:
+        """Mean relative change over the ``num_epochs + 1`` epochs before ``epoch`` (None with fewer than two)."""
+        recent = [e for e in sorted(self.epoch_data) if e < epoch][-(self.num_epochs + 1) :]
+        # RETURNN 2017 compared an empty list with the threshold here (py2: always "worse"); its intent is no decision
+        if len(recent) <= 1:
+            return None
+        changes = [self.relative_error(a, b) for a, b in zip(recent, recent[1:])]
+        if any(c is None for c in changes):
+            return None
+        return sum(changes) / len(changes)  # type: ignore[arg-type]
+
     def calc_learning_rate(self, epoch: int) -> float:
-        """Previous rate, decayed at interval epochs when the span shows too little improvement."""
+        """Most recent rate, decayed at update epochs when the mean relative change is above the threshold."""
         lr = self._last_rate(epoch)
-        last = epoch - 1
-        first = last - self.num_epochs
-        if (epoch - 1) % self.update_interval != 0 or first < 1:
+        if self.update_interval > 1 and epoch % self.update_interval != 1:
             return lr
-        span = [self.epoch_data.get(e) for e in range(first, last + 1)]
-        if any(d is None or d.learning_rate != lr for d in span[1:]):
-            return lr
-        old, new = self.epoch_error(first), self.epoch_error(last)
-        if old is None or new is None:
-            return lr
-        if self.change(old, new) > self.relative_error_threshold:
+        mean = self.mean_relative_error(epoch)
+        if mean is not None and mean > self.relative_error_threshold:
             lr *= self.learning_rate_decay
         return lr
 
