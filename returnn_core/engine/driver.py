@@ -75,7 +75,7 @@ class Engine:
             return None
         batching = self.config.value("batching", None) if key == "train" else None
         defaults = {"seq_ordering": batching} if batching else None
-        return self._track(init_dataset(spec, defaults=defaults, manager=self.manager))
+        return self._track(init_dataset(spec, defaults=defaults, manager=self.manager, config=self.config))
 
     def _track(self, dataset: Dataset) -> Dataset:
         self._datasets.append(dataset)
@@ -179,7 +179,7 @@ class Engine:
             if ds is not None:
                 out[key] = ds
         for name, spec in (self.config.typed_value("eval_datasets") or {}).items():
-            out[name] = self._track(init_dataset(spec, manager=self.manager))
+            out[name] = self._track(init_dataset(spec, manager=self.manager, config=self.config))
         return out
 
     def train(self) -> None:

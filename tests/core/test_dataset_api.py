@@ -7,6 +7,7 @@ import pytest
 
 from returnn_core.config import Config
 from returnn_core.datasets import Dataset, DataSpec, ExternData, generate_batches, init_dataset, seq_order
+from returnn_core.datasets.factory import parse_dataset_str
 from returnn_core.errors import ConfigError, DatasetError, UnknownNameError
 
 LENS = [5, 3, 8, 2, 6, 4]
@@ -165,8 +166,28 @@ def test_init_dataset_from_config_values(manager):
         init_dataset({"class": "ToyDataset", "bogus_option": 1}, manager=manager)
     with pytest.raises(UnknownNameError, match="'HDFDataset' needs plugin 'datasets'"):
         init_dataset("a.hdf,b.hdf", manager=manager)
-    with pytest.raises(ConfigError, match="expected 'a.hdf,b.hdf'"):
-        init_dataset("something", manager=manager)
+
+
+
+def test_dataset_strings_as_returnn(manager):
+    ds = init_dataset("ToyDataset:num_seqs=3,seq_ordering='reverse'", manager=manager)
+    assert type(ds).__name__ == "ToyDataset" and ds.num_seqs == 3 and ds.seq_ordering == "reverse"
+    ds = init_dataset("GeneratingDataset::ToyDataset(num_seqs=4, seq_len=2)", manager=manager)
+    assert ds.num_seqs == 4
+    assert parse_dataset_str("Task12AXDataset:num_seqs=1000") == {"class": "Task12AXDataset", "num_seqs": 1000}
+    assert parse_dataset_str("GeneratingDataset::Task12AXDataset(num_seqs=float('inf'))")["num_seqs"] == float("inf")
+    assert parse_dataset_str("a.hdf,b.hdf") == {"class": "HDFDataset", "files": ["a.hdf", "b.hdf"]}
+    assert parse_dataset_str("feats.h5")["files"] == ["feats.h5"]  # RETURNN reads any other string as HDF files
+    with pytest.raises(ConfigError, match="option 'num_seqs' must be a literal"):
+        parse_dataset_str("ToyDataset:num_seqs=open('x')")
+    with pytest.raises(ConfigError, match="set sprint_trainer_exec_path"):
+        init_dataset("sprint:--config=train.config", manager=manager)
+    config = Config({"sprint_trainer_exec_path": "/opt/rasr/nn-trainer"})
+    assert parse_dataset_str("sprint:--config=train.config", config=config) == {
+        "class": "ExternSprintDataset", "sprintConfigStr": "--config=train.config",
+        "sprintTrainerExecPath": "/opt/rasr/nn-trainer"}
+    with pytest.raises(UnknownNameError, match="'ExternSprintDataset' needs plugin 'sprint': pip install returnn-sprint"):
+        init_dataset("sprint:--config=train.config", manager=manager, config=config)
 
 
 def test_extern_data_from_config_and_dataset():
