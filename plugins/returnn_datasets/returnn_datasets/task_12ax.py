@@ -39,58 +39,36 @@ def targets_12ax(symbols: str) -> str:
     return "".join(out)
 
 
-class _Uniforms:
-    """Uniform [0, 1) draws taken from one pre-drawn block (refilled when used up): one RNG call per seq."""
-
-    def __init__(self, rng: np.random.RandomState, block: int) -> None:
-        self.rng, self.block = rng, block
-        self.values: list[float] = rng.random_sample(block).tolist()
-        self.pos = 0
-
-    def __call__(self) -> float:
-        if self.pos == len(self.values):
-            self.values, self.pos = self.rng.random_sample(self.block).tolist(), 0
-        self.pos += 1
-        return self.values[self.pos - 1]
-
-
 class Task12AXDataset(GeneratingDataset):
-    """12AX: dense one-hot ``data`` over "123ABCXYZ" (dim 9), sparse ``classes`` L/R (2 classes), lengths 10-100."""
+    """12AX: dense one-hot ``data`` over "123ABCXYZ" (dim 9), sparse ``classes`` L/R (2 classes), lengths 10-99.
+
+    The inputs follow RETURNN's "somewhat made up" distribution, drawn with the same calls: an optional
+    leading digit, then repeatedly a digit (p 0.5), an ``AX``/``BY`` pair (p 0.9) and random symbols
+    (each further one with p 0.5), cut to the seq length; that way enough ``R`` targets occur.
+    """
 
     input_labels = tuple(INPUT_SYMBOLS)
     output_labels = tuple(OUTPUT_SYMBOLS)
 
-    def __init__(self, num_seqs: int = 1000, min_seq_len: int = 10, max_seq_len: int = 100, **kwargs: Any) -> None:
-        super().__init__(len(INPUT_SYMBOLS), len(OUTPUT_SYMBOLS), num_seqs, **kwargs)
-        self.min_seq_len, self.max_seq_len = int(min_seq_len), int(max_seq_len)
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(input_dim=len(INPUT_SYMBOLS), output_dim=len(OUTPUT_SYMBOLS), **kwargs)
 
-    def generate_symbols(self, rng: np.random.RandomState, length: int) -> str:
-        """A random input string: digits now and then, inner loops of letter pairs and distractors."""
-        u = _Uniforms(rng, 16 * length)
-        parts: list[str] = []
-        size = 0
-        while size < length:
-            if u() < 0.4:
-                parts.append("12"[int(u() * 2)] if u() < 0.9 else "3")
-                size += 1
-            for _ in range(1 + int(u() * 4)):
-                r = u()
-                if r < 0.7:
-                    # the pairs that can give R (35% each), and their near misses (15% each)
-                    c = u()
-                    part = "AX" if c < 0.35 else "BY" if c < 0.7 else "AY" if c < 0.85 else "BX"
-                elif r < 0.85:
-                    part = "CZ"[int(u() * 2)] + "XYZ"[int(u() * 3)]
-                else:
-                    part = INPUT_SYMBOLS[int(u() * len(INPUT_SYMBOLS))]
-                parts.append(part)
-                size += len(part)
-        return "".join(parts)[:length]
+    @staticmethod
+    def generate_symbols(rng: np.random.RandomState, length: int) -> str:
+        """A random input string of ``length`` symbols (``rng.randint(0, n)`` draws as RETURNN's ``rng.choice``)."""
+        text = ("", "1", "2")[rng.randint(0, 3)]
+        while len(text) < length:
+            if rng.uniform() < 0.5:
+                text += "12"[rng.randint(0, 2)]
+            if rng.uniform() < 0.9:
+                text += ("AX", "BY")[rng.randint(0, 2)]
+            while rng.uniform() < 0.5:
+                text += INPUT_SYMBOLS[rng.randint(0, len(INPUT_SYMBOLS))]
+        return text[:length]
 
     def generate_seq(self, seq_idx: int, rng: np.random.RandomState, epoch: int) -> dict[str, np.ndarray]:
         """One 12AX seq: its one-hot input and its L/R targets."""
-        length = rng.randint(self.min_seq_len, self.max_seq_len + 1)
-        symbols = self.generate_symbols(rng, length)
+        symbols = self.generate_symbols(rng, rng.randint(10, 100))
         targets = np.frombuffer(targets_12ax(symbols).encode("ascii"), dtype=np.uint8) == ord("R")
         return {
             "data": self.one_hot(_INPUT_INDEX[np.frombuffer(symbols.encode("ascii"), dtype=np.uint8)]),
