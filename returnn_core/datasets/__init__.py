@@ -9,6 +9,7 @@ from returnn_core.datasets.batching import (
     generate_batches,
     parse_chunking,
 )
+from returnn_core.datasets.chunking import parse_context_window
 from returnn_core.datasets.dataset import Dataset
 from returnn_core.datasets.factory import init_dataset
 from returnn_core.datasets.seq_order import ORDERINGS, seq_order
@@ -27,5 +28,6 @@ __all__ = [
     "generate_batches",
     "init_dataset",
     "parse_chunking",
+    "parse_context_window",
     "seq_order",
 ]

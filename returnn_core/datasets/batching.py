@@ -1,4 +1,4 @@
-"""Chunking of seqs and batch generation by ``batch_size`` (padded frames) and ``max_seqs``."""
+"""Batch generation by ``batch_size`` and ``max_seqs``: one (chunk of a) seq per row, or frames joined (non-recurrent)."""
 
 from __future__ import annotations
 
@@ -8,44 +8,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from returnn_core.datasets.allocator import reuse_freed_memory
+from returnn_core.datasets.chunking import chunk_seq, parse_chunking, parse_context_window
+from returnn_core.datasets.seqs import DatasetSeq, SeqSlice
 from returnn_core.datasets.spec import DataSpec
-from returnn_core.errors import ConfigError
 
-
-@dataclass(frozen=True)
-class DatasetSeq:
-    """One seq as a dataset delivers it: time-major arrays per data key."""
-
-    seq_idx: int
-    tag: str
-    features: dict[str, np.ndarray]
-
-    def length(self, key: str) -> int:
-        """Number of frames (or labels) of ``key``."""
-        return int(self.features[key].shape[0])
-
-
-@dataclass(frozen=True)
-class SeqSlice:
-    """Frames ``start:end`` of a seq (keys of another length than the chunked ones are taken whole)."""
-
-    seq: DatasetSeq
-    start: int
-    end: int
-    chunked_keys: frozenset[str] = frozenset()
-
-    def array(self, key: str) -> np.ndarray:
-        """The slice's data for ``key``."""
-        arr = self.seq.features[key]
-        return arr[self.start : self.end] if key in self.chunked_keys else arr
-
-    def length(self, key: str) -> int:
-        """Frames of ``key`` in this slice."""
-        return self.end - self.start if key in self.chunked_keys else self.seq.length(key)
-
-    def max_length(self) -> int:
-        """The longest stream in this slice (what padding costs in a batch)."""
-        return max((self.length(k) for k in self.seq.features), default=0)
+__all__ = ["Batch", "BatchData", "DatasetSeq", "SeqSlice", "chunk_seq", "generate_batches", "parse_chunking"]
 
 
 @dataclass
@@ -69,10 +36,11 @@ class BatchData:
 
 @dataclass
 class Batch:
-    """Seq slices that go through the network together."""
+    """Seq slices that go through the network together: one row each, or all joined into one row (``joined``)."""
 
     slices: list[SeqSlice] = field(default_factory=list)
     max_len: int = 0
+    joined: bool = False
 
     @property
     def num_seqs(self) -> int:
@@ -80,13 +48,16 @@ class Batch:
         return len(self.slices)
 
     def padded_frames(self) -> int:
-        """``num_seqs * max_len``: what ``batch_size`` bounds."""
-        return self.num_seqs * self.max_len
+        """``num_seqs * max_len`` (the joined row's length if joined): what ``batch_size`` bounds."""
+        return self.max_len if self.joined else self.num_seqs * self.max_len
 
     def add(self, piece: SeqSlice) -> None:
         """Append one slice."""
         self.slices.append(piece)
-        self.max_len = max(self.max_len, piece.max_length())
+        if self.joined:
+            self.max_len += piece.end - piece.start
+        else:
+            self.max_len = max(self.max_len, piece.max_length())
 
     def to_data(self, specs: Mapping[str, DataSpec], keys: Iterable[str] | None = None) -> BatchData:
         """Pad the slices into arrays, one per key (``keys`` default: all keys of ``specs`` present in the seqs)."""
@@ -94,6 +65,12 @@ class Batch:
         keys = [k for k in (keys if keys is not None else specs) if k in present]
         data, lens = {}, {}
         n = len(self.slices)
+        if self.joined and self.slices:
+            for key in keys:
+                row = np.concatenate([s.array(key) for s in self.slices]).astype(specs[key].dtype, copy=False)
+                data[key], lens[key] = row[None], np.array([row.shape[0]], dtype=np.int32)
+            tags = "+".join(dict.fromkeys(s.seq.tag for s in self.slices))
+            return BatchData(data, lens, [tags], [self.slices[0].seq.seq_idx])
         for key in keys:
             spec = specs[key]
             arrays = [s.array(key) for s in self.slices]
@@ -108,43 +85,6 @@ class Batch:
         return BatchData(data, lens, [s.seq.tag for s in self.slices], [s.seq.seq_idx for s in self.slices])
 
 
-def parse_chunking(chunking: object) -> tuple[int, int] | None:
-    """``"size:step"``, ``size`` or ``(size, step)`` -> ``(size, step)``; ``None``/0/"0" -> no chunking."""
-    if chunking in (None, 0, "0", "", "none"):
-        return None
-    try:
-        if isinstance(chunking, str):
-            size_s, _, step_s = chunking.partition(":")
-            size, step = int(size_s), int(step_s) if step_s else int(size_s)
-        elif isinstance(chunking, int):
-            size, step = chunking, chunking
-        else:
-            size, step = (int(x) for x in chunking)  # type: ignore[union-attr]
-    except (ValueError, TypeError):
-        raise ConfigError(f"chunking {chunking!r}: expected 'size:step'") from None
-    if size <= 0 or step <= 0:
-        raise ConfigError(f"chunking {chunking!r}: size and step must be positive")
-    return size, step
-
-
-def chunk_seq(seq: DatasetSeq, chunking: tuple[int, int] | None, *, key: str = "data", min_chunk_size: int = 0) -> Iterator[SeqSlice]:
-    """Cut ``seq`` into windows of ``size`` frames every ``step`` frames (keys as long as ``key`` are cut)."""
-    if key not in seq.features:
-        key = next(iter(seq.features))
-    length = seq.length(key)
-    if chunking is None:
-        yield SeqSlice(seq, 0, length, frozenset(seq.features))
-        return
-    size, step = chunking
-    chunked = frozenset(k for k in seq.features if seq.length(k) == length)
-    t = 0
-    while t < length:
-        yield SeqSlice(seq, t, min(t + size, length), chunked)
-        t += step
-        if length - t <= min_chunk_size:
-            break
-
-
 def generate_batches(
     seqs: Iterable[DatasetSeq],
     *,
@@ -153,26 +93,50 @@ def generate_batches(
     max_seq_length: int | Mapping[str, int] | None = None,
     chunking: object = None,
     min_chunk_size: int = 0,
+    context_window: object = None,
+    recurrent_net: bool = True,
 ) -> Iterator[Batch]:
     """Group (chunks of) seqs into batches of at most ``batch_size`` padded frames and ``max_seqs`` seqs.
 
-    A single seq longer than ``batch_size`` still forms a batch of its own.
+    A single seq longer than ``batch_size`` still forms a batch of its own. Without ``recurrent_net`` the
+    frames of consecutive seqs are joined into one row of ``batch_size`` frames, as RETURNN batches
+    non-recurrent networks (a seq may then be split over two batches; ``max_seq_length`` does not apply).
     """
     reuse_freed_memory()
     chunks = parse_chunking(chunking)
+    context = parse_context_window(context_window)
     max_seqs = max_seqs if max_seqs and max_seqs > 0 else 1 << 62
     batch_size = batch_size if batch_size and batch_size > 0 else 1 << 62
+    pieces = (p for seq in seqs for p in chunk_seq(seq, chunks, min_chunk_size=min_chunk_size, context=context))
+    if not recurrent_net:
+        yield from _joined_batches(pieces, batch_size, max_seqs)
+        return
     batch = Batch()
-    for seq in seqs:
-        for piece in chunk_seq(seq, chunks, min_chunk_size=min_chunk_size):
-            if _too_long(piece, max_seq_length):
-                continue
-            length = piece.max_length()
-            new_n = batch.num_seqs + 1
-            if batch.num_seqs and (max(batch.max_len, length) * new_n > batch_size or new_n > max_seqs):
+    for piece in pieces:
+        if _too_long(piece, max_seq_length):
+            continue
+        length = piece.max_length()
+        new_n = batch.num_seqs + 1
+        if batch.num_seqs and (max(batch.max_len, length) * new_n > batch_size or new_n > max_seqs):
+            yield batch
+            batch = Batch()
+        batch.add(piece)
+    if batch.num_seqs:
+        yield batch
+
+
+def _joined_batches(pieces: Iterable[SeqSlice], batch_size: int, max_seqs: int) -> Iterator[Batch]:
+    """RETURNN's non-recurrent batches: fill one row with up to ``batch_size`` frames, seq after seq."""
+    batch = Batch(joined=True)
+    for piece in pieces:
+        t = piece.start
+        while t < piece.end:
+            n = min(piece.end - t, batch_size - batch.max_len)
+            batch.add(SeqSlice(piece.seq, t, t + n, piece.chunked_keys))
+            t += n
+            if batch.max_len >= batch_size or batch.num_seqs > max_seqs:
                 yield batch
-                batch = Batch()
-            batch.add(piece)
+                batch = Batch(joined=True)
     if batch.num_seqs:
         yield batch
 

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from returnn_core.datasets.batching import Batch, DatasetSeq, generate_batches
+from returnn_core.datasets.chunking import parse_context_window
 from returnn_core.datasets.seq_order import seq_order, seq_order_every
 from returnn_core.datasets.spec import DataSpec
 from returnn_core.errors import DatasetError
@@ -32,6 +33,7 @@ class Dataset:
         chunking: Any = None,
         min_chunk_size: int = 0,
         window: int = 1,
+        context_window: Any = None,
     ) -> None:
         self.name = name or type(self).__name__
         self.seq_ordering = seq_ordering
@@ -43,6 +45,8 @@ class Dataset:
         self.chunking = chunking
         self.min_chunk_size = int(min_chunk_size)
         self.window = int(window)
+        parse_context_window(context_window)  # a bad value fails here, naming the option
+        self.context_window = context_window
         self.epoch: int | None = None
         self._order: list[int] = []
         self._order_ready = False
@@ -202,15 +206,18 @@ class Dataset:
         max_seqs: int = -1,
         max_seq_length: int | Mapping[str, int] | None = None,
         chunking: Any = "from-dataset",
+        recurrent_net: bool = True,
     ) -> Iterator[Batch]:
-        """Batches over the current epoch (``chunking`` defaults to the dataset's own)."""
+        """Batches over the current epoch (``chunking`` defaults to the dataset's own; see :func:`generate_batches`)."""
         return generate_batches(
             self.iter_seqs(),
             batch_size=batch_size,
             max_seqs=max_seqs,
             max_seq_length=max_seq_length,
-            chunking=self.chunking if chunking == "from-dataset" else chunking,
+            chunking=self.chunking if isinstance(chunking, str) and chunking == "from-dataset" else chunking,
             min_chunk_size=self.min_chunk_size,
+            context_window=self.context_window,
+            recurrent_net=recurrent_net,
         )
 
     def finish_epoch(self) -> None:

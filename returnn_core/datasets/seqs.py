@@ -1,0 +1,63 @@
+"""A seq as a dataset delivers it (:class:`DatasetSeq`) and a frame range of it that goes into a batch (:class:`SeqSlice`)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class DatasetSeq:
+    """One seq as a dataset delivers it: time-major arrays per data key."""
+
+    seq_idx: int
+    tag: str
+    features: dict[str, np.ndarray]
+
+    def length(self, key: str) -> int:
+        """Number of frames (or labels) of ``key``."""
+        return int(self.features[key].shape[0])
+
+
+@dataclass(frozen=True)
+class SeqSlice:
+    """Frames ``start:end`` of a seq, for the keys in ``chunked_keys``; other keys are taken whole.
+
+    ``key_bounds`` gives a key its own ``(start, end)`` (per-key chunking, context windows); bounds beyond
+    the seq are zero-padded, as RETURNN pads a context window at the borders.
+    """
+
+    seq: DatasetSeq
+    start: int
+    end: int
+    chunked_keys: frozenset[str] = frozenset()
+    key_bounds: Mapping[str, tuple[int, int]] = field(default_factory=dict)
+
+    def bounds(self, key: str) -> tuple[int, int]:
+        """``(start, end)`` frames of ``key`` in this slice."""
+        if key in self.key_bounds:
+            return self.key_bounds[key]
+        return (self.start, self.end) if key in self.chunked_keys else (0, self.seq.length(key))
+
+    def array(self, key: str) -> np.ndarray:
+        """The slice's data for ``key``."""
+        arr = self.seq.features[key]
+        start, end = self.bounds(key)
+        if 0 <= start and end <= arr.shape[0]:
+            return arr[start:end]
+        out = np.zeros((end - start, *arr.shape[1:]), dtype=arr.dtype)
+        lo, hi = max(start, 0), min(end, arr.shape[0])
+        if hi > lo:
+            out[lo - start : hi - start] = arr[lo:hi]
+        return out
+
+    def length(self, key: str) -> int:
+        """Frames of ``key`` in this slice."""
+        start, end = self.bounds(key)
+        return end - start
+
+    def max_length(self) -> int:
+        """The longest stream in this slice (what padding costs in a batch)."""
+        return max((self.length(k) for k in self.seq.features), default=0)
