@@ -34,7 +34,7 @@ class HDFFile:
         if not os.path.exists(path):
             raise DatasetError(f"HDF file {path} does not exist")
         try:
-            self.h5 = h5py.File(path, "r")
+            self.h5: h5py.File | None = h5py.File(path, "r")
         except OSError as exc:
             raise DatasetError(f"HDF file {path} cannot be opened (corrupt or not HDF5?): {exc}") from None
         try:
@@ -71,6 +71,7 @@ class HDFFile:
             )
         self.num_seqs = int(lengths.shape[0])
         self.datasets: dict[str, h5py.Dataset] = {}
+        self._names: dict[str, str] = {}  # key -> path in the file, to reopen after unpickling
         self.specs: dict[str, DataSpec] = {}
         self.starts: dict[str, np.ndarray] = {}
         self.row_bytes: dict[str, int] = {}
@@ -92,6 +93,7 @@ class HDFFile:
                     f"frames but '{where}' holds {ds.shape[0]}"
                 )
             self.datasets[key] = ds
+            self._names[key] = ds.name
             self.starts[key] = starts
             self.specs[key] = self._spec(key, ds)
             self.row_bytes[key] = int(np.prod(ds.shape[1:], dtype=np.int64)) * ds.dtype.itemsize
@@ -134,6 +136,19 @@ class HDFFile:
             return None
         return labels
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle (and deep-copy) without the open handle; the copy reopens the file on its first read."""
+        return {**self.__dict__, "h5": None, "datasets": {}}
+
+    def _open(self) -> h5py.File:
+        if self.h5 is None:
+            try:
+                self.h5 = h5py.File(self.path, "r")
+            except OSError as exc:
+                raise DatasetError(f"HDF file {self.path} cannot be reopened: {exc}") from None
+            self.datasets = {key: self.h5[name] for key, name in self._names.items()}
+        return self.h5
+
     def seq_bytes(self, local_idx: int) -> int:
         """Bytes of all streams of one seq."""
         return int(self._seq_bytes[local_idx])
@@ -146,8 +161,9 @@ class HDFFile:
     def tags(self) -> list[str]:
         """All seq tags (read on first use)."""
         if self._tags is None:
-            if L.SEQ_TAGS in self.h5:
-                self._tags = [L.decode_string(t) for t in self.h5[L.SEQ_TAGS][...].tolist()]
+            h5 = self._open()
+            if L.SEQ_TAGS in h5:
+                self._tags = [L.decode_string(t) for t in h5[L.SEQ_TAGS][...].tolist()]
             else:
                 self._tags = [f"{os.path.basename(self.path)}/seq-{i}" for i in range(self.num_seqs)]
             if len(self._tags) != self.num_seqs:
@@ -159,6 +175,7 @@ class HDFFile:
     def read(self, keys: Sequence[str], start: int, end: int) -> list[dict[str, np.ndarray]]:
         """Seqs ``start:end`` (local indices), each stream read in one contiguous call and split."""
         out: list[dict[str, np.ndarray]] = [{} for _ in range(end - start)]
+        self._open()
         for key in keys:
             starts = self.starts[key]
             lo, hi = int(starts[start]), int(starts[end])
@@ -171,9 +188,12 @@ class HDFFile:
         return out
 
     def close(self) -> None:
-        """Close the file."""
+        """Close the file (a later read reopens it)."""
+        h5, self.h5, self.datasets = self.h5, None, {}
+        if h5 is None:
+            return
         try:
-            self.h5.close()
+            h5.close()
         except Exception:  # noqa: BLE001 - closing at interpreter shutdown may fail harmlessly
             pass
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -34,14 +35,24 @@ class _Stream:
         self.where = where
         self.tail: tuple[int, ...] = () if spec.sparse else (int(spec.dim or 0),)
         self.dtype = np.dtype(spec.dtype)
-        row_bytes = max(int(np.prod(self.tail, dtype=np.int64)) * self.dtype.itemsize, 1)
-        chunk_rows = max(CHUNK_BYTES // row_bytes, 1)
-        self.ds = group.create_dataset(
-            name, shape=(0, *self.tail), maxshape=(None, *self.tail), dtype=self.dtype, chunks=(chunk_rows, *self.tail)
-        )
+        if name in group:  # extending a file: append to what is there
+            self.ds = group[name]
+            if self.ds.shape[1:] != self.tail or self.ds.maxshape[0] is not None:
+                raise DatasetError(
+                    f"HDF writer: cannot extend {where} of shape {self.ds.shape} (max {self.ds.maxshape}) "
+                    f"with frames of shape {self.tail or '()'}"
+                )
+            self.dtype = self.ds.dtype
+        else:
+            row_bytes = max(int(np.prod(self.tail, dtype=np.int64)) * self.dtype.itemsize, 1)
+            chunk_rows = max(CHUNK_BYTES // row_bytes, 1)
+            self.ds = group.create_dataset(
+                name, shape=(0, *self.tail), maxshape=(None, *self.tail), dtype=self.dtype,
+                chunks=(chunk_rows, *self.tail),
+            )
         self.buffer: list[np.ndarray] = []
         self.buffered = 0
-        self.frames = 0
+        self.frames = int(self.ds.shape[0])
 
     def append(self, array: np.ndarray) -> int:
         """Queue one seq's frames; returns its length."""
@@ -74,6 +85,8 @@ class HDFWriter:
     ``dim``/``sparse``/``labels`` describe ``inputs``; ``targets`` maps further data keys to their specs.
     Nothing appears at ``path`` until :meth:`close` succeeds; :meth:`abort` (or an error inside a
     ``with`` block) removes the temporary file. Also the ``"hdf"`` output writer of the forward task.
+    With ``extend_existing_file`` (RETURNN's ``SimpleHDFWriter`` option) the seqs are appended to the
+    existing file at ``path``, which must have the same streams.
     """
 
     def __init__(
@@ -85,8 +98,11 @@ class HDFWriter:
         labels: Sequence[str] | None = None,
         targets: Mapping[str, DataSpec] | None = None,
         dtype: str | None = None,
+        extend_existing_file: bool = False,
     ) -> None:
         self.path = os.fspath(path)
+        if extend_existing_file and not os.path.isfile(self.path):
+            raise DatasetError(f"HDF writer: extend_existing_file is set, but {self.path} does not exist")
         directory = os.path.dirname(os.path.abspath(self.path))
         if not os.path.isdir(directory):
             raise DatasetError(f"HDF writer: directory {directory} of {self.path} does not exist")
@@ -99,16 +115,39 @@ class HDFWriter:
         self._tags: list[str] = []
         self._lengths: list[list[int]] = []
         try:
-            self._h5: h5py.File | None = h5py.File(self.tmp_path, "w")
+            if extend_existing_file:
+                shutil.copyfile(self.path, self.tmp_path)
+            self._h5: h5py.File | None = h5py.File(self.tmp_path, "r+" if extend_existing_file else "w")
+            if extend_existing_file:
+                self._read_index(self._h5)
             self._inputs = _Stream(self._h5, L.INPUTS, self.input_spec, L.INPUTS)
             self._targets: dict[str, _Stream] = {}
             if self.target_specs:
-                data = self._h5.create_group(L.TARGETS_DATA)
+                data = self._h5.require_group(L.TARGETS_DATA)
                 for key, spec in self.target_specs.items():
                     self._targets[key] = _Stream(data, key, spec, f"{L.TARGETS_DATA}/{key}")
+        except OSError as exc:
+            self.abort()
+            raise DatasetError(f"HDF writer: cannot extend {self.path}: {exc}") from None
         except BaseException:
             self.abort()
             raise
+
+    def _read_index(self, h5: h5py.File) -> None:
+        """Take over the seqs of the file being extended (its tags and lengths; the index is rewritten on close)."""
+        existing = sorted(h5[L.TARGETS_DATA].keys()) if L.TARGETS_DATA in h5 else []
+        if L.SEQ_LENGTHS not in h5 or L.INPUTS not in h5 or existing != sorted(self.target_specs):
+            raise DatasetError(
+                f"HDF writer: cannot extend {self.path}: it has targets {existing}, the writer was opened for "
+                f"{sorted(self.target_specs)} (or it is not a RETURNN HDF file)"
+            )
+        lengths = np.asarray(h5[L.SEQ_LENGTHS][...], dtype=np.int64).reshape(h5[L.SEQ_LENGTHS].shape[0], -1)
+        self._lengths = lengths[:, : 1 + len(self.target_specs)].tolist()
+        self._tags = [L.decode_string(t) for t in h5[L.SEQ_TAGS][...].tolist()] if L.SEQ_TAGS in h5 else [
+            f"seq-{i}" for i in range(len(self._lengths))]
+        for name in (L.SEQ_LENGTHS, L.SEQ_TAGS, L.LABELS, L.TARGETS_SIZE, L.TARGETS_LABELS):
+            if name in h5:
+                del h5[name]
 
     # -- writing ----------------------------------------------------------------------------------
     def write_seq(self, tag: str, data: np.ndarray, targets: Mapping[str, np.ndarray] | None = None) -> None:
