@@ -35,14 +35,14 @@ def select_backend(config: Config, manager: PluginManager, log: Log | None = Non
     if DEFAULT_BACKEND in installed:
         chosen, why = DEFAULT_BACKEND, "RETURNN's default when a config names no backend"
     elif len(installed) == 1:
-        chosen, why = installed[0], f"the only backend installed ({DEFAULT_BACKEND}, the default, is not)"
+        chosen, why = installed[0], f"the only backend installed; {DEFAULT_BACKEND}, the default, is not available"
     elif "tf" in installed:
-        chosen, why = "tf", f"{DEFAULT_BACKEND}, the default, is not installed; of {', '.join(installed)} tf is taken"
+        chosen, why = "tf", f"{DEFAULT_BACKEND}, the default, is not available; of {', '.join(installed)} tf is taken"
     elif not installed:
         raise manager.backends.unknown(DEFAULT_BACKEND)
     else:
         raise ConfigError(
-            f"the config names no backend, {DEFAULT_BACKEND} (the default) is not installed and several are: "
+            f"the config names no backend, {DEFAULT_BACKEND} (the default) is not available and several backends are: "
             f"{', '.join(installed)}; set backend = \"NAME\" in the config"
         )
     if log is not None:

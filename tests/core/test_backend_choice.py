@@ -59,11 +59,11 @@ def test_without_theano_the_only_backend_is_taken():
 
 def test_without_theano_several_installed_takes_tf_and_says_so():
     chosen, log = choose({}, "toy", "tf")
-    assert chosen == "tf" and "theano, the default, is not installed; of tf, toy tf is taken" in log
+    assert chosen == "tf" and "theano, the default, is not available; of tf, toy tf is taken" in log
 
 
 def test_without_theano_or_tf_several_installed_is_an_error():
-    with pytest.raises(ConfigError, match=r"names no backend.*several are: a, toy; set backend = \"NAME\""):
+    with pytest.raises(ConfigError, match=r"names no backend.*several backends are: a, toy; set backend = \"NAME\""):
         choose({}, "toy", "a")
 
 
