@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import traceback
@@ -23,12 +24,34 @@ def detect_format(text: str, path: str = "") -> str:
     return "lines"
 
 
+def _bound_names(tree: ast.Module) -> set[str]:
+    """Names the module-level code of ``tree`` binds (assignments, defs, imports), not those inside functions."""
+    names: set[str] = set()
+    stack: list[ast.AST] = list(tree.body)
+    while stack:
+        node = stack.pop()
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+            continue
+        if isinstance(node, ast.Lambda):
+            continue
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            names.add(node.id)
+        elif isinstance(node, ast.alias):
+            names.add((node.asname or node.name).split(".")[0])
+        stack.extend(ast.iter_child_nodes(node))
+    return names
+
+
 def exec_python(text: str, path: str, namespace: dict[str, Any]) -> dict[str, Any]:
-    """Execute a Python config in ``namespace`` (its globals); return the public names it holds afterwards."""
+    """Execute a Python config in ``namespace`` (its globals); return the public names it set."""
     try:
-        code = compile(text, path, "exec")
+        tree = ast.parse(text, path)
+        code = compile(tree, path, "exec")
     except SyntaxError as exc:
         raise ConfigError(f"{path}:{exc.lineno}: syntax error: {exc.msg}") from None
+    before = dict(namespace)
+    bound = _bound_names(tree)
     namespace.update({"__file__": os.path.abspath(path), "__name__": "__returnn_config__"})
     try:
         exec(code, namespace)  # noqa: S102 - a Python config is code the user asked us to run
@@ -39,7 +62,10 @@ def exec_python(text: str, path: str, namespace: dict[str, Any]) -> dict[str, An
     return {
         k: v
         for k, v in namespace.items()
-        if not k.startswith("_") and k != "config" and not isinstance(v, types.ModuleType)
+        if not k.startswith("_")
+        and k != "config"
+        and not isinstance(v, types.ModuleType)
+        and (k in bound or k not in before or v is not before[k])
     }
 
 

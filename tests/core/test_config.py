@@ -127,8 +127,9 @@ def test_json_comment_keeps_error_line(tmp_path):
 def test_python_config_sees_config_and_command_line_first(tmp_path):
     path = write(tmp_path, "a.config", '#!rnn.py\ntask = config.value("task", "train")\ndim = config.int("dim", 500)\n'
                  "test_value = 42\ndef test_func():\n  return task\n")
-    c = Config.from_args([path, "++task", "search", "++dim", "20"])
+    c = Config.from_args([path, "++task", "search", "++dim", "20", "++extra", "5"])
     assert c.value("task") == "search" and c.is_typed("task") and c.typed_value("dim") == 20
+    assert not c.is_typed("extra") and c.int("extra") == 5  # set only on the command line: untyped, as RETURNN
     assert c.typed_value("test_value") == 42 and c.typed_value("test_func")() == "search"
     assert not c.has("config")
 
