@@ -160,15 +160,31 @@ class Config:
             return value
         return self._item(key, self._items(key, value), index)
 
-    def value(self, key: str, default: str | None = None, index: int | None = None) -> str | None:
-        """The value of ``key`` as text (lists joined by commas), or item ``index`` of a list / comma-separated text."""
+    def is_of_type(self, key: str, types: type | tuple[type, ...]) -> bool:
+        """Whether ``key`` is typed and its value an instance of ``types``."""
+        return self.is_typed(key) and isinstance(self._values[key], types)
+
+    def get_of_type(self, key: str, types: type | tuple[type, ...], default: Any = None) -> Any:
+        """The value of ``key`` if :meth:`is_of_type`, else ``default``."""
+        return self._values[key] if self.is_of_type(key, types) else default
+
+    def is_true(self, key: str, default: bool = False) -> bool:
+        """``bool(value)`` of a typed value, else :meth:`bool` of the text, else ``default``."""
+        if self.is_typed(key):
+            return bool(self._values[key])
+        return bool(self.bool(key, default))
+
+    def value(
+        self, key: str, default: str | None = None, index: int | None = None, list_join_str: str = ","
+    ) -> str | None:
+        """The value of ``key`` as text (lists joined by ``list_join_str``), or item ``index`` of a list / text list."""
         v = self._values.get(key)
         if v is None:
             return default
         if index is not None:
             return str(self._item(key, self._items(key, v), index))
         if isinstance(v, (list, tuple)):
-            return ",".join(str(x) for x in v)
+            return list_join_str.join(str(x) for x in v)
         return str(v)
 
     def int(self, key: str, default: int | None = None, index: int = 0) -> int | None:
@@ -192,6 +208,26 @@ class Config:
         if isinstance(v, str) and not v.strip() and key in self._untyped:
             return default  # RETURNN: an empty untyped value means "not set"
         return self._to_bool(key, str(v))
+
+    def bool_or_other(self, key: str, default: Any = None, index: int = 0) -> Any:
+        """A typed value as it is; text as a bool if it reads as one, else the text."""
+        if self.is_typed(key):
+            return self.typed_value(key, default, index=index)
+        try:
+            return self.bool(key, default, index=index)
+        except ConfigError:
+            return self.value(key, default, index=index)
+
+    def int_pair(self, key: str, default: tuple[int, int] | None = None) -> tuple[int, int]:
+        """``"a:b"`` as ``(a, b)``, a single number ``a`` as ``(a, a)``; ``default`` or ``(0, 0)`` if unset."""
+        v = self._values.get(key)
+        if v is None:
+            return (0, 0) if default is None else default
+        if isinstance(v, (list, tuple)) and len(v) == 2:
+            return self._cast(key, v[0], int), self._cast(key, v[1], int)
+        text = str(v)
+        first, _, second = text.partition(":")
+        return self._cast(key, first, int), self._cast(key, second if second else first, int)
 
     def list(self, key: str, default: list[Any] | None = None) -> list[Any]:
         """The value of ``key`` as a list (comma-separated text is split); ``default`` or ``[]`` if unset."""

@@ -178,3 +178,17 @@ def test_index_getters_follow_returnn():
     assert c.int("sizes") == 3 and c.int("sizes", index=1) == 4 and c.typed_value("sizes", index=1) == 4
     assert c.value("one", index=0) == "5" and c.list("one") == [5] and c.list("missing") == []
     assert c.int_list("sizes") == [3, 4] and c.float_list("sizes") == [3.0, 4.0]
+
+
+def test_manual_getters(tmp_path):
+    c = Config.from_args([write(tmp_path, "a.config", "chunking 200:100\nwindow 5\nflag yes\nmode fast\nzero 0\n")])
+    c.set("net", {"a": 1})
+    c.set("empty", [])
+    assert c.int_pair("chunking") == (200, 100) and c.int_pair("window") == (5, 5) and c.int_pair("no") == (0, 0)
+    assert c.bool_or_other("flag") is True and c.bool_or_other("mode") == "fast" and c.bool_or_other("net") == {"a": 1}
+    assert c.is_of_type("net", dict) and not c.is_of_type("window", str) and c.get_of_type("net", list, 7) == 7
+    assert c.is_true("flag") and not c.is_true("zero") and not c.is_true("empty") and c.is_true("missing", True)
+    c.set("hidden", ["a", "b"])
+    assert c.value("hidden", list_join_str=" ") == "a b"
+    with pytest.raises(ConfigError, match="'mode': expected int, got 'fast'"):
+        c.int_pair("mode")
