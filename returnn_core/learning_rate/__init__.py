@@ -6,6 +6,7 @@ from returnn_core.learning_rate.control import (
     NewbobAbs,
     NewbobMultiEpoch,
     NewbobRelative,
+    flatten_errors,
     learning_rate_control_from_config,
 )
 from returnn_core.learning_rate.state_file import EpochData, format_state, load_state, parse_state, save_state
@@ -17,6 +18,7 @@ __all__ = [
     "NewbobAbs",
     "NewbobMultiEpoch",
     "NewbobRelative",
+    "flatten_errors",
     "format_state",
     "learning_rate_control_from_config",
     "load_state",
