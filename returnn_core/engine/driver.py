@@ -159,7 +159,8 @@ class Engine:
             else:
                 result = self.backend.eval_step(data)
             total.add(result)
-            progress.step(step, batch.slices[-1].seq.seq_idx + 1)
+            progress.step(step, batch.slices[-1].seq.seq_idx + 1, result, data, learning_rate)
+        progress.close()
         dataset.finish_epoch()
         if step == 0:
             raise TrainingError(f"{what} dataset {dataset.name} gave no batch in epoch {epoch} (empty, or all seqs too long)")

@@ -167,8 +167,8 @@ def test_progress_line_on_a_terminal(tmp_path, manager):
     config = make_config(tmp_path, num_epochs=1, train={"class": "ToyDataset", "num_seqs": 30, "sleep_per_seq": 0.01})
     Engine(config, manager=manager, log=Log(verbosity=3, stream=out)).run()
     text = out.getvalue()
-    assert re.search(r"\r\x1b\[Ktrain epoch 1 step \d+ seq \d+/30 \(\d+%\) ETA 0:00:\d\d", text)
-    assert re.search(r"\r\x1b\[Kepoch 1 score:", text)  # the progress line is cleared before the score line
+    assert re.search(r"\rtrain epoch 1: +\d+%\|.*\| \d+/30 \[00:00<00:0\d, ", text)  # tqdm's bar with its ETA
+    assert re.search(r"\r +\repoch 1 score:", text)  # the bar is cleared before the score line
 
 
 def test_datasets_are_closed_after_the_task_even_on_failure(tmp_path, manager):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from returnn_core.network import GatedUnit
+from returnn_native.toolchain import missing_compiler
 
 
 class NativeLstmUnit(GatedUnit):
@@ -12,6 +13,8 @@ class NativeLstmUnit(GatedUnit):
 
     blocks = 4
     num_states = 2
+    #: ``unit: lstm`` takes this unit only when this returns None (see ``returnn_core.frontend.resolve_unit``)
+    unusable_reason = staticmethod(missing_compiler)
 
     def __call__(
         self,

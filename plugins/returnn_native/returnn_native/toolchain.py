@@ -77,6 +77,15 @@ def find_cxx() -> Compiler:
     )
 
 
+def missing_compiler() -> str | None:
+    """Why native ops cannot be built here (no usable C++ compiler), or None when they can."""
+    try:
+        find_cxx()
+    except NativeOpError as exc:
+        return str(exc)
+    return None
+
+
 def find_nvcc() -> Compiler | None:
     """The CUDA compiler, or None when no CUDA toolkit is installed."""
     for cand in (os.environ.get(NVCC_ENV), "nvcc", "/usr/local/cuda/bin/nvcc"):

@@ -6,6 +6,10 @@ import os
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from returnn_tf.tf_logging import quiet_tensorflow
+
+quiet_tensorflow()  # before TensorFlow's first import: it reads its log level from the environment only then
 import tensorflow as tf
 
 from returnn_core.engine.backend import Backend, StepResult
