@@ -14,15 +14,19 @@ from returnn_datasets.cli.source import add_source_args, open_dataset
 from returnn_datasets.stats import DatasetStatistics
 
 DUMP_TYPES = ("print", "shape", "tag", "numpy", "null")
+#: seqs shown when neither --end-seq nor --stats asks for more (RETURNN's dump-dataset default)
+DEFAULT_END_SEQ = 10
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line of ``returnn dump-dataset``."""
     p = argparse.ArgumentParser(prog="returnn dump-dataset", description="Print or dump the seqs of a dataset.")
     add_source_args(p)
-    p.add_argument("--epoch", type=int, default=1)
-    p.add_argument("--startseq", type=int, default=0, help="first seq index of the epoch")
-    p.add_argument("--endseq", type=int, default=10, help="end seq index (exclusive); -1 for all")
+    p.add_argument("--epoch", type=int, default=1, help="epoch whose seq order is used (default: 1)")
+    # --startseq/--endseq: RETURNN's spellings, kept as aliases of the names hdf-dump shares
+    p.add_argument("--start-seq", "--startseq", type=int, default=0, help="first seq index of the epoch")
+    p.add_argument("--end-seq", "--endseq", type=int, default=None,
+                   help=f"end seq index (exclusive); -1 for all (default: all with --stats, else {DEFAULT_END_SEQ})")
     p.add_argument("--type", choices=DUMP_TYPES, default="print",
                    help="print: values; shape: shapes; tag: tags only; numpy: .npy files; null: nothing per seq")
     p.add_argument("--data-key", action="append", help="only these data keys (repeatable)")
@@ -33,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def dump_dataset(dataset: Dataset, args: argparse.Namespace, out: IO[str]) -> DatasetStatistics:
-    """Go through seqs ``startseq:endseq`` of the epoch, dumping each as ``args.type`` asks."""
+    """Go through seqs ``start_seq:end_seq`` of the epoch, dumping each as ``args.type`` asks."""
     dataset.init_seq_order(epoch=args.epoch)
     specs = dataset.output_specs()
     keys = args.data_key or sorted(specs)
@@ -42,13 +46,14 @@ def dump_dataset(dataset: Dataset, args: argparse.Namespace, out: IO[str]) -> Da
         from returnn_core.errors import ConfigError
 
         raise ConfigError(f"dataset {dataset.name} has no data key(s) {', '.join(unknown)}; it has {', '.join(sorted(specs))}")
-    end = dataset.num_seqs if args.endseq < 0 else min(args.endseq, dataset.num_seqs)
+    end_seq = args.end_seq if args.end_seq is not None else (-1 if args.stats else DEFAULT_END_SEQ)
+    end = dataset.num_seqs if end_seq < 0 else min(end_seq, dataset.num_seqs)
     out.write(f"dataset {dataset.name}: {dataset.num_seqs} seqs in epoch {args.epoch}, "
               f"data keys {', '.join(f'{k}{specs[k].as_num_outputs()}' for k in sorted(specs))}\n")
     stats = DatasetStatistics({k: specs[k] for k in keys})
     if args.type == "numpy":
         os.makedirs(os.path.dirname(args.dump_prefix) or ".", exist_ok=True)
-    for i in range(args.startseq, end):
+    for i in range(args.start_seq, end):
         seq = dataset.get_seq(i)
         if args.stats:
             stats.add(seq.features)
@@ -66,7 +71,7 @@ def dump_dataset(dataset: Dataset, args: argparse.Namespace, out: IO[str]) -> Da
             for k in keys:
                 np.save(f"{args.dump_prefix}{i}.{k}.npy", seq.features[k])
     dataset.finish_epoch()
-    out.write(f"done: seqs {args.startseq}..{end}\n")
+    out.write(f"done: seqs {args.start_seq}..{end}\n")
     if args.stats:
         stats.report(out)
         if stats.num_seqs:

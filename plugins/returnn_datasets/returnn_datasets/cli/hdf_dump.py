@@ -14,9 +14,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="returnn hdf-dump", description="Write a dataset as a RETURNN HDF file.")
     add_source_args(p)
     p.add_argument("output", help="the HDF file to write (appears only when complete)")
-    p.add_argument("--epoch", type=int, default=1)
-    p.add_argument("--start-seq", type=int, default=0)
-    p.add_argument("--end-seq", type=int, default=-1, help="end seq index (exclusive); -1 for all")
+    p.add_argument("--epoch", type=int, default=1, help="epoch whose seq order is written (default: 1)")
+    p.add_argument("--start-seq", "--startseq", type=int, default=0, help="first seq index of the epoch")
+    p.add_argument("--end-seq", "--endseq", type=int, default=-1, help="end seq index (exclusive); -1 for all")
     return p
 
 
