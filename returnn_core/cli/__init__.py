@@ -70,7 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_config(args)
     except ReturnnError as exc:
         print(f"returnn: error: {exc}", file=sys.stderr)
-        return 2 if isinstance(exc, ConfigError) else 1
+        return getattr(exc, "exit_status", None) or (2 if isinstance(exc, ConfigError) else 1)
     except KeyboardInterrupt:
         print("returnn: interrupted", file=sys.stderr)
         return 130

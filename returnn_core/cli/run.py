@@ -3,19 +3,47 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from returnn_core.config import Config
+from returnn_core.errors import ReturnnError
+
+
+def _stopped_message(engine: Any, signum: int) -> str:
+    from returnn_core.engine.checkpoints import checkpoint_prefix
+    from returnn_core.engine.signals import signal_name
+
+    last = engine.last_epoch() if engine is not None else None
+    kept = (
+        f"the newest complete checkpoint {checkpoint_prefix(engine.model, last)} is kept; run again to resume"
+        if last is not None
+        else "no checkpoint of this run was complete yet"
+    )
+    return f"stopped by {signal_name(signum)}; {kept}"
 
 
 def run_config(args: Sequence[str]) -> int:
     """Run the task of the config given on the command line; exit status 0 on success."""
-    from returnn_core.engine import Engine
+    from returnn_core.engine import Engine, relayed_errors
+    from returnn_core.engine.signals import RunStopped, stop_on_signals, stop_signal
     from returnn_core.log import Log
 
     config = Config.from_args(args)
     log = Log.from_config(config)
+    engine = None
     try:
-        Engine(config, log=log).run()
+        with stop_on_signals():
+            try:
+                engine = Engine(config, log=log)
+                engine.run()
+            except BaseException as exc:
+                signum = stop_signal()
+                if signum is not None:  # whatever the stop broke on its way out, the stop is the cause
+                    raise RunStopped(_stopped_message(engine, signum), signum) from None
+                relayed = relayed_errors.take()
+                if relayed is not None and not isinstance(exc, ReturnnError):
+                    raise relayed from None
+                raise
     finally:
         log.close()
     return 0

@@ -12,6 +12,7 @@ import numpy as np
 from returnn_core.atomic_write import atomic_write_text
 from returnn_core.config import Config
 from returnn_core.datasets import Dataset, ExternData, init_dataset
+from returnn_core.engine import signals
 from returnn_core.engine.backend import Backend, StepResult
 from returnn_core.engine.backend_choice import select_backend
 from returnn_core.engine.checkpoints import checkpoint_prefix, completed_epochs, is_complete, save_checkpoint
@@ -145,6 +146,7 @@ class Engine:
         progress = Progress(self.log, f"{what} epoch {epoch}", self._known_num_seqs(dataset))
         step = 0
         for step, batch in enumerate(dataset.generate_batches(chunking=chunking, **self.batch_opts), 1):
+            signals.check()  # SIGINT/SIGTERM: stop between steps, never inside one
             data = batch.to_data(self.extern_data)
             if train:
                 result = self.backend.train_step(data, learning_rate)  # type: ignore[arg-type]
@@ -199,6 +201,7 @@ class Engine:
             self.log.v2(f"model {model} is trained up to epoch {start - 1} >= num_epochs {num_epochs}; nothing to do")
             return
         for epoch in range(start, num_epochs + 1):
+            signals.check()
             t0 = time.monotonic()
             lr = lrc.learning_rate(epoch)
             self.log.v3(f"start epoch {epoch} with learning rate {lr:g}")

@@ -19,7 +19,9 @@ Modes (``--*.action``):
       ``get_scores``, ``reset``); writes the best class per frame to ``--*.fake.output`` (npz).
 Failure injection: ``--*.fake.die-after=N`` (exit status 3), ``--*.fake.hang-after=N``,
 ``--*.fake.garbage-after=N`` (garbage on the c2p pipe), counted in segments; for the loss callback
-``--*.fake.die-on-segment=NAME`` and ``--*.fake.hang-on-segment=NAME``.
+``--*.fake.die-on-segment=NAME``, ``--*.fake.hang-on-segment=NAME`` and ``--*.fake.die-once-on-segments=A,B``
+(each only for the first child that meets it, remembered in files next to the corpus). A hanging stand-in writes
+its pid to ``--*.fake.hang-marker=PATH`` if given.
 """
 
 from __future__ import annotations
@@ -86,7 +88,7 @@ class Faults:
             os._exit(3)
         if self.count == int(self.opts.get("fake.hang-after", -1)):
             print("fake sprint: hanging", flush=True)
-            time.sleep(3600)
+            hang(self.opts)
         if self.count == int(self.opts.get("fake.garbage-after", -1)):
             cfg = dict(item.split(":", 1) for item in self.opts["pymod-config"].split(",") if item)
             print("fake sprint: writing garbage", flush=True)
@@ -149,18 +151,40 @@ def run_trainer(opts: dict[str, str], corpus: Corpus, names: list[str], faults: 
         mod.exit()
 
 
+def hang(opts: dict[str, str]) -> None:
+    """Sleep for an hour, after telling the test our pid if it asked."""
+    marker = opts.get("fake.hang-marker")
+    if marker:
+        with open(marker + ".tmp", "w") as f:
+            f.write(str(os.getpid()))
+        os.rename(marker + ".tmp", marker)
+    time.sleep(3600)
+
+
+def dies_once(opts: dict[str, str], seg_name: str) -> bool:
+    """Whether this is the first child to meet ``seg_name`` of ``fake.die-once-on-segments``."""
+    if seg_name not in opts.get("fake.die-once-on-segments", "").split(","):
+        return False
+    marker = f"{opts['corpus.file']}.died-on-{seg_name.replace('/', '_')}"
+    try:
+        os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        return False
+    return True
+
+
 def make_callback(corpus: Corpus, opts: dict[str, str]):
     def callback(action: str, *args):
         if action == "version":
             return "<version>fake-sprint</version>"
         if action == "get_loss_and_error_signal":
             seg_name, seg_len, log_posteriors = args
-            if seg_name == opts.get("fake.die-on-segment"):
+            if seg_name == opts.get("fake.die-on-segment") or dies_once(opts, seg_name):
                 print(f"fake sprint: simulated crash on {seg_name}", flush=True)
                 os._exit(3)
             if seg_name == opts.get("fake.hang-on-segment"):
                 print(f"fake sprint: hanging on {seg_name}", flush=True)
-                time.sleep(3600)
+                hang(opts)
             alignment = corpus.alignments[seg_name]
             assert log_posteriors.shape == (seg_len, corpus.num_classes), log_posteriors.shape
             return cross_entropy(np.asarray(log_posteriors, dtype=np.float64), alignment)

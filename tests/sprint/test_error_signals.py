@@ -114,15 +114,43 @@ def test_child_dies_or_hangs_during_a_request(sprint_exec, corpus):
     crash["sprintConfigStr"] = crash["sprintConfigStr"] + ["--*.fake.die-on-segment=corpus/rec0/seg0"]
     inst = SprintSubprocessInstance(**crash)
     pid = inst.pid
-    with pytest.raises(TrainingError, match=r"(?s)closed its pipe.*exit status 3.*simulated crash on corpus/rec0/seg0"):
+    with pytest.raises(TrainingError, match=r"^Sprint loss of segment 'corpus/rec0/seg0': .*closed its pipe.*exit status 3.*simulated crash on corpus/rec0/seg0$"):
         inst.get_loss_and_error_signal("corpus/rec0/seg0", n, post)
     assert_reaped(pid)
     with pytest.raises(TrainingError, match="child is closed"):
         inst.get_loss_and_error_signal("corpus/rec0/seg0", n, post)
-    hang = _opts(sprint_exec, corpus, "python-control", timeout=1.0)
+    hang = _opts(sprint_exec, corpus, "python-control", reading_timeout=4.0)
     hang["sprintConfigStr"] = hang["sprintConfigStr"] + ["--*.fake.hang-on-segment=corpus/rec0/seg0"]
     inst = SprintSubprocessInstance(**hang)
     pid = inst.pid
-    with pytest.raises(TrainingError, match=r"(?s)within 1 s \(hung\?\).*SIGKILL.*hanging on corpus/rec0/seg0"):
+    with pytest.raises(TrainingError, match=r"^Sprint loss of segment 'corpus/rec0/seg0': .*within 4 s \(reading_timeout; hung\?\).*SIGKILL.*hanging on corpus/rec0/seg0$"):
         inst.get_loss_and_error_signal("corpus/rec0/seg0", n, post)
     assert_reaped(pid)
+
+
+def test_child_faults_are_counted_across_epochs(sprint_exec, corpus):
+    """maxChildFaults 1: a child that dies is replaced once and the seq retried; the second fault, in a later
+    batch (another epoch, same global pool), ends with the error that names the segment and the count."""
+    ref = np.load(corpus)
+    names = [str(n) for n in ref["names"]]
+    opts = _opts(sprint_exec, corpus, "python-control", numInstances=2, maxChildFaults=1)
+    opts["sprintConfigStr"] = opts["sprintConfigStr"] + [f"--*.fake.die-once-on-segments={names[1]},{names[4]}"]
+    pool = SprintInstancePool(opts)
+
+    def batch(idx: list[int]) -> np.ndarray:
+        lens = [len(ref[f"align_{i}"]) for i in idx]
+        post = np.full((len(idx), max(lens), 4), -np.log(4), dtype=np.float32)
+        return pool.get_batch_loss_and_error_signal(post, lens, [names[i] for i in idx])[0]
+
+    try:
+        first = [i.pid for i in pool._ensure(2)]
+        losses = batch([0, 1, 2])  # names[1] kills its child: replaced, retried
+        assert losses[1] == pytest.approx(len(ref["align_1"]) * np.log(4), rel=1e-5) and pool.num_faults == 1
+        assert_reaped(first[1])
+        with pytest.raises(TrainingError, match=rf"^Sprint loss of segment '{names[4]}': .*simulated crash.*\(child fault 2 of this run; maxChildFaults 1\)$"):
+            batch([3, 4])
+    finally:
+        pids = [i.pid for i in pool.instances if i.pid]
+        pool.close()
+    for pid in pids:
+        assert_reaped(pid)

@@ -1,22 +1,35 @@
-"""A Sprint child process with two pipes whose fds go on its command line; always reaped, never orphaned."""
+"""A Sprint child process with two pipes whose fds go on its command line; always reaped, never orphaned.
+
+Children run in their own session (a Ctrl-C on the terminal reaches only ``returnn``, which stops them) and, on
+Linux, with ``PR_SET_PDEATHSIG`` = SIGKILL, so they die with ``returnn`` even when it is SIGKILLed. That signal
+fires when the *thread* that forked the child ends, so every child is forked by one long-lived spawner thread.
+A SIGINT/SIGTERM to ``returnn`` kills every live child at once (:func:`returnn_core.engine.signals.on_stop`).
+"""
 
 from __future__ import annotations
 
 import atexit
+import ctypes
 import os
+import queue
 import shlex
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import weakref
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from typing import Any
 
+from returnn_core.engine import signals
 from returnn_core.errors import ReturnnError
 from returnn_sprint.pipe_protocol import PipeTimeout, ProtocolError, read_message, write_message
 
 _LIVE: weakref.WeakSet[SprintChild] = weakref.WeakSet()
+PR_SET_PDEATHSIG = 1
+_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
 
 
 class SprintChildError(ReturnnError):
@@ -44,6 +57,54 @@ def describe_status(returncode: int | None) -> str:
     return f"exit status {returncode}"
 
 
+def _die_with_parent(parent_pid: int) -> Callable[[], None]:
+    """preexec_fn: SIGKILL the child when its parent goes; exit at once if the parent is already gone."""
+
+    def preexec() -> None:
+        if _LIBC is not None:
+            _LIBC.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        if os.getppid() != parent_pid:
+            os._exit(1)
+
+    return preexec
+
+
+class _Spawner:
+    """One daemon thread that forks every child: ``PR_SET_PDEATHSIG`` fires when the forking thread ends."""
+
+    def __init__(self) -> None:
+        self._requests: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def popen(self, args: list[str], **kwargs: Any) -> subprocess.Popen:
+        """``subprocess.Popen(args, **kwargs)`` run on the spawner thread, with the parent-death signal."""
+        kwargs["preexec_fn"] = _die_with_parent(os.getpid())
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._serve, name="returnn-sprint-spawner", daemon=True)
+                self._thread.start()
+        done: Future = Future()
+        self._requests.put((done, args, kwargs))
+        return done.result()
+
+    def _serve(self) -> None:
+        while True:
+            done, args, kwargs = self._requests.get()
+            try:
+                done.set_result(subprocess.Popen(args, **kwargs))
+            except BaseException as exc:  # handed to the caller's thread
+                done.set_exception(exc)
+
+
+_SPAWNER = _Spawner()
+
+
+def _single_line(text: str, max_lines: int = 4, max_chars: int = 300) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()][-max_lines:]
+    return " | ".join(line if len(line) <= max_chars else line[: max_chars - 3] + "..." for line in lines)
+
+
 class SprintChild:
     """Starts ``build_args(c2p_fd, p2c_fd)`` with both pipe ends inherited; talks framed pickles over them.
 
@@ -59,13 +120,14 @@ class SprintChild:
         if not self.args:
             raise SprintChildError(f"{name}: empty Sprint command line")
         try:
-            self.proc = subprocess.Popen(
+            self.proc = _SPAWNER.popen(
                 self.args,
                 pass_fds=(c2p_w, p2c_r),
                 stdin=subprocess.DEVNULL,
                 stdout=self._output,
                 stderr=subprocess.STDOUT,
                 env=env,
+                start_new_session=True,
             )
         except OSError as exc:
             for fd in (c2p_r, p2c_w):
@@ -97,11 +159,10 @@ class SprintChild:
             return ""
 
     def error(self, what: str) -> SprintChildError:
-        """An error for ``what`` went wrong, with the child's status and last output."""
+        """A one-line error: ``what`` went wrong, with the child's status and its last output lines."""
         status = describe_status(self.proc.poll())
-        tail = self.last_output()
-        out = "\n" + "\n".join("  | " + line for line in tail.splitlines()[-25:]) if tail else " (no output)"
-        return SprintChildError(f"{self.name} (pid {self.pid}, {' '.join(self.args[:2])} ...): {what}; {status}; last output:{out}")
+        out = _single_line(self.last_output()) or "(none)"
+        return SprintChildError(f"{self.name} (pid {self.pid}, {' '.join(self.args[:2])} ...): {what}; {status}; last output: {out}")
 
     def send(self, obj: Any) -> None:
         """Send one message to the child."""
@@ -113,8 +174,8 @@ class SprintChild:
             self.wait(timeout=2.0)
             raise self.error(f"cannot write to the child ({type(exc).__name__})") from None
 
-    def recv(self, *, timeout: float | None = None) -> Any:
-        """Receive one message; a clear :class:`SprintChildError` on EOF, garbage or timeout."""
+    def recv(self, *, timeout: float | None = None, timeout_option: str = "reading_timeout") -> Any:
+        """Receive one message; a clear :class:`SprintChildError` on EOF, garbage or timeout (named by its option)."""
         if self._rfd is None:
             raise self.error("pipe from the child is closed")
         try:
@@ -124,7 +185,7 @@ class SprintChild:
             raise self.error("the child closed its pipe (died?) before the expected message") from None
         except PipeTimeout:
             self.kill()
-            raise self.error(f"no message from the child within {timeout:g} s (hung?); killed it") from None
+            raise self.error(f"no message from the child within {timeout:g} s ({timeout_option}; hung?); killed it") from None
         except ProtocolError as exc:
             self.kill()
             raise self.error(f"garbage on the pipe: {exc}; killed it") from None
@@ -194,6 +255,15 @@ class SprintChild:
                 proc.wait()
             except OSError:
                 pass
+
+
+def _kill_all() -> None:
+    """A stop signal: kill and reap every live child, so that nothing the run waits for can hang it."""
+    for child in list(_LIVE):
+        child.kill()
+
+
+signals.on_stop(_kill_all)
 
 
 @atexit.register

@@ -4,8 +4,9 @@
 from __future__ import annotations
 
 import atexit
+import sys
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -20,12 +21,17 @@ from returnn_sprint.pipe_protocol import format_config_str
 CONTROL_MODULE = "returnn_sprint.control"
 
 
+class SprintChildFault(TrainingError):
+    """The Sprint child died, hung (``reading_timeout``) or sent garbage; it is gone, unlike after an exception reply."""
+
+
 class SprintSubprocessInstance:
     """One Sprint child answering ``get_loss_and_error_signal`` and ``export_allophone_state_fsa_by_segment_name``.
 
     Options keep RETURNN's config names: ``sprintExecPath`` (path or argv list), ``sprintConfigStr`` (Sprint
     options), ``minPythonControlVersion``, ``sprintControlConfig`` (extra pymod-config entries),
-    ``usePythonSegmentOrder`` (also load the control module as PythonSegmentOrder, for segment-wise training).
+    ``usePythonSegmentOrder`` (also load the control module as PythonSegmentOrder, for segment-wise training),
+    ``reading_timeout`` (seconds to wait for an answer before the child counts as hung and is killed).
     """
 
     def __init__(
@@ -35,14 +41,14 @@ class SprintSubprocessInstance:
         sprintConfigStr: str | Sequence[str] = "",  # noqa: N803
         sprintControlConfig: Mapping[str, Any] | None = None,  # noqa: N803
         usePythonSegmentOrder: bool = True,  # noqa: N803
-        timeout: float = 300.0,
+        reading_timeout: float = 300.0,
     ) -> None:
         self.exec_args = split_args(sprintExecPath)
         self.min_version = int(minPythonControlVersion)
         self.sprint_config = split_args(sprintConfigStr)
         self.control_config = dict(sprintControlConfig or {})
         self.use_segment_order = bool(usePythonSegmentOrder)
-        self.timeout = float(timeout)
+        self.reading_timeout = float(reading_timeout)
         self._lock = threading.Lock()
         self.child: SprintChild | None = SprintChild(self._build_args, name="Sprint error-signal child")
         try:
@@ -86,24 +92,27 @@ class SprintSubprocessInstance:
             child = self.child
             try:
                 child.send((cmd, *args))
-                reply = child.recv(timeout=self.timeout)
+                reply = child.recv(timeout=self.reading_timeout)
             except SprintChildError as exc:
                 self._drop(kill=True)
-                raise TrainingError(str(exc)) from None
+                raise SprintChildFault(str(exc)) from None
         if isinstance(reply, tuple) and reply and reply[0] == "ok":
             return reply[1:]
         if isinstance(reply, tuple) and len(reply) == 2 and reply[0] == "exception":
             raise TrainingError(f"Sprint error-signal child (pid {child.pid}) failed on {cmd!r}: {reply[1]}")
         err = child.error(f"unexpected reply to {cmd!r}: {reply!r:.200}")
         self._drop(kill=True)
-        raise TrainingError(str(err))
+        raise SprintChildFault(str(err))
 
     def get_loss_and_error_signal(self, seg_name: str, seg_len: int, log_posteriors: np.ndarray) -> tuple[float, np.ndarray]:
         """Sprint's loss and error signal (time, dim) for the log posteriors (time, dim) of one segment."""
         log_posteriors = np.asarray(log_posteriors, dtype=np.float32)
         if log_posteriors.ndim != 2 or log_posteriors.shape[0] != seg_len:
             raise ValueError(f"posteriors of {seg_name!r}: shape {log_posteriors.shape}, expected ({seg_len}, dim)")
-        loss, error_signal = self._call("get_loss_and_error_signal", seg_name, int(seg_len), log_posteriors)
+        try:
+            loss, error_signal = self._call("get_loss_and_error_signal", seg_name, int(seg_len), log_posteriors)
+        except TrainingError as exc:
+            raise type(exc)(f"Sprint loss of segment {seg_name!r}: {exc}") from None
         error_signal = np.asarray(error_signal, dtype=np.float32)
         if error_signal.shape != log_posteriors.shape:
             raise TrainingError(f"Sprint returned an error signal of shape {error_signal.shape} for {seg_name!r}, expected {log_posteriors.shape}")
@@ -111,7 +120,10 @@ class SprintSubprocessInstance:
 
     def export_allophone_state_fsa_by_segment_name(self, seg_name: str) -> tuple[int, np.ndarray, np.ndarray]:
         """The segment's HMM automaton: (num_states, edges (3, E) [from, to, emission], weights (E,))."""
-        num_states, edges, weights = self._call("export_allophone_state_fsa_by_segment_name", seg_name)
+        try:
+            num_states, edges, weights = self._call("export_allophone_state_fsa_by_segment_name", seg_name)
+        except TrainingError as exc:
+            raise type(exc)(f"Sprint automaton of segment {seg_name!r}: {exc}") from None
         return int(num_states), np.asarray(edges), np.asarray(weights)
 
     def _drop(self, *, kill: bool, send_exit: bool = False) -> None:
@@ -126,7 +138,11 @@ class SprintSubprocessInstance:
 
 
 class SprintInstancePool:
-    """Up to ``numInstances`` Sprint children sharing a batch's segments; one global pool per option set."""
+    """Up to ``numInstances`` Sprint children sharing a batch's segments; one global pool per option set.
+
+    A child that dies or hangs is replaced and its segment retried while the pool's faults (counted over its
+    whole life, across epochs) stay within ``maxChildFaults`` (default 0: the first fault ends the run).
+    """
 
     _class_lock = threading.Lock()
     _global: dict[Any, SprintInstancePool] = {}
@@ -152,6 +168,9 @@ class SprintInstancePool:
     def __init__(self, sprint_opts: Mapping[str, Any]) -> None:
         opts = dict(sprint_opts)
         self.max_instances = max(int(opts.pop("numInstances", 1)), 1)
+        self.max_faults = max(int(opts.pop("maxChildFaults", 0)), 0)
+        #: children that died or hung so far; kept for the pool's life, i.e. counted across epochs
+        self.num_faults = 0
         self.sprint_opts = opts
         self.instances: list[SprintSubprocessInstance] = []
         self.lock = threading.Lock()
@@ -162,6 +181,37 @@ class SprintInstancePool:
             while len(self.instances) < min(n, self.max_instances):
                 self.instances.append(SprintSubprocessInstance(**self.sprint_opts))
             return list(self.instances[: min(n, self.max_instances)])
+
+    def _replace_after_fault(self, fault: SprintChildFault) -> SprintSubprocessInstance:
+        """Count a child fault; past ``maxChildFaults`` (over the whole run) re-raise it, else start a new child."""
+        with self.lock:
+            self.num_faults += 1
+            count = self.num_faults
+        if count > self.max_faults:
+            raise SprintChildFault(f"{fault} (child fault {count} of this run; maxChildFaults {self.max_faults})") from None
+        print(f"returnn-sprint: warning: {fault}; restarting the child (fault {count} of at most {self.max_faults})",
+              file=sys.stderr, flush=True)
+        new = SprintSubprocessInstance(**self.sprint_opts)
+        with self.lock:
+            self.instances.append(new)
+        return new
+
+    def _spread(self, num: int, request: Callable[[SprintSubprocessInstance, int], None]) -> None:
+        """``request(instance, b)`` for every ``b < num``, spread over the children; a child fault is retried."""
+        instances = self._ensure(num)
+
+        def work(k: int) -> None:
+            for b in range(k, num, len(instances)):
+                while True:
+                    try:
+                        request(instances[k], b)
+                        break
+                    except SprintChildFault as fault:
+                        instances[k] = self._replace_after_fault(fault)
+
+        with ThreadPoolExecutor(max_workers=len(instances)) as ex:
+            for fut in [ex.submit(work, k) for k in range(len(instances))]:
+                fut.result()
 
     def get_batch_loss_and_error_signal(
         self, log_posteriors: np.ndarray, seq_lengths: Sequence[int], tags: Sequence[str]
@@ -178,37 +228,26 @@ class SprintInstancePool:
         errors = np.zeros_like(log_posteriors)
         if batch == 0:
             return losses, errors
-        instances = self._ensure(batch)
+        names = [t.decode("utf8") if isinstance(t, bytes) else str(t) for t in tags]
 
-        def work(k: int) -> None:
-            inst = instances[k]
-            for b in range(k, batch, len(instances)):
-                n = int(seq_lengths[b])
-                tag = tags[b].decode("utf8") if isinstance(tags[b], bytes) else str(tags[b])
-                loss, err = inst.get_loss_and_error_signal(tag, n, log_posteriors[b, :n])
-                losses[b] = loss
-                errors[b, :n] = err
+        def request(inst: SprintSubprocessInstance, b: int) -> None:
+            n = int(seq_lengths[b])
+            losses[b], errors[b, :n] = inst.get_loss_and_error_signal(names[b], n, log_posteriors[b, :n])
 
-        with ThreadPoolExecutor(max_workers=len(instances)) as ex:
-            for fut in [ex.submit(work, k) for k in range(len(instances))]:
-                fut.result()
+        self._spread(batch, request)
         return losses, errors
 
     def get_automata_for_batch(self, tags: Sequence[str]) -> list[tuple[int, np.ndarray, np.ndarray]]:
         """The HMM automaton of each seq (``export_allophone_state_fsa_by_segment_name``), spread over the children."""
         names = [t.decode("utf8") if isinstance(t, bytes) else str(t) for t in tags]
+        out: list[Any] = [None] * len(names)
         if not names:
             return []
-        instances = self._ensure(len(names))
-        out: list[Any] = [None] * len(names)
 
-        def work(k: int) -> None:
-            for b in range(k, len(names), len(instances)):
-                out[b] = instances[k].export_allophone_state_fsa_by_segment_name(names[b])
+        def request(inst: SprintSubprocessInstance, b: int) -> None:
+            out[b] = inst.export_allophone_state_fsa_by_segment_name(names[b])
 
-        with ThreadPoolExecutor(max_workers=len(instances)) as ex:
-            for fut in [ex.submit(work, k) for k in range(len(instances))]:
-                fut.result()
+        self._spread(len(names), request)
         return out
 
     def close(self) -> None:

@@ -144,7 +144,7 @@ class SprintDatasetBase(Dataset):
         return self._num_received
 
     def _on_timeout(self) -> BaseException:
-        return DatasetError(f"{self.name}: no seq from Sprint within {self.reading_timeout:g} s")
+        return DatasetError(f"{self.name}: no seq from Sprint within {self.reading_timeout:g} s (reading_timeout)")
 
     def _next_item(self) -> Any:
         try:
@@ -368,7 +368,7 @@ class ExternSprintDataset(SprintDatasetBase):
         if child is None:
             return super()._on_timeout()
         child.kill()
-        return DatasetError(str(child.error(f"no seq within {self.reading_timeout:g} s (hung?); killed it")))
+        return DatasetError(str(child.error(f"no seq within {self.reading_timeout:g} s (reading_timeout; hung?); killed it")))
 
     def _fail(self) -> None:
         self._stop_child(kill=True)

@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from returnn_core.errors import NetworkError
+from returnn_core.engine import relayed_errors
+from returnn_core.errors import NetworkError, ReturnnError
 from returnn_sprint.error_signals import SprintInstancePool
 from returnn_sprint.fast_bw import batch_baum_welch
 
@@ -54,6 +55,14 @@ class SprintLoss:
         losses, errors = self.pool().get_batch_loss_and_error_signal(log_probs, seq_lens, _names(tags))
         return losses.astype(np.float32), errors.astype(np.float32)
 
+    def _numpy_loss_relayed(self, *args: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        # TF turns an exception here into its own error with a traceback; keep the clear one for the run
+        try:
+            return self.numpy_loss(*args)
+        except ReturnnError as exc:
+            relayed_errors.relay(exc)
+            raise
+
     def __call__(
         self,
         *,
@@ -75,7 +84,7 @@ class SprintLoss:
         def loss_from_sprint(x: tf.Tensor) -> tuple[tf.Tensor, Any]:
             log_probs = tf.nn.log_softmax(x)
             losses, errors = tf.numpy_function(
-                self.numpy_loss,
+                self._numpy_loss_relayed,
                 [log_probs, tf.cast(output_seq_lens, tf.int32), seq_tags],
                 [tf.float32, tf.float32],
                 stateful=True,
