@@ -118,7 +118,7 @@ class Config:
                 # RETURNN evaluates the text and keeps whatever type it gives (++max_seq_length 0 over a dict is 0)
                 value = parse_literal(text)
         except (ValueError, ConfigError) as exc:
-            reason = f"not {'an' if isinstance(old, int) else 'a'} {type(old).__name__}" if isinstance(exc, ConfigError) else exc
+            reason = f"expected {type(old).__name__}" if isinstance(exc, ConfigError) else exc
             raise ConfigError(
                 f"command line: ++{key} {text!r} does not fit the config's {type(old).__name__} value: {reason}"
             ) from None

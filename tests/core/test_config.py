@@ -52,8 +52,10 @@ def test_overrides_keep_the_type_of_the_existing_value(tmp_path):
     assert c.typed_value("num_epochs") == 7 and c.typed_value("learning_rate") == 0.001
     assert c.typed_value("adam") is True and c.typed_value("name") == "123" and c.typed_value("layers") == [3]
     assert c.typed_value("new_key") == {"a": 1}
-    with pytest.raises(ConfigError, match=r"\+\+num_epochs 'many' does not fit the config's int"):
+    with pytest.raises(ConfigError, match=r"\+\+num_epochs 'many' does not fit the config's int value: expected int$"):
         Config.from_args([path, "++num_epochs", "many"])
+    with pytest.raises(ConfigError, match=r"\+\+adam 'maybe' does not fit the config's bool value: expected bool$"):
+        Config.from_args([path, "++adam", "maybe"])
     with pytest.raises(ConfigError, match="needs a value"):
         Config.from_args([path, "++num_epochs"])
 
