@@ -125,6 +125,12 @@ class Dataset:
                 return 0  # a stream that learns its size only once it runs
         return len(self._order)
 
+    def end_seq(self, end: int | None = None) -> int:
+        """``min(end, num_seqs)`` of the current epoch; an endless dataset (``num_seqs`` inf) needs an ``end``."""
+        if end is None and self.num_seqs == float("inf"):
+            raise DatasetError(f"{self.name}: num_seqs is inf (an endless stream); give the seq to stop at")
+        return int(self.num_seqs if end is None else min(end, self.num_seqs))
+
     def is_less_than_num_seqs(self, n: int) -> bool:
         """Whether seq ``n`` exists in the current epoch."""
         return n < self.num_seqs

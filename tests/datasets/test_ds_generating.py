@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from returnn_datasets.hdf import dump_dataset_to_hdf
 from returnn_datasets.task_12ax import Task12AXDataset, targets_12ax
 
 from returnn_core.datasets import init_dataset
@@ -92,7 +93,7 @@ def test_dummy_dataset_values_and_num_seqs_as_returnn(manager: PluginManager) ->
     assert other.get_data(2, "data")[0].tolist() == [2, 3, 0] and other.get_data(2, "classes").shape == (3,)
 
 
-def test_endless_12ax_stream() -> None:
+def test_endless_12ax_stream(tmp_path) -> None:
     ds = Task12AXDataset(num_seqs=float("inf"))
     assert ds.num_seqs == float("inf")
     ds.init_seq_order(epoch=1)
@@ -104,6 +105,9 @@ def test_endless_12ax_stream() -> None:
     np.testing.assert_array_equal(taken[0].slices[0].array("classes"), first[0])
     with pytest.raises(ConfigError, match="endless stream in default order"):
         Task12AXDataset(num_seqs=float("inf"), seq_ordering="sorted").init_seq_order(epoch=1)
+    with pytest.raises(DatasetError, match="num_seqs is inf .*give the seq to stop at"):
+        dump_dataset_to_hdf(Task12AXDataset(num_seqs=float("inf")), tmp_path / "x.hdf")
+    assert dump_dataset_to_hdf(Task12AXDataset(num_seqs=float("inf")), tmp_path / "x.hdf", end_seq=3) == 3
 
 
 def test_static_dataset_infers_dims_and_keeps_tags(manager: PluginManager) -> None:

@@ -291,7 +291,6 @@ class StaticDataset(GeneratingDataset):
     @classmethod
     def copy_from_dataset(cls, dataset: Dataset, start_seq_idx: int = 0, end_seq_idx: int | None = None) -> StaticDataset:
         """Materialise seqs ``start:end`` of ``dataset``'s current epoch (``init_seq_order`` must have run)."""
-        end = dataset.num_seqs if end_seq_idx is None else min(end_seq_idx, dataset.num_seqs)
-        seqs = [dataset.get_seq(i) for i in range(start_seq_idx, int(end))]
+        seqs = [dataset.get_seq(i) for i in range(start_seq_idx, dataset.end_seq(end_seq_idx))]
         dims = {k: s.as_num_outputs() for k, s in dataset.output_specs().items()}
         return cls([s.features for s in seqs], output_dim=dims, tags=[s.tag for s in seqs])

@@ -47,7 +47,7 @@ def dump_dataset(dataset: Dataset, args: argparse.Namespace, out: IO[str]) -> Da
 
         raise ConfigError(f"dataset {dataset.name} has no data key(s) {', '.join(unknown)}; it has {', '.join(sorted(specs))}")
     end_seq = args.end_seq if args.end_seq is not None else (-1 if args.stats else DEFAULT_END_SEQ)
-    end = dataset.num_seqs if end_seq < 0 else min(end_seq, dataset.num_seqs)
+    end = dataset.end_seq(None if end_seq < 0 else end_seq)
     out.write(f"dataset {dataset.name}: {dataset.num_seqs} seqs in epoch {args.epoch}, "
               f"data keys {', '.join(f'{k}{specs[k].as_num_outputs()}' for k in sorted(specs))}\n")
     stats = DatasetStatistics({k: specs[k] for k in keys})

@@ -268,7 +268,7 @@ def dump_dataset_to_hdf(
         raise DatasetError(f"{dataset.name}: has no {L.INPUT_KEY!r} stream to write as HDF 'inputs' (has {sorted(specs)})")
     inp = specs[L.INPUT_KEY]
     targets = {k: v for k, v in specs.items() if k != L.INPUT_KEY}
-    end = dataset.num_seqs if end_seq is None else min(end_seq, dataset.num_seqs)
+    end = dataset.end_seq(end_seq)
     with HDFWriter(path, dim=int(inp.dim or 0), sparse=inp.sparse, labels=inp.labels, targets=targets,
                    dtype=inp.dtype) as writer:
         for i in range(start_seq, end):
