@@ -1,7 +1,9 @@
+# PYTHON_ARGCOMPLETE_OK  (argcomplete looks for this marker: `eval "$(register-python-argcomplete returnn)"`)
 """The ``returnn`` command: run configs, list plugins, dispatch plugin subcommands."""
 
 from __future__ import annotations
 
+import argparse
 import difflib
 import os
 import sys
@@ -12,23 +14,12 @@ from returnn_core.errors import ConfigError, ReturnnError
 
 __all__ = ["main"]
 
-USAGE = """usage: returnn CONFIG... [++key value ...]
-       returnn --list-plugins [--json]
-       returnn --version
-       returnn COMMAND [args ...]
+def _parser(manager: object | None) -> argparse.ArgumentParser:
+    from returnn_core.cli.parser import build_parser
 
-Runs the task of a RETURNN config (train, eval, forward, compute_priors); ++key value overrides a config key.
-"""
-
-
-def _usage(manager: object | None) -> str:
-    text = USAGE
-    tools = getattr(manager, "cli_tools", None)
-    if tools is not None and len(tools):
-        text += "\ncommands:\n" + "\n".join(
-            f"  {e.name:<20} {e.description}" for e in sorted(tools, key=lambda e: e.name) if e.alias_of is None
-        )
-    return text + "\n"
+    tools = getattr(manager, "cli_tools", None) or []
+    commands = [(e.name, e.description) for e in sorted(tools, key=lambda e: e.name) if e.alias_of is None]
+    return build_parser(commands)
 
 
 def _looks_like_command(arg: str) -> bool:
@@ -44,16 +35,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         from returnn_core.plugin import get_plugin_manager
 
+        if "_ARGCOMPLETE" in os.environ:
+            from returnn_core.cli.parser import enable_completion
+
+            enable_completion(_parser(get_plugin_manager()))
         if args[:1] == ["--list-plugins"]:
             from returnn_core.cli.list_plugins import list_plugins
 
-            extra = set(args[1:]) - {"--json"}
+            options = {"-v": "verbose", "--verbose": "verbose", "--json": "json"}
+            extra = set(args[1:]) - set(options)
             if extra:
-                raise ConfigError(f"--list-plugins takes only --json, got {' '.join(sorted(extra))}")
-            return list_plugins(get_plugin_manager(), sys.stdout, as_json="--json" in args[1:])
+                raise ConfigError(f"--list-plugins takes only -v/--verbose and --json, got {' '.join(sorted(extra))}")
+            chosen = {options[a] for a in args[1:]}
+            return list_plugins(get_plugin_manager(), sys.stdout, as_json="json" in chosen, verbose="verbose" in chosen)
         manager = get_plugin_manager()
         if not args or args[0] in ("-h", "--help"):
-            sys.stdout.write(_usage(manager))
+            sys.stdout.write(_parser(manager).format_help())
             return 0 if args else 2
         if args[0] in manager.cli_tools:
             tool = manager.cli_tools.get(args[0])

@@ -3,43 +3,61 @@
 from __future__ import annotations
 
 import json
+import shutil
+import textwrap
 from typing import IO
 
 from returnn_core.plugin import PluginManager
 
+#: a kind with more names than this shows only their number unless ``-v`` asks for all
+NAMES_SHOWN = 3
+#: the provides column never gets narrower than this, however narrow the terminal
+MIN_PROVIDES_WIDTH = 30
 
-def _provides_text(provides: dict[str, list[str]]) -> str:
-    parts = []
+
+def _provides_items(provides: dict[str, list[str]], verbose: bool) -> list[str]:
+    items = []
     for kind, names in provides.items():
-        shown = ", ".join(names) if len(names) <= 4 else f"{len(names)} ({', '.join(names[:3])}, ...)"
-        parts.append(f"{kind}: {shown}")
-    return "; ".join(parts) or "-"
+        if verbose or len(names) <= NAMES_SHOWN:
+            items.append(f"{kind}: {', '.join(names)}")
+        else:
+            items.append(f"{kind}: {len(names)}")
+    return items
 
 
-def render_table(manager: PluginManager) -> str:
-    """The plugin table, then the recorded cause of each plugin that is not loaded."""
-    header = ("name", "distribution", "version", "status", "provides")
-    rows = [
-        (p.name, p.distribution or "-", p.version or "-", p.status, _provides_text(p.provides))
-        for p in manager.plugins.values()
-    ]
+def render_table(manager: PluginManager, *, width: int | None = None, verbose: bool = False) -> str:
+    """The plugin table fitted to ``width`` columns (default: the terminal's), then each problem plugin's cause.
+
+    The provides column wraps; without ``verbose`` a kind with many names shows their number (``-v``: all names).
+    """
+    width = width or shutil.get_terminal_size(fallback=(100, 24)).columns
+    header = ("name", "distribution", "version", "status")
+    plugins = list(manager.plugins.values())
+    rows = [(p.name, p.distribution or "-", p.version or "-", p.status) for p in plugins]
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(4)]
-    lines = []
-    for row in [header, *rows]:
-        lines.append("  ".join(cell.ljust(w) for cell, w in zip(row[:4], widths)) + "  " + row[4])
-    problems = [p for p in manager.plugins.values() if p.error]
+    indent = sum(widths) + 2 * len(widths)
+    provides_width = max(width - indent, MIN_PROVIDES_WIDTH)
+    lines = ["  ".join(c.ljust(w) for c, w in zip(header, widths)) + "  provides"]
+    for row, plugin in zip(rows, plugins):
+        wrapped: list[str] = []
+        for item in _provides_items(plugin.provides, verbose) or ["-"]:
+            wrapped += textwrap.wrap(item, provides_width, subsequent_indent="  ", break_on_hyphens=False)
+        first = "  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  "
+        lines.append(first + wrapped[0])
+        lines += [" " * indent + more for more in wrapped[1:]]
+    problems = [p for p in plugins if p.error]
     if problems:
         lines.append("")
         for p in problems:
-            lines.append(f"{p.name} ({p.status}): {p.error}")
-    return "\n".join(lines)
+            lines += textwrap.wrap(f"{p.name} ({p.status}): {p.error}", width, subsequent_indent="    ")
+    return "\n".join(line.rstrip() for line in lines)
 
 
-def list_plugins(manager: PluginManager, out: IO[str], *, as_json: bool) -> int:
-    """Print the table (or JSON list); exit status 0."""
+def list_plugins(manager: PluginManager, out: IO[str], *, as_json: bool, verbose: bool = False) -> int:
+    """Print the table (or JSON list, which always holds every name); exit status 0."""
     if as_json:
         json.dump([p.as_dict() for p in manager.plugins.values()], out, indent=2)
         out.write("\n")
     else:
-        out.write(render_table(manager) + "\n")
+        out.write(render_table(manager, verbose=verbose) + "\n")
     return 0

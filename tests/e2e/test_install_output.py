@@ -42,3 +42,26 @@ def test_run_is_quiet_says_which_lstm_runs_and_logs_every_step_at_verbosity_4(tm
     assert re.search(r"^dev epoch 1, step 1, cost:output", res.stdout, re.M)
     assert re.search(r"^epoch 1 score: [\d.]+ elapsed: \d:\d\d:\d\d dev: score [\d.]+ error [\d.]+$", res.stdout, re.M)
     assert log_file.read_text() == res.stdout
+
+
+def _help(*command: str) -> str:
+    res = subprocess.run([sys.executable, "-m", "returnn_core", *command, "--help"], capture_output=True, text=True,
+                         timeout=120)
+    assert res.returncode == 0 and res.stderr == "", (command, res.stderr)
+    assert res.stdout.startswith(f"usage: returnn {' '.join(command)}"), (command, res.stdout[:200])
+    assert "-h, --help" in res.stdout
+    return res.stdout
+
+
+def test_every_command_and_subcommand_has_help():
+    import json
+
+    listing = subprocess.run([sys.executable, "-m", "returnn_core", "--list-plugins", "--json"], capture_output=True,
+                             text=True, timeout=60)
+    commands = [name for plugin in json.loads(listing.stdout) for name in plugin["provides"].get("cli_tools", [])]
+    assert {"plot", "dump-dataset", "hdf-dump", "tf-distributed"} <= set(commands)
+    for command in commands:
+        text = _help(command)
+        subcommands = re.search(r" \{([\w,-]+)\} \.\.\.", text.split("\n\n", 1)[0])  # argparse's subparsers
+        for sub in subcommands[1].split(",") if subcommands else ():
+            _help(command, sub)

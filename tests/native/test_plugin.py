@@ -80,7 +80,7 @@ def test_bad_direction_is_clear() -> None:
 def test_returnn_command_lists_and_runs_the_tool() -> None:
     """Through the real ``returnn`` entry point: the ops show in --list-plugins, the subcommand runs."""
     run = [sys.executable, "-m", "returnn_core"]
-    listing = subprocess.run([*run, "--list-plugins"], capture_output=True, text=True, check=True).stdout
+    listing = subprocess.run([*run, "--list-plugins", "-v"], capture_output=True, text=True, check=True).stdout
     assert "NativeLstm@tf" in listing and "nativelstm@theano" in listing and "compile-native-op" in listing
     out = subprocess.run([*run, "compile-native-op", "--list"], capture_output=True, text=True, check=True).stdout
     assert "NativeLstmGrad(" in out

@@ -9,6 +9,7 @@ files, and their output is shown only when one fails. Imports no TensorFlow.
 
 from __future__ import annotations
 
+import argparse
 import collections
 import json
 import os
@@ -48,24 +49,26 @@ def tf_config(ports: Sequence[int], rank: int) -> str:
                        "task": {"type": "worker", "index": rank}})
 
 
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``returnn tf-distributed``."""
+    p = argparse.ArgumentParser(
+        prog="returnn tf-distributed",
+        description="Train a config data-parallel on N local TensorFlow workers (MultiWorkerMirroredStrategy). "
+        "Worker 0 is the run: its output is this command's; the others show theirs only when they fail.",
+    )
+    p.add_argument("--workers", "-n", type=int, metavar="N",
+                   help="number of workers (default: the config's distributed = {'workers': N}, else 1)")
+    p.add_argument("config", nargs=argparse.REMAINDER, metavar="CONFIG... [++key value ...]",
+                   help="the config file(s) and overrides, as for `returnn CONFIG`")
+    return p
+
+
 def parse_args(argv: Sequence[str]) -> tuple[int | None, list[str]]:
-    """``(--workers value or None, the config arguments)``."""
-    args = list(argv)
-    workers = None
-    if args[:1] in (["--workers"], ["-n"]):
-        if len(args) < 2:
-            raise ConfigError(f"{USAGE}\n--workers needs a number")
-        try:
-            workers = int(args[1])
-        except ValueError:
-            raise ConfigError(f"--workers {args[1]!r}: expected a number") from None
-        args = args[2:]
-    elif args[:1] and args[0].startswith("--workers="):
-        workers = int(args[0].split("=", 1)[1])
-        args = args[1:]
-    if not args or args[0] in ("-h", "--help"):
-        raise ConfigError(USAGE)
-    return workers, args
+    """``(--workers value or None, the config arguments)``; ``--help`` prints the help and exits 0."""
+    ns = build_parser().parse_args(list(argv))
+    if not ns.config:
+        raise ConfigError(f"{USAGE}\nthe config file is missing")
+    return ns.workers, list(ns.config)
 
 
 def num_workers(option: int | None, config: Config) -> int:
