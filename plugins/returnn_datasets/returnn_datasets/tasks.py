@@ -1,8 +1,9 @@
 """RETURNN's small generated memory tasks: copy, episodic copy, XML modelling, variable assignment, base conversion.
 
-Each task draws its seqs from the epoch's random stream in the same order of calls as RETURNN's
-``GeneratingDataset`` module, so a seed gives the same seqs. ``rng.randint(0, len(x))`` stands for RETURNN's
-``rng.choice(x)``: numpy draws both the same way. The targets follow RETURNN's ``make_output_seq`` of each task.
+Each task draws its seqs from the epoch's random stream in the same order of calls as the
+``GeneratingDataset`` module of RETURNN 1.0 (one stream per epoch; later RETURNN reseeds per seq), so a seed
+gives the same seqs. ``rng.randint(0, len(x))`` stands for RETURNN's ``rng.choice(x)``: numpy draws both the
+same way. The targets follow RETURNN's ``make_output_seq`` of each task.
 """
 
 from __future__ import annotations
@@ -159,6 +160,7 @@ class TaskVariableAssignmentDataset(_SymbolTask):
             value = "".join(_pick(rng, chars) for _ in range(rng.randint(1, 2)))
             parts.append(f"S({key},{value})")
             store[key] = value
+        # RETURNN calls rng.choice(store.keys()), which fails on Python 3; its intent is a uniform pick of a key
         keys = list(store)
         key = keys[rng.randint(0, len(keys))]
         return ",".join(parts) + f",Q({key}){store[key]}."
