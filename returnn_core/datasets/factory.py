@@ -30,6 +30,8 @@ def init_dataset(
         return init_dataset(spec(), defaults=defaults, manager=manager, config=config)
     if isinstance(spec, str):
         spec = parse_dataset_str(spec, config=config)
+        if config is not None and config.has("window") and "window" not in spec:
+            spec["window"] = config.int("window", 1)  # RETURNN: a dataset string takes the config's window
     if not isinstance(spec, Mapping):
         raise ConfigError(f"dataset: expected a dict with 'class', a file list or a callable, got {spec!r}")
     opts = dict(spec)

@@ -173,7 +173,9 @@ def test_dataset_strings_as_returnn(manager):
     ds = init_dataset("ToyDataset:num_seqs=3,seq_ordering='reverse'", manager=manager)
     assert type(ds).__name__ == "ToyDataset" and ds.num_seqs == 3 and ds.seq_ordering == "reverse"
     ds = init_dataset("GeneratingDataset::ToyDataset(num_seqs=4, seq_len=2)", manager=manager)
-    assert ds.num_seqs == 4
+    assert ds.num_seqs == 4 and ds.window == 1
+    ds = init_dataset("ToyDataset:num_seqs=4", manager=manager, config=Config({"window": 3}))
+    assert ds.window == 3  # a dataset string takes the config's window, as in RETURNN
     assert parse_dataset_str("Task12AXDataset:num_seqs=1000") == {"class": "Task12AXDataset", "num_seqs": 1000}
     assert parse_dataset_str("GeneratingDataset::Task12AXDataset(num_seqs=float('inf'))")["num_seqs"] == float("inf")
     assert parse_dataset_str("a.hdf,b.hdf") == {"class": "HDFDataset", "files": ["a.hdf", "b.hdf"]}
