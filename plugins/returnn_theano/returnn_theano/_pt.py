@@ -1,6 +1,6 @@
 """The one place that imports PyTensor, after RETURNN's flags are set."""
 
-from returnn_theano.pytensor_setup import configure
+from returnn_theano.pytensor_setup import configure, quiet_pytensor
 
 configure()
 
@@ -10,6 +10,8 @@ from pytensor.scan import scan  # noqa: E402
 from pytensor.tensor.random.variable import shared_rng  # noqa: E402
 from pytensor.tensor.sharedvar import TensorSharedVariable  # noqa: E402
 from pytensor.tensor.variable import TensorConstant, TensorVariable  # noqa: E402
+
+quiet_pytensor()
 
 floatX = "float32"
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 import sys
 from types import ModuleType
 
+from returnn_core.log import FRAMEWORK_LOG_VERBOSITY, run_verbosity
 from returnn_core.paths import cache_dir
 
 FLAGS_ENV = "PYTENSOR_FLAGS"
@@ -104,9 +106,16 @@ def compile_mode() -> object:
     return None
 
 
+def quiet_pytensor() -> None:
+    """PyTensor's own messages (logger ``pytensor``, which it sets up on import) only at ``log_verbosity`` 5."""
+    quiet = run_verbosity() < FRAMEWORK_LOG_VERBOSITY
+    logging.getLogger("pytensor").setLevel(logging.CRITICAL + 1 if quiet else logging.WARNING)
+
+
 def import_pytensor() -> ModuleType:
     """``pytensor``, configured for RETURNN on first import."""
     configure()
     import pytensor
 
+    quiet_pytensor()
     return pytensor
