@@ -28,7 +28,10 @@ class Context:
     batch_size: Any = None
 
     def get(self, name: str, *, layer: str) -> LayerOutput:
-        """The output of layer ``name`` (built earlier), for options that name layers."""
+        """The output of layer ``name`` (built earlier), for options that name layers; ``data``/``data:KEY`` are
+        the extern data."""
+        if name not in self.outputs and (name == "data" or name.startswith("data:")):
+            return self.net.data_output(name[5:] or "data", layer=layer)
         if name not in self.outputs:
             raise NetworkError(f"layer {layer!r}: refers to layer {name!r}, which is not built before it")
         return self.outputs[name]

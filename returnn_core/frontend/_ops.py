@@ -409,3 +409,20 @@ class Ops:
         a = self.cast(a, "int32")
         quotient = self.cast(a / b, "int32")  # the cast truncates toward zero; step down for negative remainders
         return self.where(self.less(a, quotient * b), quotient - 1, quotient)
+
+    def floor(self, x: Tensor) -> Tensor:
+        """Largest integer not above ``x``, as float32."""
+        truncated = self.cast(self.cast(x, "int32"), "float32")  # toward zero; step down where that went up
+        return self.where(self.greater(truncated, x), truncated - 1.0, truncated)
+
+    def round(self, x: Tensor) -> Tensor:
+        """``x`` rounded to the nearest integer, halves to even (like ``tf.round`` and ``np.round``), as float32."""
+        up = self.floor(x + 0.5)
+        tie = self.cast(self.equal(up - x, 0.5), "float32")
+        odd = self.cast(self.not_equal(up - 2.0 * self.floor(up * 0.5), 0.0), "float32")
+        return up - tie * odd
+
+    def batch_matmul(self, a: Tensor, b: Tensor) -> Tensor:
+        """Matrix product over the last two axes, ``(..., n, k) x (..., k, m) -> (..., n, m)``, leading axes
+        broadcast."""
+        return self.reduce(self.expand_dims(a, -1) * self.expand_dims(b, -3), "sum", -2)

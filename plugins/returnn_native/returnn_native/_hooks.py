@@ -22,16 +22,16 @@ def returnn_register_native_ops(registry: Registrar) -> None:
 
 @hookimpl
 def returnn_register_rec_units(registry: Registrar) -> None:
-    """The ``nativelstm`` rec unit for the tf and theano backends."""
-    registry.register(
-        "nativelstm", "returnn_native.tf_unit:NativeLstmUnit", backend="tf", description="LSTM on the NativeLstm op"
-    )
-    registry.register(
-        "nativelstm",
-        "returnn_native.pytensor_unit:NativeLstmUnit",
-        backend="theano",
-        description="LSTM on the NativeLstm op",
-    )
+    """The ``nativelstm``, ``nativelstm2`` and ``nativelstmlowmem`` rec units for the tf and theano backends (one
+    LSTM on the NativeLstm op; see :mod:`returnn_native.lstm_layouts` for how they differ)."""
+    units = {
+        "nativelstm": ("NativeLstmUnit", "LSTM on the NativeLstm op"),
+        "nativelstm2": ("NativeLstm2Unit", "nativelstm's LSTM under RETURNN's NativeLstm2 name"),
+        "nativelstmlowmem": ("NativeLstmLowMemUnit", "LSTM on the NativeLstm op, LstmLowMem's stacked W"),
+    }
+    for name, (cls, description) in units.items():
+        registry.register(name, f"returnn_native.tf_unit:{cls}", backend="tf", description=description)
+        registry.register(name, f"returnn_native.pytensor_unit:{cls}", backend="theano", description=description)
 
 
 @hookimpl

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from returnn_core.network import GatedUnit
+from returnn_native.lstm_layouts import LowMemLayout, RecWeightDropoutOption
 from returnn_native.toolchain import missing_compiler
 
 
@@ -39,3 +40,11 @@ class NativeLstmUnit(GatedUnit):
         h0, c0 = initial_state
         y, h, c = native_lstm(z, params["W_re"], pt.cast(mask, "float32"), h0, c0, direction=direction)
         return y, (h, c)
+
+
+class NativeLstm2Unit(RecWeightDropoutOption, NativeLstmUnit):
+    """``nativelstm2``: the same LSTM and parameters as ``nativelstm`` (see :mod:`returnn_native.lstm_layouts`)."""
+
+
+class NativeLstmLowMemUnit(LowMemLayout, NativeLstmUnit):
+    """``nativelstmlowmem``: the same LSTM with one stacked ``W`` (n_in + n, 4n) and ``b``."""

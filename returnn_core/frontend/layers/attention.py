@@ -1,0 +1,141 @@
+"""Attention over an encoder output (``base``) from RETURNN's TF rec layers: ``dot_attention`` on the global
+attention context base (``base``, ``base_ctx``) and ``gauss_window_attention``.
+
+Written for one decoder step (the query has no time axis: (B, D) -> (B, n)); a query with a time axis attends
+once per query frame ((B, Tq, D) -> (B, Tq, n), the query's seq lengths).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from returnn_core.frontend._layer import Context, Layer
+from returnn_core.frontend._ops import Ops
+from returnn_core.frontend._output import LayerOutput
+
+
+class AttentionBaseLayer(Layer):
+    """An attention layer over ``base`` (a layer with time): its output has ``base``'s feature dim."""
+
+    options = frozenset({"base"})
+
+    def base_output(self, ctx: Context, key: str = "base") -> LayerOutput:
+        """The layer named by option ``key``, which must have a time axis and dense features (B, T, D)."""
+        name = self.opts.get(key)
+        if not isinstance(name, str):
+            raise self.error(f"needs {key!r}, the name of a layer with a time axis")
+        out = ctx.get(name, layer=self.name)
+        if not out.has_time or out.sparse or out.ndim != 3:
+            raise self.error(f"{key} layer {name!r} must be dense (batch, time, feature)")
+        return out
+
+    def check_n_out(self, dim: int | None) -> None:
+        """``n_out``, if given, must be the base's dim (the output is a weighted sum of base frames)."""
+        if self.n_out is not None and dim is not None and self.n_out != dim:
+            raise self.error(f"the attention output has the base's dim {dim}, but n_out is {self.n_out}")
+
+
+class GlobalAttentionContextBaseLayer(AttentionBaseLayer):
+    """Global attention that compares the query with ``base_ctx`` (B, T, D) to weight the frames of ``base``."""
+
+    options = frozenset({"base", "base_ctx"})
+
+    def attend(self, ctx: Context, energy: Any, base: LayerOutput) -> Any:
+        """Softmax of ``energy`` (B, [Tq,] T) over the base's present frames, then the weighted sum of ``base``."""
+        ops = ctx.ops
+        mask = base.mask("bool")
+        if ops.ndim(energy) == 3:
+            mask = ops.expand_dims(mask, 1)
+        # RETURNN 1.0's dot_attention took the softmax over padding frames too; the intent is attention over
+        # each seq's own frames, so padding gets no weight here
+        weights = ops.softmax(ops.where(mask, energy, np.float32(-1e30)), axis=-1)
+        if ops.ndim(energy) == 2:
+            return ops.reduce(ops.expand_dims(weights, -1) * base.tensor, "sum", 1)
+        return ops.batch_matmul(weights, base.tensor)
+
+
+class DotAttentionLayer(GlobalAttentionContextBaseLayer):
+    """Classic global attention: the dot product of the query (the source) and ``base_ctx`` as energy."""
+
+    def call(self, sources: list[LayerOutput], ctx: Context) -> LayerOutput:
+        """Attend from the query to ``base``."""
+        ops = ctx.ops
+        query = self.single_source(sources)
+        base, base_ctx = self.base_output(ctx), self.base_output(ctx, "base_ctx")
+        self.check_n_out(base.dim)
+        if query.sparse or query.ndim != 2 + int(query.has_time):
+            raise self.error("the query (its source) must be dense (batch, feature) or (batch, time, feature)")
+        if query.dim != base_ctx.dim:
+            raise self.error(f"the query dim {query.dim} differs from the dim {base_ctx.dim} of base_ctx")
+        if query.has_time:
+            energy = ops.batch_matmul(query.tensor, ops.transpose(base_ctx.tensor, (0, 2, 1)))  # (B, Tq, T)
+        else:
+            energy = ops.reduce(ops.expand_dims(query.tensor, 1) * base_ctx.tensor, "sum", -1)  # (B, T)
+        return LayerOutput(self.attend(ctx, energy, base), query.seq_lens, base.dim)
+
+
+def gauss_window(ops: Ops, t: Any, base: LayerOutput, window_size: int, std: float,
+                 offsets: np.ndarray | None) -> Any:
+    """Frames ``round(t) - window_size // 2 + [0, window_size)`` of ``base`` (indices clipped into each seq),
+    weighted by the Gauss density N(idx; t + offset, std) of their unclipped index; ``t`` (B, N) float32.
+
+    Returns (B, N, n) without ``offsets``, else (B, N, len(offsets), n).
+    """
+    x = base.tensor
+    batch, time = ops.dynamic_dim(x, 0), ops.dynamic_dim(x, 1)
+    start = ops.cast(ops.round(t), "int32") - window_size // 2  # (B, N)
+    idx = ops.expand_dims(start, -1) + ops.arange(window_size)  # (B, N, W)
+    last = ops.reshape(ops.cast(base.seq_lens, "int32") - 1, [-1, 1, 1])
+    clipped = ops.minimum(ops.minimum(ops.maximum(idx, 0), ops.cast(time, "int32") - 1), last)
+    flat = ops.reshape(x, [-1, base.dim])
+    rows = ops.reshape(ops.arange(batch) * time, [-1, 1, 1])
+    frames = ops.gather(flat, clipped + rows, axis=0)  # (B, N, W, n)
+    centre = ops.expand_dims(t, -1)  # (B, N, 1)
+    pos = ops.cast(idx, "float32")
+    if offsets is not None:
+        centre = ops.expand_dims(centre, -1) + ops.constant(offsets)  # (B, N, 1, I)
+        pos = ops.expand_dims(pos, -1)  # (B, N, W, 1)
+    norm = np.float32(1.0 / (std * math.sqrt(2.0 * math.pi)))
+    weights = ops.exp(-ops.square(centre - pos) / np.float32(2.0 * std * std)) * norm  # (B, N, W[, I])
+    if offsets is None:
+        return ops.reduce(ops.expand_dims(weights, -1) * frames, "sum", 2)
+    return ops.batch_matmul(ops.transpose(weights, (0, 1, 3, 2)), frames)  # (B, N, I, n)
+
+
+class GaussWindowAttentionLayer(AttentionBaseLayer):
+    """A Gauss window (``window_size`` frames, ``std``) over ``base`` around the location given by the source,
+    (B, 1) or (B, T, 1) float; with ``inner_size``, one window per shifted location ``t + (i - (inner_size - 1) / 2)
+    * inner_size_step``, on an extra axis before the feature."""
+
+    options = frozenset({"base", "window_size", "std", "inner_size", "inner_size_step"})
+
+    def call(self, sources: list[LayerOutput], ctx: Context) -> LayerOutput:
+        """Weighted sum of the base frames in the window."""
+        ops = ctx.ops
+        loc = self.single_source(sources)
+        base = self.base_output(ctx)
+        window = self.opts.get("window_size")
+        if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+            raise self.error(f"needs window_size, a positive int, got {window!r}")
+        std = self.float_opt("std", 1.0)
+        if std <= 0:
+            raise self.error(f"std must be positive, got {std}")
+        inner = self.opts.get("inner_size")
+        offsets = None
+        if inner is not None:
+            if isinstance(inner, bool) or not isinstance(inner, int) or inner < 1:
+                raise self.error(f"inner_size must be a positive int, got {inner!r}")
+            step = self.float_opt("inner_size_step", 0.5)
+            # RETURNN 1.0 computed the shifts as i * step - inner_size / 2, which is not centred and contradicts its
+            # own example ([t-1, t-0.5, t, t+0.5, t+1] for inner_size 5, step 0.5); this follows the example
+            offsets = ((np.arange(inner) - (inner - 1) / 2.0) * step).astype(np.float32)
+        if loc.sparse or loc.dim != 1 or loc.ndim != 2 + int(loc.has_time):
+            raise self.error("its source must be the location, (batch, 1) or (batch, time, 1) float")
+        t = loc.tensor[..., 0] if loc.has_time else loc.tensor  # (B, N) with N = Tq or 1
+        out = gauss_window(ops, ops.cast(t, "float32"), base, window, std, offsets)
+        if not loc.has_time:
+            out = ops.squeeze(out, 1)
+        return LayerOutput(out, loc.seq_lens, base.dim)
