@@ -48,8 +48,7 @@ class Dataset:
         parse_context_window(context_window)  # a bad value fails here, naming the option
         self.context_window = context_window
         self.epoch: int | None = None
-        self._order: list[int] = []
-        self._order_ready = False
+        self._order: list[int] | None = None  # corpus indices of the epoch, set by init_seq_order
 
     # -- what subclasses provide ----------------------------------------------------------------
     def data_specs(self) -> dict[str, DataSpec]:
@@ -100,7 +99,7 @@ class Dataset:
             missing = [t for t in seq_list if t not in index]
             if missing:
                 raise DatasetError(f"{self.name}: seq tag(s) not found: {', '.join(missing[:5])}")
-            self._order, self._order_ready = [index[t] for t in seq_list], True
+            self._order = [index[t] for t in seq_list]
             return
         seed = self.random_seed(epoch, every=seq_order_every(self.seq_ordering))
         order = seq_order(self.seq_ordering, total, self._seq_length, seed)
@@ -108,7 +107,7 @@ class Dataset:
             part = ((epoch or 1) - 1) % self.partition_epoch
             start = sum(self.partition_sizes(len(order))[:part])
             order = order[start : start + self.partition_sizes(len(order))[part]]
-        self._order, self._order_ready = order, True
+        self._order = order
 
     def partition_sizes(self, num_seqs: int) -> list[int]:
         """Seqs per sub-epoch: RETURNN gives the first ``num_seqs % partition_epoch`` parts one seq more."""
@@ -118,7 +117,7 @@ class Dataset:
     @property
     def num_seqs(self) -> int:
         """Seqs in the current (sub-)epoch; before :meth:`init_seq_order`, those of the first sub-epoch."""
-        if not self._order_ready:
+        if self._order is None:
             try:
                 return self.partition_sizes(self._num_total_seqs())[0]
             except NotImplementedError:
@@ -141,14 +140,21 @@ class Dataset:
 
     def corpus_index(self, seq_idx: int) -> int:
         """Corpus index of the ``seq_idx``-th seq of the current epoch."""
-        return self._order[seq_idx]
+        return self.epoch_order()[seq_idx]
+
+    def epoch_order(self) -> list[int]:
+        """Corpus indices of the current epoch's seqs."""
+        if self._order is None:
+            raise DatasetError(f"{self.name}: call init_seq_order(epoch) before reading seqs")
+        return self._order
 
     # -- access ---------------------------------------------------------------------------------
     def get_seq(self, seq_idx: int) -> DatasetSeq:
         """The ``seq_idx``-th seq of the current epoch, windowed."""
-        if not 0 <= seq_idx < len(self._order):
-            raise DatasetError(f"{self.name}: seq index {seq_idx} out of range (epoch has {len(self._order)})")
-        corpus_idx = self._order[seq_idx]
+        order = self.epoch_order()
+        if not 0 <= seq_idx < len(order):
+            raise DatasetError(f"{self.name}: seq index {seq_idx} out of range (epoch has {len(order)})")
+        corpus_idx = order[seq_idx]
         features = self._load_seq(corpus_idx)
         return DatasetSeq(seq_idx, self._seq_tag(corpus_idx), self._apply_window(features))
 
@@ -163,7 +169,7 @@ class Dataset:
 
     def get_tag(self, seq_idx: int) -> str:
         """Tag of one seq of the current epoch."""
-        return self._seq_tag(self._order[seq_idx])
+        return self._seq_tag(self.epoch_order()[seq_idx])
 
     def get_seq_length(self, seq_idx: int) -> dict[str, int]:
         """Frames per key of one seq of the current epoch."""

@@ -97,3 +97,5 @@ def test_hdf_dataset_pickles_and_reopens_lazily(tmp_path, clone) -> None:
     assert twin.get_tag(0) == "p0" and ds.files[0].h5 is not twin.files[0].h5
     ds.close()
     np.testing.assert_array_equal(twin.get_seq(0).features["classes"], seqs[0][2])
+    twin.init_seq_order(epoch=2, seq_list=["p1"])
+    assert twin.num_seqs == 1 and twin.get_tag(0) == "p1"

@@ -132,7 +132,6 @@ class GeneratingDataset(Dataset):
                 "seq_list, seq_ordering and partition_epoch need a finite num_seqs"
             )
         self.epoch = epoch
-        self._order_ready = True
         self._prepare_epoch(epoch or 1)
 
     @property

@@ -310,7 +310,7 @@ class HDFDataset(Dataset):
         """The ``seq_idx``-th seq of the epoch (its position steers the read-ahead)."""
         self._cursor = seq_idx
         seq = super().get_seq(seq_idx)
-        self._forget_delivered(self._order[seq_idx])
+        self._forget_delivered(self.epoch_order()[seq_idx])
         return seq
 
     def _forget_delivered(self, corpus_idx: int) -> None:
@@ -350,7 +350,7 @@ class HDFDataset(Dataset):
     def _read_ahead_end(self, f: HDFFile, local: int) -> int:
         """End of the run of seqs that the epoch order visits next, consecutively in this file."""
         budget = min(self.cache_size // 2, MAX_BLOCK_BYTES)
-        order, pos = self._order, self._cursor
+        order, pos = self.epoch_order(), self._cursor
         if not (0 <= pos < len(order)) or order[pos] != self._file_start[self.files.index(f)] + local:
             return local + 1
         total, end = f.seq_bytes(local), local + 1
