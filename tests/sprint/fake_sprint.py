@@ -21,7 +21,8 @@ Failure injection: ``--*.fake.die-after=N`` (exit status 3), ``--*.fake.hang-aft
 ``--*.fake.garbage-after=N`` (garbage on the c2p pipe), counted in segments; for the loss callback
 ``--*.fake.die-on-segment=NAME``, ``--*.fake.hang-on-segment=NAME`` and ``--*.fake.die-once-on-segments=A,B``
 (each only for the first child that meets it, remembered in files next to the corpus). A hanging stand-in writes
-its pid to ``--*.fake.hang-marker=PATH`` if given.
+its pid to ``--*.fake.hang-marker=PATH`` if given. ``--*.fake.faults-in-epoch=N``: the faults counted in segments
+happen only in (sub-)epoch N of an ExternSprintDataset.
 """
 
 from __future__ import annotations
@@ -80,9 +81,14 @@ class Faults:
     def __init__(self, opts: dict[str, str]) -> None:
         self.opts = opts
         self.count = 0
+        only = opts.get("fake.faults-in-epoch")
+        order_cfg = opts.get("python-segment-order-config", "").split(",")
+        self.active = only is None or f"epoch:{only}" in order_cfg
 
     def segment_done(self) -> None:
         self.count += 1
+        if not self.active:
+            return
         if self.count == int(self.opts.get("fake.die-after", -1)):
             print(f"fake sprint: simulated crash after {self.count} segments", flush=True)
             os._exit(3)
