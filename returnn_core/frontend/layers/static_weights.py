@@ -31,7 +31,7 @@ def fixed_sizes(layer: Layer, src: LayerOutput, axes: list[int]) -> list[int]:
     """The static sizes of ``axes``; an error naming the axis if one is dynamic (e.g. time)."""
     dims = static_dims(src)
     for a in axes:
-        if dims[a] is None:
+        if dims[a] is None or (src.has_time and a == 1):
             raise layer.error(f"axis {a} has no fixed size (all its axes must be of fixed dimension)")
     return [int(dims[a]) for a in axes]
 
