@@ -17,6 +17,7 @@ Modes (``--*.action``):
       ``SprintNnPythonLayer.forward``/``backpropagate`` and ``notify_segment_loss`` per segment.
   feature-scorer: PythonFeatureScorer (``init``, ``get_feature_buffer_size``, ``add_feature``, ``compute``,
       ``get_scores``, ``reset``); writes the best class per frame to ``--*.fake.output`` (npz).
+``--*.fake.orthography=true``: the trainer also hands over an orthography per segment (``feedInputAndTarget``).
 Failure injection: ``--*.fake.die-after=N`` (exit status 3), ``--*.fake.hang-after=N``,
 ``--*.fake.garbage-after=N`` (garbage on the c2p pipe), counted in segments; for the loss callback
 ``--*.fake.die-on-segment=NAME``, ``--*.fake.hang-on-segment=NAME`` and ``--*.fake.die-once-on-segments=A,B``
@@ -68,6 +69,10 @@ class Corpus:
         self.alignments = {n: data[f"align_{i}"] for i, n in enumerate(self.names) if f"align_{i}" in data}
         self.num_classes = int(data["num_classes"]) if "num_classes" in data else 0
         self.dim = int(next(iter(self.features.values())).shape[1])
+
+    def orthography(self, name: str) -> str:
+        """A made-up transcription with a non-ASCII letter (the corpus has none)."""
+        return f"grüße {name.rsplit('/', 1)[-1]}"
 
     def partition(self, n: int, select: int) -> list[str]:
         """Contiguous part ``select`` of ``n``."""
@@ -148,6 +153,9 @@ def run_trainer(opts: dict[str, str], corpus: Corpus, names: list[str], faults: 
             log_post = np.log(np.maximum(posteriors.T, 1e-30))
             loss, error = cross_entropy(log_post, corpus.alignments[name])
             mod.finishError(error=loss, errorSignal=error.T, naturalPairingType="softmax")
+        elif target_mode == "target-alignment" and opts.get("fake.orthography") == "true":
+            mod.feedInputAndTarget(features=features, segmentName=name, orthography=corpus.orthography(name),
+                                   alignment=corpus.alignments[name].astype(np.int32))
         elif target_mode == "target-alignment":
             mod.feedInputAndTargetAlignment(features=features, targetAlignment=corpus.alignments[name].astype(np.int32), segmentName=name)
         else:

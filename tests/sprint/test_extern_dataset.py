@@ -167,3 +167,22 @@ def test_executable_that_cannot_start(tmp_path, corpus):
     with pytest.raises(DatasetError, match=r"cannot start Sprint .*sprint.txt.*Permission denied"):
         ds.init_seq_order(1)
     assert ds.child is None
+
+
+def test_orthography_arrives_as_bytes(sprint_exec, corpus):
+    ref = np.load(corpus)
+    ds = _dataset(sprint_exec, corpus, "--*.fake.orthography=true", str_add_final_zero=True)
+    specs = ds.data_specs()
+    assert specs["orth"].dtype == "uint8" and specs["orth"].sparse and specs["orth"].dim == 256
+    assert specs["orth"].labels[ord("g")] == "g" and "orth0" in specs
+    seqs = _epoch(ds, 1)
+    name = str(ref["names"][3])
+    orth = seqs[3].features["orth"]
+    assert orth.dtype == np.uint8 and bytes(orth).decode("utf8") == f"grüße {name.rsplit('/', 1)[-1]}"
+    assert bytes(seqs[3].features["orth0"]) == bytes(orth) + b"\0"
+    ds.init_seq_order(2)
+    batch = next(iter(ds.generate_batches(batch_size=1000, max_seqs=4)))
+    data = batch.to_data(specs)  # padded with zero bytes like any sparse key
+    row = data.data["orth"][3][: data.seq_lens["orth"][3]]
+    assert data.data["orth"].dtype == np.uint8 and bytes(row) == bytes(orth)
+    ds.close()

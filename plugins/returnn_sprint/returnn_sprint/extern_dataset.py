@@ -19,6 +19,8 @@ from returnn_sprint.child import SprintChild, SprintChildError, describe_status,
 from returnn_sprint.pipe_protocol import format_config_str
 
 _END = object()
+#: a string target as RETURNN delivers it: its UTF-8 bytes, sparse over 256 labels
+STRING_SPEC = DataSpec(256, sparse=True, dtype="uint8", labels=tuple(chr(i) for i in range(256)))
 EXTERN_INTERFACE_MODULE = "returnn_sprint.extern_interface"
 
 
@@ -35,7 +37,8 @@ class SprintDatasetBase(Dataset):
     """A streaming dataset whose seqs Sprint pushes in (:meth:`add_new_data`), buffered up to ``buffer_size``.
 
     Features arrive as (dim, time) like Sprint hands them over; seqs are delivered time-major as ``data``, the
-    alignment as ``classes``. Other targets Sprint sends (e.g. the orthography) are not delivered.
+    alignment as ``classes``. String targets (the orthography ``orth``) become RETURNN's byte sequences: uint8,
+    sparse with 256 labels; ``str_add_final_zero`` also delivers ``orth0``, the same bytes ending with a 0.
     """
 
     def __init__(
@@ -45,9 +48,11 @@ class SprintDatasetBase(Dataset):
         output_dim: int | None = None,
         buffer_size: int = 40,
         reading_timeout: float = 300.0,
+        str_add_final_zero: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.str_add_final_zero = bool(str_add_final_zero)
         self.input_dim = input_dim
         self.output_dim = output_dim
         self.buffer_size = int(buffer_size)
@@ -70,12 +75,15 @@ class SprintDatasetBase(Dataset):
             self.output_dim = output_dim
 
     def data_specs(self) -> dict[str, DataSpec]:
-        """``data`` (dense, Sprint's input dim) and ``classes`` (sparse, Sprint's output dim) if known."""
+        """``data`` (dense, Sprint's input dim), ``classes`` (sparse, Sprint's output dim) if known, ``orth`` bytes."""
         if self.input_dim is None:
             raise DatasetError(f"{self.name}: input dim unknown (Sprint has not initialised yet); set input_dim")
         specs = {"data": DataSpec(int(self.input_dim))}
         if self.output_dim:
             specs["classes"] = DataSpec(int(self.output_dim), sparse=True)
+        specs["orth"] = STRING_SPEC
+        if self.str_add_final_zero:
+            specs["orth0"] = STRING_SPEC
         return specs
 
     # -- the Sprint side --------------------------------------------------------------------------
@@ -104,7 +112,12 @@ class SprintDatasetBase(Dataset):
             targets = {"classes": targets}
         for key, value in (targets or {}).items():
             key = _to_str(key)
-            if key == "classes" and value is not None:
+            if isinstance(value, (str, bytes)):
+                raw = np.frombuffer(value.encode("utf8") if isinstance(value, str) else value, dtype=np.uint8)
+                out[key] = raw.copy()
+                if self.str_add_final_zero:
+                    out[key + "0"] = np.append(raw, np.uint8(0))
+            elif key == "classes" and value is not None:
                 cls = np.asarray(value).astype(np.int32).reshape(-1)
                 if cls.shape[0] != feats.shape[1]:
                     raise DatasetError(
