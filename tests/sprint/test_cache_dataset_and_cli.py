@@ -124,3 +124,22 @@ def test_returnn_cli_subcommand_and_plugin_listing(caches):
     assert sprint["status"] == "loaded"
     assert sprint["provides"]["datasets"] == ["ExternSprintDataset", "SprintCacheDataset"]
     assert sprint["provides"]["losses"] == ["fast_bw@tf", "sprint@tf"] and sprint["provides"]["cli_tools"] == ["sprint-cache"]
+
+
+def test_unfinished_archive_needs_recover(tmp_path, capsys):
+    """A writer that died mid-entry leaves no table and a torn tail: named with its offset, or skipped on request."""
+    path = tmp_path / "torn.cache"
+    with FileArchive(str(path), "w", with_table=False) as a:
+        for i in range(3):
+            a.add_features(f"c/r/{i}", np.full((4 + i, 2), i, dtype=np.float32), attribs=False)
+    torn = path.read_bytes()[:-7]
+    path.write_bytes(torn)
+    spec = {"class": "SprintCacheDataset", "data": {"data": {"filename": str(path)}}}
+    with pytest.raises(SprintCacheError, match=r"torn\.cache: truncated file: .* at offset \d+; .*recover"):
+        init_dataset(spec)
+    spec["data"]["data"]["recover"] = True
+    ds = init_dataset(spec)
+    ds.init_seq_order(1)
+    assert [s.tag for s in ds.iter_seqs()] == ["c/r/0", "c/r/1"]
+    assert "SprintCacheDataset data 'data': skipped a broken entry: Sprint cache" in capsys.readouterr().err
+    ds.close()

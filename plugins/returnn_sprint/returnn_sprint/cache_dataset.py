@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -22,10 +23,14 @@ class _CacheStream:
         filename: str,
         data_type: str | None = None,
         allophone_labeling: Mapping[str, Any] | None = None,
+        recover: bool = False,
     ) -> None:
         self.key = key
         self.filename = filename
-        self.cache: FileArchive | FileArchiveBundle = open_file_archive(filename)
+        self.cache: FileArchive | FileArchiveBundle = open_file_archive(filename, recover=recover)
+        archives = self.cache.archives if isinstance(self.cache, FileArchiveBundle) else [self.cache]
+        for problem in (p for a in archives for p in a.problems):
+            print(f"SprintCacheDataset data {key!r}: skipped a broken entry: {problem}", file=sys.stderr, flush=True)
         if data_type is None:
             data_type = "align" if allophone_labeling or key == "classes" else "feat"
         if data_type not in ("feat", "align"):
@@ -73,7 +78,8 @@ class SprintCacheDataset(Dataset):
     """Seqs named by the entries of the ``data`` cache; every other key is looked up by the same name.
 
     ``data``: key -> ``{"filename": archive or bundle, "data_type": "feat"|"align",
-    "allophone_labeling": {"allophone_file": ..., "state_tying_file" or "phoneme_file": ...}}``.
+    "allophone_labeling": {"allophone_file": ..., "state_tying_file" or "phoneme_file": ...}, "recover": bool}``;
+    ``recover`` reads an archive without a file-info table past broken entries (each reported on stderr).
     """
 
     def __init__(self, data: Mapping[str, Mapping[str, Any]], **kwargs: Any) -> None:
