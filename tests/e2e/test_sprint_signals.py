@@ -50,7 +50,7 @@ log_verbosity = 2
     return cfg
 
 
-def _wait_for(path: pathlib.Path, procs: dict, timeout: float = 300.0) -> int:
+def _wait_for(path: pathlib.Path, procs: dict, timeout: float = 900.0) -> int:
     deadline = time.monotonic() + timeout
     while not path.exists():
         for name, (proc, _) in procs.items():
@@ -92,7 +92,7 @@ def test_signals_and_failing_children_end_the_run_cleanly(tmp_path):
     runs = {
         "SIGTERM": {"dataset_faults": hang_in_epoch_2},
         "SIGINT": {"dataset_faults": hang_in_epoch_2},
-        "SIGKILL": {"dataset_faults": hang_in_epoch_2},
+        "SIGKILL": {"dataset_faults": "--*.fake.hang-after=3 --*.fake.hang-marker={marker}"},
         "SIGTERM-in-step": {"loss_faults": "--*.fake.hang-on-segment=corpus/rec2/2 --*.fake.hang-marker={marker}"},
         "loss-child-dies": {"loss_faults": "--*.fake.die-on-segment=corpus/rec2/2"},
     }
@@ -117,7 +117,7 @@ def test_signals_and_failing_children_end_the_run_cleanly(tmp_path):
         for name, (proc, _) in signalled.items():
             _, err = proc.communicate(timeout=60)
             results[name] = (proc.returncode, time.monotonic() - sent[name], err)
-        _, died_err = died.communicate(timeout=300)
+        _, died_err = died.communicate(timeout=900)
     finally:
         for proc, _ in procs.values():
             if proc.poll() is None:
@@ -130,7 +130,7 @@ def test_signals_and_failing_children_end_the_run_cleanly(tmp_path):
                 os.kill(pid, signal.SIGKILL)  # a failed run must not leave an hour-long sleeper behind
 
     for name, (_, elapsed, err) in results.items():
-        assert elapsed < 20, f"{name}: returnn took {elapsed:.1f} s to stop"
+        assert elapsed < 30, f"{name}: returnn took {elapsed:.1f} s to stop"
         assert "Traceback" not in err, f"{name}: {err[-3000:]}"
     expected_kept = "the newest complete checkpoint {}/model.001 is kept; run again to resume"
     for name in ("SIGTERM", "SIGINT"):
