@@ -102,6 +102,11 @@ def test_unfinished_archive_stops_with_offset_or_recovers(tmp_path):
         assert len(r.read_alignment("align/rec1/1")) == 6
         assert len(r.problems) == 2 and "truncated file" in r.problems[1]
     assert broken < end
+    bundle = tmp_path / "all.bundle"
+    bundle.write_text(f"{path.name}\n")
+    res = _cli("list", "--recover", str(bundle))
+    assert res.returncode == 0 and res.stdout.splitlines()[-1] == "# 2 entries in 1 archives"
+    assert res.stderr.count("returnn sprint-cache: skipped: Sprint cache") == 2 and f"at offset {end}" in res.stderr
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:

@@ -465,6 +465,11 @@ class FileArchiveBundle(_EntryNames):
             for name in archive.names(include_attribs=True):
                 self.entries.setdefault(name, archive)
 
+    @property
+    def problems(self) -> list[str]:
+        """Broken entries its archives skipped while scanning with ``recover``."""
+        return [problem for archive in self.archives for problem in archive.problems]
+
     def archive_of(self, name: str) -> FileArchive:
         """The archive holding ``name``."""
         return self.entries[self.resolve_name(name)]

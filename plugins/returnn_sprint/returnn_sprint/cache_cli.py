@@ -126,7 +126,7 @@ def main(argv: list[str]) -> int:
     try:
         cache = open_file_archive(args.file, recover=args.recover)
         try:
-            for problem in getattr(cache, "problems", []):
+            for problem in cache.problems:
                 print(f"returnn sprint-cache: skipped: {problem}", file=sys.stderr)
             if args.command == "list":
                 for name in cache.names(include_attribs=args.attribs):

@@ -28,8 +28,7 @@ class _CacheStream:
         self.key = key
         self.filename = filename
         self.cache: FileArchive | FileArchiveBundle = open_file_archive(filename, recover=recover)
-        archives = self.cache.archives if isinstance(self.cache, FileArchiveBundle) else [self.cache]
-        for problem in (p for a in archives for p in a.problems):
+        for problem in self.cache.problems:
             print(f"SprintCacheDataset data {key!r}: skipped a broken entry: {problem}", file=sys.stderr, flush=True)
         if data_type is None:
             data_type = "align" if allophone_labeling or key == "classes" else "feat"
