@@ -212,6 +212,9 @@ class Network:
     # -- losses ---------------------------------------------------------------------------------------------
     def _make_loss_terms(self) -> list[LossTerm]:
         terms = []
+        # reinterpret_data's register_as_extern_data: that layer's output serves as the data key (a loss target)
+        registered = {spec.opts["register_as_extern_data"]: spec.name for spec in self.description
+                      if spec.layer_class == "reinterpret_data" and spec.opts.get("register_as_extern_data")}
         for spec in self.description.loss_layers:
             raw = spec.opts.get("loss")
             opts = dict(spec.opts.get("loss_opts") or {})
@@ -221,6 +224,8 @@ class Network:
             loss = make_loss(self.manager.losses.get(name, backend=self.backend), name, opts, layer=spec.name)
             needs_target = getattr(loss, "needs_target", True)
             target = spec.opts.get("target", "classes") if needs_target else spec.opts.get("target")
+            if target in registered:
+                target = f"layer:{registered[target]}"
             if needs_target:
                 if not target:
                     raise NetworkError(f"layer {spec.name!r}: loss {name!r} needs a 'target'")

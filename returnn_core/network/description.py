@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from returnn_core.errors import NetworkError
@@ -23,6 +23,8 @@ class DataRef:
     """A source that is an extern data key (``"data"``, ``"data:classes"``)."""
 
     key: str
+    #: the axis of a ``(source, axis)`` pair in ``from`` (only ``concat`` takes them)
+    axis: str | int | None = None
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,8 @@ class LayerRef:
     """A source that is another layer."""
 
     name: str
+    #: the axis of a ``(source, axis)`` pair in ``from`` (only ``concat`` takes them)
+    axis: str | int | None = None
 
 
 Source = DataRef | LayerRef
@@ -92,6 +96,8 @@ def resolve_layer_class(manager: Any, spec: LayerSpec, backend: str) -> Any:
 
 
 def _parse_source(layer: str, src: Any, layer_names: Iterable[str], data_keys: Iterable[str], default_input: str) -> Source:
+    if isinstance(src, (tuple, list)) and len(src) == 2 and isinstance(src[0], str):
+        return replace(_parse_source(layer, src[0], layer_names, data_keys, default_input), axis=src[1])
     if not isinstance(src, str):
         raise NetworkError(f"layer {layer!r}: 'from' entries must be strings, got {src!r}")
     if src == "data":
@@ -135,6 +141,8 @@ def resolve_network(
         if isinstance(raw_from, str):
             raw_from = [raw_from]
         sources = [_parse_source(name, s, names, data_keys, default_input) for s in raw_from]
+        if layer_class != "concat" and any(s.axis is not None for s in sources):
+            raise NetworkError(f"layer {name!r}: (source, axis) pairs in 'from' are only for class 'concat'")
         opts = {k: v for k, v in layer.items() if k not in ("class", "from")}
         deps = [s.name for s in sources if isinstance(s, LayerRef)]
         for opt in LAYER_REF_OPTIONS:

@@ -78,6 +78,9 @@ NET: dict[str, Any] = {
                     "inner_size": 3, "inner_size_step": 0.5, "from": "loc"},
     "loc_t": {"class": "slice", "axis": "F", "slice_start": 0, "slice_end": 1, "from": "h"},
     "gauss_t": {"class": "gauss_window_attention", "base": "data", "window_size": 2, "from": "loc_t"},
+    "cat_f": {"class": "concat", "from": [("data", "F"), ("h", "F")]},
+    "cat_t": {"class": "concat", "from": [("data", "T"), ("h", "T")]},
+    "cat_labels": {"class": "concat", "from": [("data:classes", "T"), ("pre_labels", "T")]},
     "output": {"class": "copy", "from": "gate"},
 }
 
@@ -169,6 +172,29 @@ def test_prefix_postfix_in_time(backends) -> None:
             want[b, :n] = X[b, :n]
             want[b, n : n + repeat] = frame
         np.testing.assert_array_equal(got, want, err_msg=name)
+
+
+def test_concat_on_named_axes(backends) -> None:
+    _, params, outs = backends
+    h = X @ params["h/W"] + params["h/b"]
+    np.testing.assert_allclose(outs["cat_f"][0], np.concatenate([X, h], -1), rtol=1e-6)
+    labels = np.concatenate([np.full((3, 1), 3), CLS], 1)
+    for name, a, b, b_lens in (("cat_t", X, h, LENS), ("cat_labels", CLS, labels, [n + 1 for n in LENS])):
+        got, lens = outs[name]
+        assert list(lens) == [n + m for n, m in zip(LENS, b_lens)], name
+        for i, (n, m) in enumerate(zip(LENS, b_lens)):
+            np.testing.assert_allclose(got[i, : n + m], np.concatenate([a[i, :n], b[i, :m]]), rtol=1e-6, err_msg=name)
+
+
+def test_register_as_extern_data_serves_as_loss_target() -> None:
+    plain = _backend("tf", {"output": {"class": "softmax", "loss": "ce", "n_out": 3}})
+    registered = _backend("tf", {
+        "aligned": {"class": "reinterpret_data", "from": "data:classes", "register_as_extern_data": "alignment"},
+        "output": {"class": "softmax", "loss": "ce", "target": "alignment", "n_out": 3}})
+    registered.set_param_values(plain.get_param_values())
+    want, got = plain.eval_step(BATCH), registered.eval_step(BATCH)
+    assert got.frames == want.frames
+    np.testing.assert_allclose(got.losses["output"], want.losses["output"], rtol=1e-6)
 
 
 def _cubic(d: float) -> float:
@@ -350,6 +376,12 @@ def test_native_lstm_variants_compute_nativelstm(unit: str) -> None:
      "layer 'output' (class 'accumulate_mean'): axes must contain the batch and the time axis"),
     ({"output": {"class": "rec", "unit": "nativelstm2", "n_out": 2, "unit_opts": {"rec_weight_dropout": 0.1}}},
      "rec_weight_dropout=0.1 is not supported"),
+    ({"output": {"class": "copy", "from": [("data", "F")]}},
+     "layer 'output': (source, axis) pairs in 'from' are only for class 'concat'"),
+    ({"output": {"class": "concat", "from": [("data", "F"), ("data", "T")]}},
+     "layer 'output' (class 'concat'): (source, axis) pairs must name the same axis for every source"),
+    ({"output": {"class": "reinterpret_data", "register_as_extern_data": "classes"}},
+     "layer 'output' (class 'reinterpret_data'): register_as_extern_data must be a new data key, got 'classes'"),
 ])
 def test_errors_name_the_layer(net: dict[str, Any], message: str) -> None:
     with pytest.raises(NetworkError) as info:

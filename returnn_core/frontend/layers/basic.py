@@ -128,12 +128,17 @@ def broadcast_sources(sources: list[LayerOutput]) -> list:
 
 
 class ConcatLayer(Layer):
-    """Sources concatenated on the feature axis."""
+    """Sources concatenated on the feature axis, or, given as ``(layer, axis)`` pairs in ``from``, on that axis."""
 
     def call(self, sources: list[LayerOutput], ctx: Context) -> LayerOutput:
         """Concatenate."""
         if not sources:
             raise self.error("needs at least one source")
+        axes = [src.axis for src in self.net.description[self.name[len(self.net.prefix):]].sources]
+        if any(axis is not None for axis in axes):
+            from returnn_core.frontend.layers.time_axis import concat_on_axis
+
+            return concat_on_axis(self, sources, axes, ctx)
         return concat_features(sources, layer=self.name)
 
 
@@ -155,15 +160,20 @@ class ConstantLayer(Layer):
 
 
 class ReinterpretDataLayer(Layer):
-    """The source with changed metadata: ``set_sparse``, ``set_sparse_dim``, ``increase_sparse_dim``, ``size_base``."""
+    """The source with changed metadata: ``set_sparse``, ``set_sparse_dim``, ``increase_sparse_dim``, ``size_base``;
+    ``register_as_extern_data`` makes it usable as the data key of that name for loss targets."""
 
     options = frozenset({"set_sparse", "set_sparse_dim", "increase_sparse_dim", "enforce_batch_major",
-                         "enforce_time_major", "size_base", "set_axes"})
+                         "enforce_time_major", "size_base", "set_axes", "register_as_extern_data"})
 
     def call(self, sources: list[LayerOutput], ctx: Context) -> LayerOutput:
         """Change how the data is interpreted."""
         ops = ctx.ops
         src = self.single_source(sources)
+        key = self.opts.get("register_as_extern_data")
+        if key is not None and (not isinstance(key, str) or key in ctx.net.extern_data):
+            raise self.error(f"register_as_extern_data must be a new data key, got {key!r} "
+                             f"(the data has {', '.join(sorted(ctx.net.extern_data))})")
         out = LayerOutput(src.tensor, src.seq_lens, src.dim, src.sparse)
         if "size_base" in self.opts:
             out.seq_lens = ctx.get(self.opts["size_base"], layer=self.name).seq_lens

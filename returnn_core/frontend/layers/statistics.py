@@ -148,8 +148,11 @@ class FramewiseStatisticsLayer(Layer):
         first = spec.sources[0]
         if not isinstance(first, LayerRef):
             raise self.error("its source must be a layer (with a target), or give the target as second source")
-        key = ctx.net.description[first.name].opts.get("target", "classes")
-        return ctx.get(key if key.startswith("data") else f"data:{key}", layer=self.name)
+        term = next((t for t in ctx.net.root.loss_terms if t.layer == first.name), None)
+        key = term.target if term is not None else ctx.net.description[first.name].opts.get("target", "classes")
+        if key and key.startswith("layer:"):
+            return ctx.get(key[len("layer:"):], layer=self.name)
+        return ctx.get(f"data:{key}", layer=self.name)
 
     def _accumulate(self, ctx: Context, name: str, value: Any, shape: tuple[int, ...]) -> Any:
         """The accumulator ``accumulated_<name>`` after adding ``value`` (only training steps add)."""

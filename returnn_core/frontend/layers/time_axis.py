@@ -1,5 +1,5 @@
 """Layers that change the time (or another) axis: ``prefix_in_time``, ``postfix_in_time``, ``resize``,
-``split_batch_time`` and ``combine_dims``."""
+``split_batch_time`` and ``combine_dims``; ``concat`` of ``(layer, axis)`` sources along one axis."""
 
 from __future__ import annotations
 
@@ -74,13 +74,13 @@ class PostfixInTimeLayer(Layer):
         offset = pos - lens  # (B, T + repeat): index into the postfix frames where 0 <= offset < repeat
         inside = ops.greater(ops.cast(ops.greater(offset, -1), "int32") + ops.cast(ops.less(offset, repeat), "int32"), 1)
         idx = ops.minimum(ops.maximum(offset, 0), max(repeat - 1, 0))
-        post = _gather_frames(ops, frames, idx)
+        post = gather_frames(ops, frames, idx)
         for _ in range(src.ndim - 2):
             inside = ops.expand_dims(inside, -1)
         return LayerOutput(ops.where(inside, post, padded), src.seq_lens + repeat, src.dim, src.sparse)
 
 
-def _gather_frames(ops: Ops, x: Any, idx: Any) -> Any:
+def gather_frames(ops: Ops, x: Any, idx: Any) -> Any:
     """``x[b, idx[b, i]]`` for batch-major ``x`` (B, T, ...) and int ``idx`` (B, N): (B, N, ...)."""
     shape = ops.shape(x)
     flat = ops.reshape(x, [-1, *shape[2:]])
@@ -151,7 +151,7 @@ class ResizeLayer(Layer):
         out = None
         for j, off in enumerate(offsets):
             idx = ops.minimum(ops.maximum(ops.expand_dims(k + off, 0), 0), last) + per_batch
-            frames = _gather_frames(ops, x, idx)
+            frames = gather_frames(ops, x, idx)
             if kind == "nn":
                 out = frames
                 break
@@ -209,3 +209,49 @@ class CombineDimsLayer(MergeDimsLayer):
             raise self.error("all axes which are combined must have a fixed size")
         self.opts = {**self.opts, "keep_order": True}
         return super().call(sources, ctx)
+
+
+def concat_on_axis(layer: Layer, sources: list[LayerOutput], axes: list[Any], ctx: Context) -> LayerOutput:
+    """``concat`` of ``(layer, axis)`` sources: all along the same axis; on time each seq's frames follow the
+    previous source's (the seq lengths add up), on another axis the tensors are joined as they are."""
+    ops = ctx.ops
+    idx = {axis_index(s, a, layer=layer.name) for s, a in zip(sources, axes)}
+    if len(idx) != 1 or None in axes:
+        raise layer.error(f"(source, axis) pairs must name the same axis for every source, got {axes}")
+    ax = idx.pop()
+    if ax == 0:
+        raise layer.error("cannot concatenate along the batch axis")
+    if len({s.has_time for s in sources}) != 1 or len({s.ndim for s in sources}) != 1:
+        raise layer.error("its sources must all have the same rank, all with or all without time")
+    first = sources[0]
+    if first.has_time and ax == 1:
+        if len({s.sparse for s in sources}) != 1 or len({s.dim for s in sources}) != 1:
+            raise layer.error("sources concatenated in time need the same feature dim and sparsity")
+        lens = [ops.cast(s.seq_lens, "int32") for s in sources]
+        total = lens[0]
+        for n in lens[1:]:
+            total = total + n
+        padded = ops.concat([s.tensor for s in sources], axis=1)  # only for its (sufficient) length
+        pos = ops.expand_dims(ops.arange(ops.dynamic_dim(padded, 1)), 0)
+        out = ops.zeros_like(padded) if not first.sparse else padded * 0
+        offset = ops.zeros([ops.dynamic_dim(padded, 0), 1], "int32")
+        for s, n in zip(sources, lens):
+            rel = pos - offset
+            inside = ops.greater(ops.cast(ops.greater(rel, -1), "int32") + ops.cast(ops.less(rel, ops.expand_dims(n, 1)),
+                                                                                  "int32"), 1)
+            frames = gather_frames(ops, s.tensor, ops.minimum(ops.maximum(rel, 0), ops.dynamic_dim(s.tensor, 1) - 1))
+            for _ in range(s.ndim - 2):
+                inside = ops.expand_dims(inside, -1)
+            out = ops.where(inside, frames, out)
+            offset = offset + ops.expand_dims(n, 1)
+        return LayerOutput(out, total, first.dim, first.sparse)
+    if any(s.sparse for s in sources):
+        raise layer.error("sparse sources can only be concatenated in time")
+    dims = [static_dims(s) for s in sources]
+    fixed = [i for i in range(1 + int(first.has_time), first.ndim) if i != ax]
+    if any([d[i] for i in fixed] != [dims[0][i] for i in fixed] for d in dims[1:]):
+        raise layer.error(f"its sources differ outside the concatenated axis {ax}: {dims}")
+    out = ops.concat([s.tensor for s in sources], axis=ax)
+    out_dims = list(dims[0])
+    out_dims[ax] = None if any(d[ax] is None for d in dims) else sum(int(d[ax]) for d in dims)
+    return LayerOutput(out, first.seq_lens, out_dims[-1] if ax == len(out_dims) - 1 else first.dim)
