@@ -24,7 +24,8 @@ ENV = {"RETURNN_CACHE_DIR": os.path.join(os.path.dirname(os.path.abspath(__file_
 
 
 def _install(session: nox.Session, *plugins: str) -> None:
-    session.install(".", *(f"./plugins/returnn_{p}{EXTRAS.get(p, '')}" for p in plugins), "pytest>=7", "pytest-xdist>=3")
+    session.install(".", *(f"./plugins/returnn_{p}{EXTRAS.get(p, '')}" for p in plugins), "pytest>=7", "pytest-xdist>=3",
+                    "hypothesis>=6")
 
 
 def _uninstall(session: nox.Session, *dists: str) -> None:

@@ -24,18 +24,23 @@ def _stopped_message(engine: Any, signum: int) -> str:
 
 def run_config(args: Sequence[str]) -> int:
     """Run the task of the config given on the command line; exit status 0 on success."""
+    from returnn_core.config.schema import validate_config
     from returnn_core.engine import Engine, relayed_errors
+    from returnn_core.engine.run_lock import training_guard
     from returnn_core.engine.signals import RunStopped, stop_on_signals, stop_signal
     from returnn_core.log import Log
+    from returnn_core.plugin import get_plugin_manager
 
     config = Config.from_args(args)
+    validate_config(config, get_plugin_manager())  # every mistake found now, before a backend is imported
     log = Log.from_config(config)
     engine = None
     try:
         with stop_on_signals():
             try:
-                engine = Engine(config, log=log)
-                engine.run()
+                with training_guard(config, log):
+                    engine = Engine(config, log=log)
+                    engine.run()
             except BaseException as exc:
                 signum = stop_signal()
                 if signum is not None:  # whatever the stop broke on its way out, the stop is the cause

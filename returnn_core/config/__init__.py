@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+import types
 from collections.abc import Iterable, Iterator
 from typing import Any
 
 from returnn_core.config._literal import parse_literal
-from returnn_core.config._parse import detect_format, exec_python, parse_json, parse_lines
+from returnn_core.config._parse import detect_format, exec_python, loaded_names, parse_json, parse_lines
 from returnn_core.errors import ConfigError
 
 __all__ = ["Config", "ConfigError", "parse_literal"]
@@ -25,6 +26,27 @@ def _literal_or_text(text: str) -> Any:
         return text
 
 
+class _ReadValues(dict):
+    """The config's values, remembering which keys were looked up (for the unread-key warnings)."""
+
+    def __init__(self, values: dict[str, Any] | None = None) -> None:
+        super().__init__(values or {})
+        self.read: set[str] = set()
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self.read.add(key)
+        return super().get(key, default)
+
+    def __getitem__(self, key: str) -> Any:
+        self.read.add(key)
+        return super().__getitem__(key)
+
+    def __contains__(self, key: object) -> bool:
+        if isinstance(key, str):
+            self.read.add(key)
+        return super().__contains__(key)
+
+
 class Config:
     """Key/value settings of one run, with RETURNN's typed getters.
 
@@ -33,8 +55,10 @@ class Config:
     """
 
     def __init__(self, values: dict[str, Any] | None = None) -> None:
-        self._values: dict[str, Any] = dict(values or {})
+        self._values = _ReadValues(dict(values or {}))
         self._untyped: set[str] = set()
+        #: names the Python configs' own code reads: helper variables, never reported as unread keys
+        self._helpers: set[str] = set()
         #: globals of the Python configs (one namespace for all, as RETURNN): later changes are seen by their functions
         self._namespace: dict[str, Any] | None = None
         self.files: list[str] = []
@@ -86,6 +110,7 @@ class Config:
             if self._namespace is None:
                 self._namespace = dict(self._values)
             self._namespace["config"] = self
+            self._helpers |= loaded_names(text)
             self._update(exec_python(text, path, self._namespace), typed=True)
         elif fmt == "json":
             self._update(parse_json(text, path), typed=True)
@@ -104,7 +129,7 @@ class Config:
 
     def override(self, key: str, text: str) -> None:
         """Apply ``++key text``, converting ``text`` to the type of the existing value (RETURNN's ``add_line``)."""
-        old = self._values.get(key, _MISSING)
+        old = dict.get(self._values, key, _MISSING)  # not a read: the key is only being set
         try:
             if old is _MISSING or old is None:
                 value = _literal_or_text(text)
@@ -262,6 +287,15 @@ class Config:
     def keys(self) -> Iterator[str]:
         """All set keys."""
         return iter(list(self._values))
+
+    def read_keys(self) -> set[str]:
+        """Keys some code looked up so far (set or not)."""
+        return set(self._values.read)
+
+    def helper_names(self) -> set[str]:
+        """Names that are the Python configs' own helpers: read by their code, or functions, classes, modules."""
+        kinds = (types.FunctionType, types.ModuleType, type, types.BuiltinFunctionType)
+        return self._helpers | {k for k, v in dict.items(self._values) if isinstance(v, kinds)}
 
     # -- helpers ------------------------------------------------------------------------------
     def _items(self, key: str, v: Any) -> list[Any]:

@@ -43,6 +43,15 @@ def _bound_names(tree: ast.Module) -> set[str]:
     return names
 
 
+def loaded_names(text: str) -> set[str]:
+    """Names a Python config's code reads anywhere (its helper variables), for the unread-key warnings."""
+    try:
+        tree = ast.parse(text)
+    except SyntaxError:
+        return set()
+    return {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+
+
 def exec_python(text: str, path: str, namespace: dict[str, Any]) -> dict[str, Any]:
     """Execute a Python config in ``namespace`` (its globals); return the public names it set."""
     try:

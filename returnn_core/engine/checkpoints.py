@@ -5,7 +5,9 @@ from __future__ import annotations
 import glob
 import os
 import re
+import shutil
 
+from returnn_core.atomic_write import disk_full, is_disk_full
 from returnn_core.engine.backend import Backend
 from returnn_core.errors import TrainingError
 
@@ -40,7 +42,17 @@ def save_checkpoint(backend: Backend, prefix: str) -> None:
     if os.path.exists(prefix + marker):
         os.unlink(prefix + marker)
     tmp = f"{prefix}.tmp-{os.getpid()}"
-    files = backend.save(tmp)
+    try:
+        files = backend.save(tmp)
+    except BaseException as exc:
+        for leftover in glob.glob(glob.escape(tmp) + "*"):
+            _remove(leftover)
+        if is_disk_full(exc):
+            model = prefix.rsplit(".", 1)[0]
+            kept = [e for e in completed_epochs(model, marker) if checkpoint_prefix(model, e) != prefix]
+            what = f"the previous checkpoint {checkpoint_prefix(model, kept[-1])} is kept" if kept else "no checkpoint was complete yet"
+            raise disk_full(tmp, what) from None
+        raise
     bad = [f for f in files if not f.startswith(tmp)]
     if bad or not any(f == tmp + marker for f in files):
         raise TrainingError(
@@ -50,3 +62,25 @@ def save_checkpoint(backend: Backend, prefix: str) -> None:
     for f in sorted(files, key=lambda f: f == tmp + marker):
         os.replace(f, prefix + f[len(tmp) :])
 
+
+
+def _remove(path: str) -> None:
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+
+
+def checkpoint_leftovers(model: str) -> list[str]:
+    """Temp files of checkpoints (``<model>.NNN.tmp-PID*``, the backend's own temp files included) a killed run left."""
+    pattern = re.compile(re.escape(os.path.basename(model)) + r"\.\d{3,}\.tmp-\d+")
+    return [p for p in glob.glob(glob.escape(model) + ".*.tmp-*") if pattern.match(os.path.basename(p))]
+
+
+def remove_leftovers(paths: list[str]) -> None:
+    """Delete leftover temp files and folders (only while holding the model's run lock: no live run owns them)."""
+    for path in paths:
+        _remove(path)

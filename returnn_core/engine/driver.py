@@ -11,11 +11,13 @@ import numpy as np
 
 from returnn_core.atomic_write import atomic_write_text
 from returnn_core.config import Config
+from returnn_core.config.schema import warn_unread_keys
 from returnn_core.datasets import Dataset, ExternData, init_dataset
 from returnn_core.engine import signals
 from returnn_core.engine.backend import Backend, StepResult
 from returnn_core.engine.backend_choice import select_backend
 from returnn_core.engine.checkpoints import checkpoint_prefix, completed_epochs, is_complete, save_checkpoint
+from returnn_core.engine.data_check import check_batch
 from returnn_core.errors import ConfigError, TrainingError
 from returnn_core.learning_rate import LearningRateControl, learning_rate_control_from_config
 from returnn_core.log import Log, Progress, epoch_line
@@ -93,6 +95,7 @@ class Engine:
         backend.build(self.network, self.extern_data, train=train)
         self.backend = backend
         self.log.v4(f"backend {self.backend_name}: network with layers {', '.join(self.network.layers)}")
+        warn_unread_keys(self.config, self.log)
         return backend
 
     def _require_model(self) -> str:
@@ -148,6 +151,8 @@ class Engine:
         for step, batch in enumerate(dataset.generate_batches(chunking=chunking, **self.batch_opts), 1):
             signals.check()  # SIGINT/SIGTERM: stop between steps, never inside one
             data = batch.to_data(self.extern_data)
+            if step == 1:
+                check_batch(dataset, data, self.extern_data)
             if train:
                 result = self.backend.train_step(data, learning_rate)  # type: ignore[arg-type]
                 if not result.is_finite() and self.config.bool("stop_on_nonfinite_train_score", True):
@@ -271,6 +276,7 @@ class Engine:
         dataset.init_seq_order(1)
         for batch in dataset.generate_batches(chunking=None, **self.batch_opts):
             data = batch.to_data(self.extern_data)
+            check_batch(dataset, data, self.extern_data)
             out, lens = self.backend.forward_step(data, layer)
             yield out, lens, data.tags
         dataset.finish_epoch()

@@ -1,0 +1,59 @@
+"""The first batch of each dataset against the network's data description: dims and sparse class ranges.
+
+Checked once per epoch and dataset, on the padded arrays already built, so a mismatch stops with one line naming the
+dataset (and its files) and the seq instead of a backend's shape or gather error deep inside a step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from returnn_core.errors import DatasetError
+
+
+def _where(dataset: Any) -> str:
+    files = getattr(dataset, "files", None)
+    if isinstance(files, (list, tuple)) and files:
+        return f"dataset {dataset.name} ({', '.join(map(str, files[:3]))}{', ...' if len(files) > 3 else ''})"
+    return f"dataset {dataset.name}"
+
+
+def check_batch(dataset: Any, data: Any, specs: Mapping[str, Any]) -> None:
+    """Raise :class:`DatasetError` if the dataset's dims or the batch's values do not fit ``specs``."""
+    try:
+        declared = dataset.data_specs()
+    except Exception:  # noqa: BLE001 - a dataset that cannot say its specs is checked by its values only
+        declared = {}
+    for key, spec in specs.items():
+        own = declared.get(key)
+        if own is not None and own.dim and spec.dim and (own.dim != spec.dim or own.sparse != spec.sparse):
+            raise DatasetError(
+                f"{_where(dataset)}: data {key!r} is {_describe(own)}, but the config says {_describe(spec)} "
+                "(num_inputs/num_outputs/extern_data); make them agree or drop the config's entry"
+            )
+        arr = data.data.get(key)
+        if arr is None or not spec.dim:
+            continue
+        lens = data.seq_lens[key]
+        if not spec.sparse:
+            if arr.ndim >= 3 and arr.shape[-1] != spec.dim:
+                raise DatasetError(
+                    f"{_where(dataset)}: seq {data.tags[0]!r}: data {key!r} has {arr.shape[-1]} features per frame, "
+                    f"the network expects {spec.dim}"
+                )
+            continue
+        mask = np.arange(arr.shape[1])[None, :] < lens[:, None] if arr.ndim >= 2 else np.ones(arr.shape, bool)
+        bad = mask & ((arr < 0) | (arr >= spec.dim)) if arr.ndim == 2 else None
+        if bad is not None and bad.any():
+            i, t = map(int, np.argwhere(bad)[0])
+            raise DatasetError(
+                f"{_where(dataset)}: seq {data.tags[i]!r}: class {int(arr[i, t])} of data {key!r} at frame {t} is "
+                f"outside 0..{spec.dim - 1} ({key} has dim {spec.dim}); fix the data or its num_outputs"
+            )
+
+
+def _describe(spec: Any) -> str:
+    return f"sparse with {spec.dim} class{'es' if spec.dim != 1 else ''}" if spec.sparse else f"dense with dim {spec.dim}"
