@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 
 from returnn_core.errors import ReturnnError
+from returnn_native.errors import NativeOpError
 from returnn_native.op_spec import OPS
 
 BACKENDS = ("cpu", "tf", "theano")
@@ -20,7 +21,20 @@ def _build_cpu() -> str:
     return f"{res.path} ({'compiled' if res.compiled else 'cached'})"
 
 
+def _load_backend(backend: str) -> None:
+    """Load the backend plugin as training does, so its framework settings (PyTensor's flags and compile cache,
+    TF's logging) apply to the build; returnn-native itself never imports a backend plugin."""
+    from returnn_core.plugin import get_plugin_manager
+
+    manager = get_plugin_manager()
+    if backend not in manager.loaded_backends():
+        raise NativeOpError(f"no {backend} backend is installed, so no {backend} training would use this op: "
+                            f"pip install returnn-{backend}")
+    manager.backends.get(backend)
+
+
 def _build_tf() -> str:
+    _load_backend("tf")
     from returnn_native.tf_ops import build_tf_op, load_tf_op_library
 
     res = build_tf_op()
@@ -29,7 +43,8 @@ def _build_tf() -> str:
 
 
 def _build_theano() -> str:
-    """Compile the PyTensor C module of the forward and gradient ops (lands in PyTensor's compile cache)."""
+    """Compile the PyTensor C module of the forward and gradient ops into the compile cache theano training uses."""
+    _load_backend("theano")  # sets PyTensor's flags (base_compiledir under $RETURNN_CACHE_DIR) before its import
     import numpy as np
     import pytensor
     import pytensor.tensor as pt
@@ -43,7 +58,8 @@ def _build_theano() -> str:
         pt.matrix(dtype="float32"),
     )
     y, h, c = native_lstm(z, w, m, s, s)
-    f = pytensor.function([z, w, m, s], [y, *pytensor.grad(y.sum() + h.sum() + c.sum(), [z, w, s])], mode="CVM")
+    # no explicit mode: the configured one, as the theano backend compiles its steps
+    f = pytensor.function([z, w, m, s], [y, *pytensor.grad(y.sum() + h.sum() + c.sum(), [z, w, s])])
     f(
         np.ones((1, 1, 4), np.float32),
         np.ones((1, 4), np.float32),
@@ -57,14 +73,11 @@ BUILDERS: dict[str, Callable[[], str]] = {"cpu": _build_cpu, "tf": _build_tf, "t
 
 
 def _available_backends() -> list[str]:
-    import importlib.util
+    """``cpu`` plus each installed backend plugin this plugin binds to."""
+    from returnn_core.plugin import get_plugin_manager
 
-    out = ["cpu"]
-    if importlib.util.find_spec("tensorflow") is not None:
-        out.append("tf")
-    if importlib.util.find_spec("pytensor") is not None:
-        out.append("theano")
-    return out
+    installed = get_plugin_manager().loaded_backends()
+    return ["cpu", *(b for b in BACKENDS[1:] if b in installed)]
 
 
 def main(argv: list[str]) -> int:
@@ -78,7 +91,8 @@ def main(argv: list[str]) -> int:
         "--backend",
         action="append",
         choices=BACKENDS,
-        help="backend binding to build (repeatable; default: cpu plus every installed backend)",
+        help="backend binding to build, into the cache its training uses (repeatable; default: cpu plus every "
+        "installed backend plugin)",
     )
     parser.add_argument("--force", action="store_true", help="rebuild the CPU kernel library even when cached")
     parser.add_argument("--list", action="store_true", help="list the ops and their signatures, build nothing")
