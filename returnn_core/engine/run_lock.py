@@ -45,13 +45,13 @@ def hold_run_lock(model: str) -> Iterator[None]:
     try:
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         lock.acquire()
-    except OSError as exc:
-        raise ReturnnError(f"cannot create the run lock {path} of model {model}: {exc.strerror or exc}") from None
-    except Timeout:
+    except Timeout:  # before OSError: filelock's Timeout is a TimeoutError
         raise ModelLocked(
             f"model {model} is being trained by {_holder(path)} (lock {path}); wait for that run to end, or give "
             "this one another 'model'"
         ) from None
+    except OSError as exc:
+        raise ReturnnError(f"cannot create the run lock {path} of model {model}: {exc.strerror or exc}") from None
     try:
         with open(path, "w", encoding="utf-8") as f:  # the file is ours now; this is only the note for others
             f.write(f"pid {os.getpid()} on host {socket.gethostname()}\n")
