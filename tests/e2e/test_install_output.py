@@ -28,8 +28,8 @@ def _returnn(tmp_path, *args: str, env: dict[str, str] | None = None) -> subproc
 
 
 def test_run_is_quiet_says_which_lstm_runs_and_logs_every_step_at_verbosity_4(tmp_path):
-    # one TF run (they are slow to start) checks all three; without returnn-native, "unit": "lstm" runs on TF's
-    # own kernel and says so once
+    """One TF run (they are slow to start) checks stderr, the lstm line, per-step log lines and TensorBoard."""
+    # without returnn-native, "unit": "lstm" runs on TF's own kernel and says so once
     log_file = tmp_path / "train.log"
     res = _returnn(tmp_path, "++log_verbosity", "4", "++log", str(log_file), env={"RETURNN_DISABLE_PLUGINS": "native"})
     assert res.stderr == ""  # no TensorFlow, absl or CUDA lines (e.g. "failed call to cuInit") below verbosity 5
@@ -42,6 +42,10 @@ def test_run_is_quiet_says_which_lstm_runs_and_logs_every_step_at_verbosity_4(tm
     assert re.search(r"^dev epoch 1, step 1, cost:output", res.stdout, re.M)
     assert re.search(r"^epoch 1 score: [\d.]+ elapsed: \d:\d\d:\d\d dev: score [\d.]+ error [\d.]+$", res.stdout, re.M)
     assert log_file.read_text() == res.stdout
+    # TensorBoard gets the same steps (the event file holds each scalar's tag once per write)
+    events = b"".join(f.read_bytes() for f in (tmp_path / "out" / "demo-12ax" / "tensorboard").iterdir())
+    assert events.count(b"step/cost:output") == len(steps) and events.count(b"step/learning_rate") == len(steps)
+    assert events.count(b"dev_error") == 1  # the epoch's scalars, once
 
 
 def _help(*command: str) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -21,9 +22,15 @@ def main(config: str) -> int:
     if not expected <= installed or installed & absent:
         print(f"expected {sorted(expected)} and none of {sorted(absent)}; installed: {sorted(installed)}")
         return 1
+    bin_dir = os.path.dirname(sys.executable)
+    # only the venv on PATH and no compiler named: NativeLSTM could not be built even if returnn-native were here
+    env = {**os.environ, "PATH": bin_dir, "CXX": "", "RETURNN_NATIVE_CXX": ""}
+    if shutil.which("g++", path=bin_dir) or shutil.which("c++", path=bin_dir):
+        print(f"a C++ compiler is on PATH {bin_dir}")
+        return 1
     with tempfile.TemporaryDirectory() as work:
-        res = subprocess.run(["returnn", config, "++num_epochs", "1"], cwd=work, capture_output=True, text=True,
-                             timeout=900)
+        res = subprocess.run([os.path.join(bin_dir, "returnn"), config, "++num_epochs", "1"], cwd=work, env=env,
+                             capture_output=True, text=True, timeout=900)
     print(res.stdout)
     if res.returncode != 0 or "epoch 1 score:" not in res.stdout:
         print(f"returnn exited {res.returncode} without the epoch line; stderr:\n{res.stderr}")

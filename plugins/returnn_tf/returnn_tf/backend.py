@@ -103,6 +103,8 @@ class TFBackend(Backend):
         self._has_error: list[bool] = []
         self._no_tags = tf.constant([], tf.string)
         self._summary_writer: Any = None
+        #: train steps so far in this run: the x axis of the per-step TensorBoard scalars
+        self._train_steps = 0
         self._broadcasts: dict[bool, Any] = {}
 
     # -- building -------------------------------------------------------------------------------------------
@@ -271,10 +273,28 @@ class TFBackend(Backend):
         """One update; returns the losses computed before it (with several workers: summed over them)."""
         if self.workers is None:
             data, lens, tags = self._feed(batch, self.step_keys)
-            return self._result(self._train_fn(data, lens, tags, np.float32(learning_rate)).numpy())
-        share, weight = self.workers.shard(batch)
-        data, lens, tags = self._feed(share, self.step_keys)
-        return self._result(self._train_fn(data, lens, tags, np.float32(learning_rate), np.float32(weight)).numpy())
+            result = self._result(self._train_fn(data, lens, tags, np.float32(learning_rate)).numpy())
+        else:
+            share, weight = self.workers.shard(batch)
+            data, lens, tags = self._feed(share, self.step_keys)
+            result = self._result(self._train_fn(data, lens, tags, np.float32(learning_rate), np.float32(weight)).numpy())
+        self._train_steps += 1
+        if self.log.max_verbosity >= 4:
+            self._step_summary(result, learning_rate)
+        return result
+
+    def _step_summary(self, result: StepResult, learning_rate: float) -> None:
+        """Per-step TensorBoard scalars ``step/cost:LAYER``, ``step/error:LAYER``, ``step/learning_rate`` (chief)."""
+        writer = self._writer()
+        if writer is None:
+            return
+        values = {f"step/cost:{k}": v for k, v in result.scores().items()}
+        values.update({f"step/error:{k}": v for k, v in result.error_rates().items()})
+        values["step/learning_rate"] = float(learning_rate)
+        with writer.as_default(step=self._train_steps):
+            for key, value in values.items():
+                if np.isfinite(value):
+                    write_scalar(key, value, self._train_steps)
 
     def eval_step(self, batch: BatchData) -> StepResult:
         """Losses and errors without an update (dropout off)."""
@@ -360,22 +380,29 @@ class TFBackend(Backend):
 
     def epoch_summary(self, epoch: int, scores: dict[str, Any]) -> None:
         """Write the epoch's scores and learning rate as TensorBoard scalars under the model dir (chief only)."""
-        if not self.is_chief:
+        writer = self._writer()
+        if writer is None:
             return
-        log_dir = self.config.value("tf_log_dir", None)
-        if log_dir is None:
-            model = self.config.value("model", None)
-            if not model:
-                return
-            log_dir = os.path.join(os.path.dirname(os.path.abspath(model)), "tensorboard")
-        if self._summary_writer is None:
-            self._summary_writer = tf.summary.create_file_writer(log_dir)
         values = dict(_flatten(scores))
         values.setdefault("learning_rate", float(self.learning_rate.numpy()))
-        with self._summary_writer.as_default(step=epoch):
+        with writer.as_default(step=epoch):
             for key, value in values.items():
                 write_scalar(key, value, epoch)
-        self._summary_writer.flush()
+        writer.flush()
+
+    def _writer(self) -> Any:
+        """The TensorBoard writer for ``tf_log_dir`` (default: ``tensorboard/`` beside the model); None if not chief."""
+        if not self.is_chief:
+            return None
+        if self._summary_writer is None:
+            log_dir = self.config.value("tf_log_dir", None)
+            if log_dir is None:
+                model = self.config.value("model", None)
+                if not model:
+                    return None
+                log_dir = os.path.join(os.path.dirname(os.path.abspath(model)), "tensorboard")
+            self._summary_writer = tf.summary.create_file_writer(log_dir)
+        return self._summary_writer
 
     def close(self) -> None:
         """Close the summary writer."""
