@@ -232,6 +232,10 @@ class TFOps(Ops):
         """Matrix product of two 2-D tensors."""
         return tf.matmul(a, b)
 
+    def batch_matmul(self, a: Tensor, b: Tensor) -> Tensor:
+        """Matrix product over the last two axes in one batched kernel."""
+        return tf.linalg.matmul(a, b)
+
     def dot(self, x: Tensor, w: Tensor) -> Tensor:
         """The last axis of ``x`` contracted with the first of ``w`` as one 2-D product."""
         if self.ndim(x) == 2:

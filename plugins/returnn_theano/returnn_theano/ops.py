@@ -206,6 +206,10 @@ class PyTensorOps(Ops):
         """Matrix product of two 2-D tensors."""
         return pt.dot(a, b)
 
+    def batch_matmul(self, a: Tensor, b: Tensor) -> Tensor:
+        """Matrix product over the last two axes (batched ``dot``)."""
+        return pt.matmul(a, b)
+
     def reduce(self, x: Tensor, mode: str, axis: int | Sequence[int] | None = None, keepdims: bool = False) -> Tensor:
         """Reduce over ``axis``: sum, mean, max, min, prod or logsumexp."""
         if axis is not None and not isinstance(axis, int):
