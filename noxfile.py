@@ -50,8 +50,8 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def core(session: nox.Session) -> None:
-    """The core with no plugin installed (with its optional matplotlib, for ``returnn plot``)."""
-    _install(session, core=".[plot]")
+    """The core with no plugin installed (with its optional matplotlib and argcomplete, for plot and completion)."""
+    _install(session, core=".[plot,completion]")
     session.run(*PYTEST, "tests/core", *session.posargs, env=ENV)
 
 

@@ -114,3 +114,18 @@ def test_plot_curves_split_scores_and_errors():
                                      1: EpochData(0.1, {"dev_score": 2.0})})
     assert epochs == [1, 2] and scores == {"dev_score": [2.0, 1.0]}
     assert errors["dev_error"][1] == 0.5 and errors["dev_error"][0] != errors["dev_error"][0]  # NaN: not measured
+
+
+def test_shell_completion_of_commands_and_options(tmp_path):
+    pytest.importorskip("argcomplete")
+    out = tmp_path / "completions"
+
+    def complete(line: str) -> list[str]:
+        env = {"_ARGCOMPLETE": "1", "COMP_LINE": line, "COMP_POINT": str(len(line)), "_ARGCOMPLETE_IFS": "\n",
+               "_ARGCOMPLETE_STDOUT_FILENAME": str(out)}
+        assert run_returnn([], env=env, cwd=str(tmp_path)).returncode == 0
+        return sorted(c.strip() for c in out.read_text().split("\n") if c.strip())
+
+    (tmp_path / "plot-setup.config").write_text("#!returnn\n")
+    assert complete("returnn pl") == ["plot", "plot-setup.config"]
+    assert complete("returnn --list") == ["--list-plugins"]
