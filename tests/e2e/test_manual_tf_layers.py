@@ -18,32 +18,18 @@ pytest.importorskip("returnn_theano")
 
 from returnn_tf.ops import TF_OPS  # noqa: E402
 
+# the batch of the core layer tests: seqs of 7, 5 and 1 frames of 4 features and 3 classes
+from test_frontend_layers import BATCH, CLS, EXTERN, MASK, X  # noqa: E402
+
 from returnn_core.config import Config  # noqa: E402
-from returnn_core.datasets import BatchData, DatasetSeq, DataSpec, ExternData, generate_batches  # noqa: E402
+from returnn_core.datasets import ExternData  # noqa: E402
 from returnn_core.errors import NetworkError  # noqa: E402
 from returnn_core.log import Log  # noqa: E402
 from returnn_core.network import resolve_network  # noqa: E402
 from returnn_core.plugin import get_plugin_manager  # noqa: E402
 
-EXTERN = {"data": DataSpec(4), "classes": DataSpec(3, sparse=True)}
-LENS = (7, 5, 1)
-
+LENS = tuple(int(n) for n in BATCH.seq_lens["data"])
 pytestmark = pytest.mark.usefixtures("fast_pytensor_compile")
-
-
-def _batch() -> BatchData:
-    rng = np.random.RandomState(5)
-    seqs = [DatasetSeq(i, f"seq-{i}", {"data": rng.randn(n, 4).astype("f"),
-                                       "classes": rng.randint(0, 3, n).astype("int32")})
-            for i, n in enumerate(LENS)]
-    (only,) = list(generate_batches(seqs, batch_size=0))
-    return only.to_data(ExternData(EXTERN))
-
-
-BATCH = _batch()
-X = BATCH.data["data"]
-CLS = BATCH.data["classes"]
-MASK = (np.arange(X.shape[1])[None, :] < np.array(LENS)[:, None]).astype("f")
 
 NET: dict[str, Any] = {
     "h": {"class": "linear", "n_out": 4},
@@ -387,3 +373,16 @@ def test_errors_name_the_layer(net: dict[str, Any], message: str) -> None:
     with pytest.raises(NetworkError) as info:
         _backend("tf", net)
     assert message in str(info.value)
+
+
+def test_ops_composites_floor_round_batch_matmul() -> None:
+    """The default floor, round (halves to even) and batch_matmul of :class:`Ops`, run on TensorFlow tensors."""
+    from returnn_core.frontend import Ops
+
+    x = np.array([-2.5, -1.5, -0.5, 0.5, 1.5, 2.5, 0.49, -0.51, 3.7, -3.7, 4.0], "f")
+    np.testing.assert_array_equal(Ops.floor(TF_OPS, tf.constant(x)).numpy(), np.floor(x))
+    np.testing.assert_array_equal(Ops.round(TF_OPS, tf.constant(x)).numpy(), np.round(x))
+    rng = np.random.RandomState(1)
+    a, b = rng.randn(2, 3, 4, 5).astype("f"), rng.randn(2, 3, 5, 2).astype("f")
+    np.testing.assert_allclose(Ops.batch_matmul(TF_OPS, tf.constant(a), tf.constant(b)).numpy(), a @ b, rtol=1e-5,
+                               atol=1e-5)

@@ -36,6 +36,16 @@ def fixed_sizes(layer: Layer, src: LayerOutput, axes: list[int]) -> list[int]:
     return [int(dims[a]) for a in axes]
 
 
+def dense_source_and_axes(layer: Layer, sources: list[LayerOutput]) -> tuple[LayerOutput, list[int]]:
+    """The (concatenated) dense input and its option ``axes`` (see :func:`describe_axes`)."""
+    src = layer.single_source(sources)
+    if src.sparse:
+        raise layer.error("needs a dense input")
+    if "axes" not in layer.opts:
+        raise layer.error("needs 'axes'")
+    return src, describe_axes(layer, src, layer.opts["axes"])
+
+
 class ElemwiseProdLayer(Layer):
     """The input times a parameter ``W`` of the shape of ``axes`` (fixed-size axes, e.g. ``"spatial"``), init 1
     ("static attention" in LACE); ``size`` double-checks that shape."""
@@ -45,12 +55,7 @@ class ElemwiseProdLayer(Layer):
     def call(self, sources: list[LayerOutput], ctx: Context) -> LayerOutput:
         """Scale each position of the axes by its weight."""
         ops = ctx.ops
-        src = self.single_source(sources)
-        if src.sparse:
-            raise self.error("needs a dense input")
-        if "axes" not in self.opts:
-            raise self.error("needs 'axes'")
-        axes = describe_axes(self, src, self.opts["axes"])
+        src, axes = dense_source_and_axes(self, sources)
         sizes = fixed_sizes(self, src, axes)
         size = self.opts.get("size")
         if size is not None and tuple(size) != tuple(sizes):
@@ -70,12 +75,7 @@ class WeightedSumLayer(Layer):
     def call(self, sources: list[LayerOutput], ctx: Context) -> LayerOutput:
         """Correlate the axes with ``W`` (like RETURNN: one N-D convolution with a single channel)."""
         ops = ctx.ops
-        src = self.single_source(sources)
-        if src.sparse:
-            raise self.error("needs a dense input")
-        if "axes" not in self.opts:
-            raise self.error("needs 'axes'")
-        axes = describe_axes(self, src, self.opts["axes"])
+        src, axes = dense_source_and_axes(self, sources)
         if len(axes) > 3:
             raise self.error(f"sums over 1 to 3 axes, got {len(axes)}")
         size, padding, keep = self.opts.get("size"), self.opts.get("padding"), self.opts.get("keep_dims")
