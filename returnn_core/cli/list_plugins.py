@@ -46,17 +46,25 @@ def render_table(manager: PluginManager, *, width: int | None = None, verbose: b
         lines.append(first + wrapped[0])
         lines += [" " * indent + more for more in wrapped[1:]]
     problems = [p for p in plugins if p.error]
-    if problems:
+    notes = [(p, p.slow_import_note) for p in plugins if p.slow_import_note]
+    conflicts = manager.conflicts()
+    if problems or notes or conflicts:
         lines.append("")
         for p in problems:
             lines += textwrap.wrap(f"{p.name} ({p.status}): {p.error}", width, subsequent_indent="    ")
+        for p, note in notes:
+            lines += textwrap.wrap(f"{p.name} (slow): {note}", width, subsequent_indent="    ")
+        for line in conflicts:
+            lines += textwrap.wrap(f"conflict: {line}", width, subsequent_indent="    ")
     return "\n".join(line.rstrip() for line in lines)
 
 
 def list_plugins(manager: PluginManager, out: IO[str], *, as_json: bool, verbose: bool = False) -> int:
     """Print the table (or JSON list, which always holds every name); exit status 0."""
     if as_json:
-        json.dump([p.as_dict() for p in manager.plugins.values()], out, indent=2)
+        conflicts = manager.conflicts()
+        json.dump([{**p.as_dict(), "conflicts": [c for c in conflicts if f" {p.label} " in f"{c} "]}
+                   for p in manager.plugins.values()], out, indent=2)
         out.write("\n")
     else:
         out.write(render_table(manager, verbose=verbose) + "\n")

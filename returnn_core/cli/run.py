@@ -32,6 +32,7 @@ def run_config(args: Sequence[str]) -> int:
     from returnn_core.plugin import get_plugin_manager
 
     config = Config.from_args(args)
+    get_plugin_manager().prefer(config.list("prefer_plugins"))
     validate_config(config, get_plugin_manager())  # every mistake found now, before a backend is imported
     log = Log.from_config(config)
     engine = None

@@ -96,6 +96,8 @@ _KEYS: tuple[Key, ...] = (
     Key("import_model_train_epoch1", Text("a checkpoint path prefix"), None, "run",
         "Parameters to start training from when no checkpoint of this model exists."),
     Key("random_seed", Number(int), 42, "run", "Seed of parameter initialisation and random ops."),
+    Key("prefer_plugins", OneOf(Text(), Container((list, tuple), "", Text()), allowed="a list of plugin names"), None,
+        "run", "Plugins (short names or distributions) that win a name several plugins register."),
     # -- data ---------------------------------------------------------------------------------------------
     Key("train", _DATASET, None, "data", "The training dataset."),
     Key("dev", _DATASET, None, "data", "The development dataset, scored after each epoch."),

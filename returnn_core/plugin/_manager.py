@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 import types
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -22,6 +23,20 @@ DISABLE_ENV = "RETURNN_DISABLE_PLUGINS"
 STRICT_ENV = "RETURNN_PLUGINS_STRICT"
 
 LOADED, FAILED, DISABLED, INCOMPATIBLE = "loaded", "failed", "disabled", "incompatible"
+#: a plugin module that takes longer than this to import gets a note in ``--list-plugins``
+SLOW_IMPORT_SECONDS = 2.0
+
+
+def _reraise_interrupt(exc: BaseException) -> None:
+    """A Ctrl-C during plugin loading is the user's, not the plugin's: let it stop the command."""
+    if isinstance(exc, KeyboardInterrupt):
+        raise exc
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, SystemExit):
+        return f"SystemExit({exc.code!r}): the plugin called sys.exit"
+    return f"{type(exc).__name__}: {exc}"
 
 
 @dataclass
@@ -35,6 +50,10 @@ class PluginInfo:
     error: str | None = None
     module: str | None = None
     provides: dict[str, list[str]] = field(default_factory=dict)
+    #: seconds its entry-point module took to import
+    import_seconds: float | None = None
+    #: ``(kind, backend, name)`` a failed plugin tried to register before it failed
+    attempted: set[tuple[str, str | None, str]] = field(default_factory=set)
 
     @property
     def label(self) -> str:
@@ -51,7 +70,16 @@ class PluginInfo:
             "error": self.error,
             "module": self.module,
             "provides": self.provides,
+            "import_seconds": self.import_seconds,
         }
+
+    @property
+    def slow_import_note(self) -> str | None:
+        """A note when importing the plugin took longer than :data:`SLOW_IMPORT_SECONDS`."""
+        if self.import_seconds is None or self.import_seconds <= SLOW_IMPORT_SECONDS:
+            return None
+        return (f"importing {self.module} took {self.import_seconds:.1f} s (over {SLOW_IMPORT_SECONDS:g} s, on every "
+                "returnn command); keep its _hooks module cheap")
 
 
 def _env_list(var: str) -> set[str]:
@@ -87,9 +115,12 @@ class PluginManager:
         self.hooks.add_hookspecs(_spec)
         self.plugins: dict[str, PluginInfo] = {}
         self.registries: dict[str, Registry] = {
-            kind: Registry(_spec.KIND_WORDS[kind], per_backend=per_backend, hint=self._hinter(kind))
+            kind: Registry(_spec.KIND_WORDS[kind], per_backend=per_backend, hint=self._hinter(kind),
+                           note=self._failed_note)
             for kind, (_, per_backend) in _spec.EXTENSION_POINTS.items()
         }
+        for registry in self.registries.values():
+            registry.short_name = self._short_name
         from returnn_core import _builtin_plugin
 
         self.register(_builtin_plugin, "core", distribution="returnn-core", version=CORE_VERSION)
@@ -171,11 +202,15 @@ class PluginManager:
                 if self.strict:
                     raise PluginError(f"plugin {info.label} is incompatible: {problem}")
                 continue
+            t0 = time.monotonic()
             try:
                 module = ep.load()
-            except Exception as exc:  # noqa: BLE001 - any import failure isolates the plugin
-                self._fail(info, f"import of {ep.value} failed: {type(exc).__name__}: {exc}", exc)
+            except BaseException as exc:  # noqa: BLE001 - even sys.exit() at import only isolates the plugin
+                _reraise_interrupt(exc)
+                info.import_seconds = time.monotonic() - t0
+                self._fail(info, f"import of {ep.value} failed: {_describe(exc)}", exc)
                 continue
+            info.import_seconds = time.monotonic() - t0
             self._register_info(module, info)
 
     def register(
@@ -196,40 +231,44 @@ class PluginManager:
     def _register_info(self, plugin: object, info: PluginInfo) -> None:
         try:
             self.hooks.register(plugin, name=info.name)
-        except Exception as exc:  # noqa: BLE001 - pluggy validation errors isolate the plugin
+        except BaseException as exc:  # noqa: BLE001 - pluggy validation errors isolate the plugin
+            _reraise_interrupt(exc)
             self._fail(info, f"invalid hooks: {exc}", exc)
             return
+        registrars: dict[str, Registrar] = {}
         try:
             unknown = [
                 hc.name for hc in self.hooks.get_hookcallers(plugin) or () if not hc.has_spec()
             ]
             if unknown:
                 raise PluginError(f"unknown hook(s) {', '.join(unknown)}; known: {', '.join(self._hook_names())}")
-            registrars = self._run_registration(info)
-            for kind, registrar in registrars.items():
-                self.registries[kind].check(registrar.pending)
-        except Exception as exc:  # noqa: BLE001 - a failing registration isolates the plugin
+            self._run_registration(info, registrars)
+            if self.strict:
+                for kind, registrar in registrars.items():
+                    self.registries[kind].check(registrar.pending)
+        except BaseException as exc:  # noqa: BLE001 - a failing registration (even sys.exit) isolates the plugin
+            _reraise_interrupt(exc)
             self.hooks.unregister(name=info.name)
-            self._fail(info, f"{type(exc).__name__}: {exc}" if not isinstance(exc, PluginError) else str(exc), exc)
+            info.attempted = {(kind, e.backend, e.name) for kind, r in registrars.items() for e in r.pending}
+            self._fail(info, _describe(exc) if not isinstance(exc, PluginError) else str(exc), exc)
             return
         for kind, registrar in registrars.items():
-            self.registries[kind].add(registrar.pending)
+            # a name another plugin holds becomes ambiguous; neither plugin is disabled (Registry.entry)
+            self.registries[kind].add(registrar.pending, ambiguous=True)
         info.status = LOADED
         info.provides = registries_summary(self.registries, info.label)
         self.plugins[info.name] = info
 
-    def _run_registration(self, info: PluginInfo) -> dict[str, Registrar]:
-        registrars: dict[str, Registrar] = {}
+    def _run_registration(self, info: PluginInfo, registrars: dict[str, Registrar]) -> None:
         for kind, (hook_name, _) in _spec.EXTENSION_POINTS.items():
             caller = getattr(self.hooks.hook, hook_name)
             impls = [impl for impl in caller.get_hookimpls() if impl.plugin_name == info.name]
             if not impls:
                 continue
             registrar = Registrar(self.registries[kind], info.label)
+            registrars[kind] = registrar
             for impl in impls:
                 impl.function(registry=registrar)
-            registrars[kind] = registrar
-        return registrars
 
     def _hook_names(self) -> list[str]:
         return [hook for hook, _ in _spec.EXTENSION_POINTS.values()]
@@ -242,9 +281,41 @@ class PluginManager:
         if self.strict:
             raise PluginError(f"plugin {info.label} failed: {error}") from exc
 
+    def prefer(self, plugins: Iterable[str]) -> None:
+        """Let ``plugins`` (short names or distributions) win the names they share with others."""
+        for registry in self.registries.values():
+            registry.preferred = list(plugins)
+
+    def conflicts(self) -> list[str]:
+        """One line per ambiguous name: which plugins registered it."""
+        return [
+            f"{_spec.KIND_WORDS[kind]} {name}: registered by {' and by '.join(plugins)} (ambiguous until one is "
+            f"preferred with prefer_plugins or disabled with {DISABLE_ENV})"
+            for kind, registry in self.registries.items()
+            for name, plugins in registry.conflicts()
+        ]
+
+    def _short_name(self, label: str) -> str:
+        for info in self.plugins.values():
+            if info.label == label:
+                return info.name
+        return label
+
+    def _failed_note(self, name: str, backend: str | None) -> str:
+        """For an unknown name: the failed plugins that might have provided it, with their recorded errors."""
+        failed = [p for p in self.plugins.values() if p.status == FAILED and not p.attempted]
+        if not failed:
+            return ""
+        return "; " + "; ".join(f"plugin {p.label} failed to load and may provide it: {p.error}" for p in failed)
+
     # -- lookups with helpful errors ----------------------------------------------------------
     def _hinter(self, kind: str):
         def hint(name: str, backend: str | None) -> Exception | None:
+            key = (kind, backend if self.registries[kind].per_backend else None, name)
+            for info in self.plugins.values():
+                if info.status == FAILED and key in info.attempted:
+                    what = f"{_spec.KIND_WORDS[kind]} {name!r}" + (f" for backend {backend!r}" if backend else "")
+                    return PluginUnavailableError(f"{what} comes from plugin {info.label}, which failed: {info.error}")
             plugin = provider_of(kind, name, backend)
             if plugin is None:
                 return None

@@ -53,16 +53,25 @@ def resolve_target(target: Any, *, what: str) -> Any:
 
 Key = tuple[str | None, str]
 HintFunc = Callable[[str, str | None], str | None]
+NoteFunc = Callable[[str, str | None], str]
 
 
 class Registry:
     """Names of one extension point (layers, datasets, ...); keyed by ``(backend, name)`` where per-backend."""
 
-    def __init__(self, kind: str, *, per_backend: bool, hint: HintFunc | None = None) -> None:
+    def __init__(self, kind: str, *, per_backend: bool, hint: HintFunc | None = None,
+                 note: NoteFunc | None = None) -> None:
         self.kind = kind
         self.per_backend = per_backend
         self._entries: dict[Key, Entry] = {}
+        #: keys two plugins registered with different targets: the further entries (the first stays in _entries)
+        self._rivals: dict[Key, list[Entry]] = {}
         self._hint = hint
+        self._note = note
+        #: plugins (short names or distributions) that win an ambiguous name (the config's ``prefer_plugins``)
+        self.preferred: list[str] = []
+        #: the short name of a plugin label, for the RETURNN_DISABLE_PLUGINS advice
+        self.short_name: Callable[[str], str] = lambda label: label
 
     def _key(self, name: str, backend: str | None) -> Key:
         if self.per_backend and not backend:
@@ -98,12 +107,20 @@ class Registry:
                     f"{self.kind} {entry.name!r}{where} is registered by {old.plugin} and by {entry.plugin}"
                 )
 
-    def add(self, entries: Iterable[Entry]) -> None:
-        """Add entries (after :meth:`check`); an identical re-registration is a no-op."""
+    def add(self, entries: Iterable[Entry], *, ambiguous: bool = False) -> None:
+        """Add entries; an identical re-registration is a no-op. A different target under a taken key raises
+        :class:`PluginConflictError`, or with ``ambiguous`` makes the key ambiguous (see :meth:`entry`)."""
         entries = list(entries)
-        self.check(entries)
+        if not ambiguous:
+            self.check(entries)
         for entry in entries:
-            self._entries.setdefault((entry.backend, entry.name), entry)
+            key = (entry.backend, entry.name)
+            old = self._entries.setdefault(key, entry)
+            rivals = self._rivals.setdefault(key, [])
+            if old is not entry and not any(e.same_target(entry) for e in [old, *rivals]):
+                rivals.append(entry)
+            if not rivals:
+                del self._rivals[key]
 
     def register(
         self,
@@ -123,8 +140,22 @@ class Registry:
         )
 
     def remove_plugin(self, plugin: str) -> None:
-        """Drop every entry a plugin registered."""
-        self._entries = {k: e for k, e in self._entries.items() if e.plugin != plugin}
+        """Drop every entry a plugin registered (a rival of an ambiguous name takes its place)."""
+        for key in list(self._entries):
+            candidates = [e for e in [self._entries[key], *self._rivals.pop(key, [])] if e.plugin != plugin]
+            if candidates:
+                self._entries[key] = candidates[0]
+                if candidates[1:]:
+                    self._rivals[key] = candidates[1:]
+            else:
+                del self._entries[key]
+
+    def conflicts(self) -> list[tuple[str, list[str]]]:
+        """Ambiguous names (``name`` or ``name@backend``) with the plugins that registered them."""
+        return [
+            (f"{name}@{backend}" if backend else name, [e.plugin for e in [self._entries[(backend, name)], *rivals]])
+            for (backend, name), rivals in sorted(self._rivals.items(), key=lambda kv: (kv[0][0] or "", kv[0][1]))
+        ]
 
     def __contains__(self, key: str | Key) -> bool:
         if isinstance(key, tuple):
@@ -153,7 +184,20 @@ class Registry:
         entry = self._entries.get(key)
         if entry is None:
             raise self.unknown(name, backend=backend)
-        return entry
+        rivals = self._rivals.get(key)
+        if not rivals:
+            return entry
+        candidates = [entry, *rivals]
+        chosen = [e for e in candidates if e.plugin in self.preferred or self.short_name(e.plugin) in self.preferred]
+        if len(chosen) == 1:
+            return chosen[0]
+        plugins = [e.plugin for e in candidates]
+        where = f" for backend {backend!r}" if self.per_backend and backend else ""
+        raise PluginConflictError(
+            f"{self.kind} {name!r}{where} is ambiguous: registered by {' and by '.join(plugins)}; pick one with "
+            f"prefer_plugins = [{self.short_name(plugins[0])!r}] in the config, or disable the other: "
+            f"RETURNN_DISABLE_PLUGINS={self.short_name(plugins[-1])}"
+        )
 
     def get(self, name: str, *, backend: str | None = None) -> Any:
         """The resolved target registered under ``name`` (importing it on first use)."""
@@ -175,12 +219,15 @@ class Registry:
         if close:
             msg += f" (did you mean {', '.join(repr(c) for c in close)}?)"
         msg += f". Known: {', '.join(known) if known else '(none registered)'}"
+        if self._note is not None:
+            msg += self._note(name, backend)
         return UnknownNameError(msg)
 
     def provided_by(self, plugin: str) -> list[str]:
         """Names (not aliases) that one plugin registered, with their backend where per-backend."""
         out = []
-        for e in self._entries.values():
+        rivals = [e for more in self._rivals.values() for e in more]
+        for e in [*self._entries.values(), *rivals]:
             if e.plugin == plugin and e.alias_of is None:
                 out.append(f"{e.name}@{e.backend}" if e.backend else e.name)
         return sorted(out)

@@ -50,15 +50,32 @@ def test_broken_target_names_plugin_and_target():
         pm.layers.get("mylayer", backend="tf")
 
 
-def test_conflicting_plugins_name_both_and_second_is_isolated():
+def test_conflicting_plugins_both_stay_loaded_and_the_name_is_ambiguous():
     pm = PluginManager(disabled=())
     pm.register(LayerPlugin("json:JSONDecoder"), "first", distribution="returnn-first")
     info = pm.register(LayerPlugin("json:JSONEncoder"), "second", distribution="returnn-mylayers")
-    assert info.status == "failed"
-    assert "layer class 'mylayer' for backend 'tf' is registered by returnn-first and by returnn-mylayers" in info.error
-    assert pm.layers.entry("mylayer", backend="tf").plugin == "returnn-first"
-    # the failed plugin left nothing behind (its alias neither)
-    assert pm.layers.entry("my", backend="tf").plugin == "returnn-first"
+    assert info.status == "loaded" and pm.plugins["first"].status == "loaded"
+    assert info.provides == {"layers": ["mylayer@tf"]}
+    for name in ("mylayer", "my"):  # the alias is ambiguous too
+        with pytest.raises(PluginConflictError) as exc:
+            pm.layers.get(name, backend="tf")
+        assert str(exc.value) == (
+            f"layer class {name!r} for backend 'tf' is ambiguous: registered by returnn-first and by returnn-mylayers; "
+            "pick one with prefer_plugins = ['first'] in the config, or disable the other: RETURNN_DISABLE_PLUGINS=second"
+        )
+    assert pm.conflicts() == [
+        "layer class my@tf: registered by returnn-first and by returnn-mylayers (ambiguous until one is "
+        "preferred with prefer_plugins or disabled with RETURNN_DISABLE_PLUGINS)",
+        "layer class mylayer@tf: registered by returnn-first and by returnn-mylayers (ambiguous until one is "
+        "preferred with prefer_plugins or disabled with RETURNN_DISABLE_PLUGINS)",
+    ]
+    pm.prefer(["second"])
+    assert pm.layers.get("mylayer", backend="tf").__name__ == "JSONEncoder"
+    pm.prefer(["returnn-first"])
+    assert pm.layers.get("my", backend="tf").__name__ == "JSONDecoder"
+    pm.layers.remove_plugin("returnn-first")
+    pm.prefer([])
+    assert pm.layers.get("mylayer", backend="tf").__name__ == "JSONEncoder" and not pm.conflicts()
 
 
 def test_conflict_raises_in_strict_mode_and_on_direct_registration():
@@ -235,3 +252,89 @@ def test_plugin_subcommand_is_dispatched(site):
     res = run_returnn(["helo"], site=site)
     assert res.returncode == 2 and "did you mean 'hello'" in res.stderr
     assert "hello" in run_returnn(["--help"], site=site).stdout
+
+
+# -- hostile plugins: sys.exit at import, a taken name, a failing hook, a slow import ------------------------------
+
+CLAIMS_TOY_DATASET = """
+from returnn_core.plugin import hookimpl
+
+@hookimpl
+def returnn_register_datasets(registry):
+    registry.register("ToyDataset", "json:JSONDecoder")
+"""
+
+FAILS_IN_HOOK = """
+from returnn_core.plugin import hookimpl
+
+@hookimpl
+def returnn_register_datasets(registry):
+    registry.register("EvilDataset", "json:JSONDecoder")
+    raise RuntimeError("evil hook")
+"""
+
+
+@pytest.fixture
+def hostile_site(tmp_path):
+    site = tmp_path / "site"
+    site.mkdir()
+    make_distribution(site, "returnn-toy", "toy_entry", "from toy_plugin import *\n", plugin_name="toy")
+    make_distribution(site, "returnn-exits", "exits_mod", "import sys\nsys.exit(0)\n", plugin_name="exits")
+    # "aaa" sorts before "toy": loaded first, it used to take ToyDataset and disable the whole toy plugin
+    make_distribution(site, "returnn-aaa", "aaa_mod", CLAIMS_TOY_DATASET, plugin_name="aaa")
+    make_distribution(site, "returnn-evil", "evil_mod", FAILS_IN_HOOK, plugin_name="evil")
+    cfg = tmp_path / "toy.config"
+    cfg.write_text(
+        "#!python\nbackend = 'toy'\n"
+        f"model = {str(tmp_path / 'out' / 'model')!r}\n"
+        "train = {'class': 'ToyDataset', 'num_seqs': 6}\n"
+        "network = {'output': {'class': 'softmax', 'loss': 'ce', 'n_out': 2}}\nnum_epochs = 1\nlearning_rate = 0.5\n"
+    )
+    return site, str(cfg)
+
+
+def test_hostile_plugins_are_isolated_and_reported(hostile_site):
+    site, cfg = hostile_site
+    res = run_returnn(["--list-plugins"], site=site)
+    assert res.returncode == 0 and "Traceback" not in res.stdout + res.stderr
+    out = " ".join(res.stdout.split())
+    assert "exits (failed): import of exits_mod failed: SystemExit(0): the plugin called sys.exit" in out
+    assert "evil (failed): RuntimeError: evil hook" in out
+    assert ("conflict: dataset class ToyDataset: registered by returnn-aaa and by returnn-toy (ambiguous until one is "
+            "preferred with prefer_plugins or disabled with RETURNN_DISABLE_PLUGINS)") in out
+    plugins = _plugins_json(run_returnn(["--list-plugins", "--json"], site=site))
+    assert plugins["toy"]["status"] == plugins["aaa"]["status"] == "loaded"
+    assert plugins["toy"]["conflicts"] == plugins["aaa"]["conflicts"] and len(plugins["toy"]["conflicts"]) == 1
+
+    # using the ambiguous name: one line naming both and how to choose
+    res = run_returnn([cfg], site=site)
+    assert res.returncode == 1
+    assert res.stderr.strip().splitlines() == [
+        "returnn: error: dataset class 'ToyDataset' is ambiguous: registered by returnn-aaa and by returnn-toy; pick "
+        "one with prefer_plugins = ['aaa'] in the config, or disable the other: RETURNN_DISABLE_PLUGINS=toy"
+    ]
+    # the config picks one: the run trains (the plugin that called sys.exit does not end the command)
+    res = run_returnn([cfg, "++prefer_plugins", "toy"], site=site)
+    assert res.returncode == 0, res.stderr
+    assert "epoch 1 score" in res.stdout
+    # a name the failed plugin tried to register: its recorded error
+    res = run_returnn([cfg, "++train", "{'class': 'EvilDataset'}"], site=site, env={"RETURNN_DISABLE_PLUGINS": "aaa"})
+    assert res.stderr.strip().splitlines() == [
+        "returnn: error: dataset class 'EvilDataset' comes from plugin returnn-evil, which failed: RuntimeError: evil hook"
+    ]
+    # a name nobody registered while a plugin failed at import: the failure is named as a possible cause
+    res = run_returnn([cfg, "++train", "{'class': 'ExitsDataset'}"], site=site, env={"RETURNN_DISABLE_PLUGINS": "aaa"})
+    assert res.returncode == 1 and len(res.stderr.strip().splitlines()) == 1
+    assert "unknown dataset class 'ExitsDataset'" in res.stderr
+    assert "plugin returnn-exits failed to load and may provide it: import of exits_mod failed: SystemExit(0)" in res.stderr
+
+
+def test_slow_plugin_import_gets_a_line(tmp_path):
+    site = tmp_path / "site"
+    site.mkdir()
+    make_distribution(site, "returnn-slow", "slow_mod", "import time\ntime.sleep(2.1)\n", plugin_name="slow")
+    res = run_returnn(["--list-plugins"], site=site)
+    assert res.returncode == 0
+    assert "slow (slow): importing slow_mod took 2." in " ".join(res.stdout.split())
+    assert "(over 2 s, on every returnn command); keep its _hooks module cheap" in " ".join(res.stdout.split())
+    assert "slow  " in res.stdout and "loaded" in res.stdout.split("slow  ", 1)[1].splitlines()[0]
