@@ -85,6 +85,8 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="returnn compile-native-op",
         description="Compile native ops (NativeLstm) into the cache ($RETURNN_CACHE_DIR/native) ahead of use.",
+        epilog="environment variables: RETURNN_CACHE_DIR (the cache root), RETURNN_NATIVE_CXX or CXX (the C++ "
+        "compiler, default g++), RETURNN_NATIVE_NVCC (the CUDA compiler, default nvcc)",
     )
     parser.add_argument("ops", nargs="*", default=[], help=f"ops to build (default: all: {', '.join(OPS)})")
     parser.add_argument(
