@@ -33,6 +33,7 @@ class _StderrFilter(threading.Thread):
         self.reader = os.fdopen(read_fd, "rb")
         os.dup2(write_fd, 2)
         os.close(write_fd)
+        self.pipe = os.fstat(2)
 
     def run(self) -> None:
         with open(self.target_fd, "wb", buffering=0, closefd=False) as target:
@@ -45,7 +46,9 @@ class _StderrFilter(threading.Thread):
         import sys
 
         sys.stderr.flush()
-        os.dup2(self.target_fd, 2)
+        now = os.fstat(2)
+        if (now.st_dev, now.st_ino) == (self.pipe.st_dev, self.pipe.st_ino):  # nobody (e.g. pytest) replaced it since
+            os.dup2(self.target_fd, 2)
         self.join(timeout=2)
 
 
