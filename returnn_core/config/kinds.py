@@ -163,7 +163,7 @@ class WritablePath(Kind):
 class Dims(Kind):
     """``num_outputs``: a dim, or ``{key: dim or [dim, ndim]}``."""
 
-    allowed = "a dim >= 1, or a dict {key: dim or [dim, ndim]} (dim >= 1, ndim 1 sparse, 2 dense)"
+    allowed = "a dim >= 1, or a non-empty dict {key: dim or [dim, ndim]} (dim >= 1, ndim 1 sparse, 2 dense)"
     _dim = Number(int, lo=1)
 
     def check(self, value: Any) -> None:
@@ -176,6 +176,8 @@ class Dims(Kind):
         if not isinstance(v, Mapping):
             self._dim.check(v)
             return
+        if not v:
+            raise Invalid(self.allowed)
         for item in v.values():
             if isinstance(item, (list, tuple)):
                 if len(item) != 2:

@@ -245,11 +245,9 @@ def _check_layers(layers: Mapping[str, Any], prefix: str) -> None:
             continue  # resolve_network names a layer that is not a dict
         where = f"network layer {prefix}{name!r}"
         for option in ("n_out", "beam_size"):
-            if option in layer and layer[option] is not None:
-                try:
-                    _INT_POS.check(layer[option])
-                except Invalid:
-                    raise ConfigError(f"{where}: {option} {layer[option]!r} is not allowed; expected an int >= 1") from None
+            v = layer.get(option)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):  # layer options are typed
+                raise ConfigError(f"{where}: {option} {v!r} is not allowed; expected an int >= 1")
         for sub in ("subnetwork", "unit"):
             if isinstance(layer.get(sub), Mapping) and all(isinstance(v, Mapping) for v in layer[sub].values()):
                 _check_layers(layer[sub], f"{prefix}{name}/")

@@ -69,8 +69,9 @@ class NumpyBackend(Backend):
         self.in_key = spec.sources[0].key
         n_in = extern_data[self.in_key].dim
         rng = np.random.RandomState(self.config.int("random_seed", 42))
-        self.params = {f"{out}/W": rng.randn(n_in, spec.n_out).astype("float64") * 0.1,
-                       f"{out}/b": np.zeros(spec.n_out)}
+        n_out = spec.n_out or extern_data[spec.target or "classes"].dim  # as RETURNN: no n_out, the target's dim
+        self.params = {f"{out}/W": rng.randn(n_in, n_out).astype("float64") * 0.1,
+                       f"{out}/b": np.zeros(n_out)}
         self.target = spec.target
         self.steps = 0
 
@@ -86,6 +87,9 @@ class NumpyBackend(Backend):
     def _step(self, batch, lr):
         x, probs, mask = self._forward(batch)
         y = batch.data[self.target]
+        if not np.array_equal(batch.seq_lens[self.target], batch.seq_lens[self.in_key]):
+            raise NetworkError(f"layer {self.layer!r}: frame-wise ce needs target {self.target!r} as long as its input "
+                               f"{self.in_key!r} (seqs {', '.join(batch.tags[:3])})")
         p_true = np.take_along_axis(probs, y[..., None], axis=-1)[..., 0]
         with np.errstate(invalid="ignore", divide="ignore"):
             loss = float(-(np.log(p_true) * mask).sum())
