@@ -126,6 +126,10 @@ class Ops:
         """``x`` without gradient flow."""
         raise NotImplementedError
 
+    def clip_gradient(self, x: Tensor, low: float, high: float) -> Tensor:
+        """``x`` unchanged forward; the gradient flowing back through it is limited to [low, high]."""
+        raise NotImplementedError
+
     # -- linear algebra and reductions (primitive) -------------------------------------------------------
     def matmul(self, a: Tensor, b: Tensor) -> Tensor:
         """Matrix product of two 2-D tensors."""

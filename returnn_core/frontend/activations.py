@@ -24,6 +24,7 @@ ACTIVATIONS: dict[str, Callable[[Ops, Any], Any]] = {
     "softmax": lambda o, x: o.softmax(x),
     "log_softmax": lambda o, x: o.log_softmax(x),
     "softplus": lambda o, x: o.softplus(x),
+    "log_sigmoid": lambda o, x: -o.softplus(-x),
     "softsign": lambda o, x: x / (1.0 + o.abs(x)),
     "swish": lambda o, x: x * o.sigmoid(x),
     "silu": lambda o, x: x * o.sigmoid(x),

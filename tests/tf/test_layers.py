@@ -35,7 +35,8 @@ def test_linear_values_and_canonical_params() -> None:
 
 def test_sparse_input_is_an_embedding_and_aliases() -> None:
     out, _, be = forward({"output": {"class": "forward", "from": "data:classes", "n_out": 5, "with_bias": False}})
-    np.testing.assert_allclose(out, be.get_param_values()["output/W"][CLS], atol=1e-6)
+    # forward/hidden are the Theano-era ForwardLayer, whose activation defaults to sigmoid
+    np.testing.assert_allclose(out, 1.0 / (1.0 + np.exp(-be.get_param_values()["output/W"][CLS])), atol=1e-6)
     out, _, _ = forward({"output": {"class": "hidden", "n_out": 2}})
     assert out.shape == (2, 7, 2)
 

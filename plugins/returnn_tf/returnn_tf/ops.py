@@ -227,6 +227,15 @@ class TFOps(Ops):
         """``x`` without gradient flow."""
         return tf.stop_gradient(x)
 
+    def clip_gradient(self, x: Tensor, low: float, high: float) -> Tensor:
+        """``x`` with its backward gradient clipped elementwise (``tf.custom_gradient``)."""
+
+        @tf.custom_gradient
+        def _clip(v: Tensor) -> tuple[Tensor, Callable[[Tensor], Tensor]]:
+            return tf.identity(v), lambda dy: tf.clip_by_value(dy, low, high)
+
+        return _clip(x)
+
     # -- linear algebra and reductions -------------------------------------------------------------------
     def matmul(self, a: Tensor, b: Tensor) -> Tensor:
         """Matrix product of two 2-D tensors."""

@@ -201,6 +201,10 @@ class PyTensorOps(Ops):
         """``x`` with a zero gradient."""
         return pytensor.gradient.zero_grad(x)
 
+    def clip_gradient(self, x: Tensor, low: float, high: float) -> Tensor:
+        """``x`` with its backward gradient clipped elementwise (Theano's ``grad_clip``)."""
+        return pytensor.gradient.grad_clip(x, np.float32(low), np.float32(high))
+
     # -- linear algebra and reductions ----------------------------------------------------------------------
     def matmul(self, a: Tensor, b: Tensor) -> Tensor:
         """Matrix product of two 2-D tensors."""

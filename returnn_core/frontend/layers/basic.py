@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from returnn_core.errors import NetworkError
 from returnn_core.frontend._layer import Context, Layer, concat_features
 from returnn_core.frontend._output import LayerOutput
+from returnn_core.frontend.activations import get_activation
+from returnn_core.frontend.layers.theano_era import output as theano_output
 
 
 class SourceLayer(Layer):
@@ -26,7 +30,11 @@ class LinearLayer(Layer):
     handles_activation = True
 
     def call(self, sources: list[LayerOutput], ctx: Context) -> LayerOutput:
-        """Affine transform over the feature axis."""
+        """Affine transform over the feature axis, then the activation."""
+        return self.activate(self.affine(sources, ctx), ctx.ops)
+
+    def affine(self, sources: list[LayerOutput], ctx: Context) -> LayerOutput:
+        """``x W + b`` without the activation."""
         ops = ctx.ops
         n_out = self.require_n_out()
         init = self.opts.get("forward_weights_init", "glorot_uniform")
@@ -40,13 +48,29 @@ class LinearLayer(Layer):
             x = ops.dot(src.tensor, w)
         if self.opts.get("with_bias", True):
             x = x + self.param("b", (n_out,), self.opts.get("bias_init", "zeros"))
-        return self.activate(LayerOutput(x, src.seq_lens, n_out), ops)
+        return LayerOutput(x, src.seq_lens, n_out)
 
 
 class SoftmaxLayer(LinearLayer):
-    """A linear layer with softmax activation (the classic output layer)."""
+    """A linear layer with softmax activation (the classic output layer), with the Theano era's output options
+    (``softmax_smoothing``, ``compute_priors``, ... in :mod:`~returnn_core.frontend.layers.theano_era.output`)."""
 
     default_activation = "softmax"
+    options = LinearLayer.options | theano_output.OPTIONS | frozenset(theano_output.UNSUPPORTED)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        theano_output.check_options(self)
+        name = theano_output.output_function(self)
+        if name is not None:
+            self.activation_name = name
+            self.activation = theano_output.gauss if name == "gauss" else get_activation(name, layer=self.name)
+
+    def call(self, sources: list[LayerOutput], ctx: Context) -> LayerOutput:
+        """Affine transform, Theano logit scaling, the output function, then the priors."""
+        pre = self.affine(sources, ctx)
+        pre = pre.with_tensor(theano_output.scale_logits(self, pre.tensor, ctx), dim=pre.dim)
+        return theano_output.apply_priors(self, self.activate(pre, ctx.ops), ctx)
 
 
 class CopyLayer(Layer):

@@ -177,7 +177,7 @@ class ReduceLayer(Layer):
             raise self.error("needs 'axes'")
         idx = sorted(axis_list(src, axes, layer=self.name))
         if 0 in idx:
-            raise self.error("cannot reduce the batch axis")
+            return self._reduce_batch(src, idx, mode, ctx)
         x = src.dense()
         rank = ops.ndim(x)
         keep = bool(self.opts.get("keep_dims", False))
@@ -212,11 +212,50 @@ class ReduceLayer(Layer):
             seq_lens = ops.ones(ops.shape(src.seq_lens), "int32")
         return LayerOutput(out, seq_lens, feature_dim_of(out_dims, has_time))
 
+    def _reduce_batch(self, src: LayerOutput, idx: list[int], mode: str, ctx: Context) -> LayerOutput:
+        """A reduction that includes the batch axis; padded frames take no part.
+
+        RETURNN's result has no batch axis; outputs here are always batch-major, so every batch entry holds the
+        one result (``keep_dims`` makes no difference on the batch axis). Without time reduction the result has
+        the longest seq's length.
+        """
+        ops = ctx.ops
+        x = src.dense()
+        rank = ops.ndim(x)
+        keep = bool(self.opts.get("keep_dims", False))
+        mask = ops.ones(ops.shape(x)[:1] + [1] * (rank - 1))
+        if src.has_time:
+            mask = src.mask()
+            for _ in range(rank - 2):
+                mask = ops.expand_dims(mask, -1)
+        mask = mask * ops.ones_like(x)
+        averaged = mode in ("mean", "avg")
+        out = ops.masked_reduce(x, mask, "sum" if averaged else mode, idx, keepdims=True)
+        if averaged:
+            out = out / ops.maximum(ops.reduce(mask, "sum", idx, keepdims=True), 1.0)
+        out = ops.tile(out, [ctx.batch_size] + [1] * (rank - 1))
+        in_dims = list(ops.static_shape(x))
+        if in_dims[-1] is None and src.dim is not None:
+            in_dims[-1] = int(src.dim)
+        drop = [i for i in idx if i != 0 and not keep]
+        if drop:
+            out = ops.squeeze_axes(out, drop)
+        has_time = src.has_time and (keep or 1 not in idx)
+        seq_lens = None
+        if has_time:
+            lens = src.seq_lens if 1 not in idx else ops.ones(ops.shape(src.seq_lens), "int32")
+            lens = ops.cast(lens, "int32")
+            seq_lens = ops.reduce(lens, "max") + ops.zeros(ops.shape(lens), "int32")
+        out_dims = [1 if i in idx and i != 0 else d for i, d in enumerate(in_dims)]
+        out_dims = [d for i, d in enumerate(out_dims) if i not in drop]
+        return LayerOutput(out, seq_lens, feature_dim_of(out_dims, has_time))
+
 
 class WindowLayer(Layer):
-    """A window of ``window_size`` frames around each frame (``window_left``/``window_right``): (B, T, W, D)."""
+    """A window of ``window_size`` frames around each frame (``window_left``/``window_right``): (B, T, W, D);
+    ``padding="valid"`` keeps only the frames whose window lies inside the seq (T - window_size + 1)."""
 
-    options = frozenset({"window_size", "window_left", "window_right", "axis"})
+    options = frozenset({"window_size", "window_left", "window_right", "axis", "padding"})
 
     def call(self, sources: list[LayerOutput], ctx: Context) -> LayerOutput:
         """Stack shifted copies of the (masked) input along a new window axis after time."""
@@ -229,6 +268,11 @@ class WindowLayer(Layer):
         size = int_opt(self, "window_size", 0) or 0
         if size < 1:
             raise self.error("needs window_size >= 1")
+        padding = str(self.opts.get("padding", "same")).lower()
+        if padding not in ("same", "valid"):
+            raise self.error(f"padding must be 'same' or 'valid', got {self.opts.get('padding')!r}")
+        if padding == "valid":
+            return self._valid(src, size, ctx)
         left, right = int_opt(self, "window_left", None), int_opt(self, "window_right", None)
         if left is None:
             left = size - 1 - right if right is not None else (size - 1) // 2
@@ -244,6 +288,14 @@ class WindowLayer(Layer):
         # the padded time axis is T + size - 1 long, so frame i is padded[:, i : i + T] with static bounds
         out = ops.stack([padded[:, i : (i - size + 1) or None] for i in range(size)], axis=2)
         return LayerOutput(out, src.seq_lens, src.dim)
+
+    def _valid(self, src: LayerOutput, size: int, ctx: Context) -> LayerOutput:
+        """Windows of frames t..t+size-1 for t up to each seq's length minus size."""
+        ops = ctx.ops
+        x = src.dense()
+        out = ops.stack([x[:, i : (i - size + 1) or None] for i in range(size)], axis=2)
+        seq_lens = ops.maximum(ops.cast(src.seq_lens, "int32") - (size - 1), 0)
+        return LayerOutput(out, seq_lens, src.dim)
 
 
 class PadLayer(Layer):

@@ -1,0 +1,75 @@
+"""``hidden``/``forward`` (NetworkHiddenLayer.ForwardLayer): ``activation(sum_s x_s W_s + b)``, sigmoid by default."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from returnn_core.frontend._layer import Context
+from returnn_core.frontend._output import LayerOutput
+from returnn_core.frontend.layers.basic import LinearLayer
+
+
+class HiddenLayer(LinearLayer):
+    """The Theano-era feed-forward layer: one weight block per source (sparse sources pick rows), ``input_scale``
+    scales the pre-activation, ``sparse_window`` > 1 takes sparse sources with a trailing window axis of that many
+    labels and concatenates their embeddings (output dim ``n_out * sparse_window``)."""
+
+    options = frozenset({"sparse_window", "input_scale"})
+    default_activation = "sigmoid"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        window = self.opts.get("sparse_window", 1)
+        if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+            raise self.error(f"sparse_window must be a positive integer, got {window!r}")
+        self.sparse_window = window
+        if self.n_out is not None:
+            # like RETURNN, the layer's output dim is n_out per window position
+            self.units = int(self.n_out)
+            self.n_out = self.units * window
+        else:
+            self.units = None
+
+    def call(self, sources: list[LayerOutput], ctx: Context) -> LayerOutput:
+        """Sum of the per-source affine maps, then ``input_scale`` and the activation."""
+        ops = ctx.ops
+        if not sources:
+            raise self.error("needs at least one source")
+        if self.units is None:
+            self.units = self.require_n_out() // self.sparse_window
+        units, window = self.units, self.sparse_window
+        dims = [self.feature_dim(s) for s in sources]
+        w = self.param("W", (sum(dims), units), self.opts.get("forward_weights_init", "glorot_uniform"))
+        z = None
+        offset = 0
+        for src, dim in zip(sources, dims):
+            block = w[offset : offset + dim]
+            offset += dim
+            if src.sparse:
+                part = ops.gather(block, src.tensor)
+                if window > 1:
+                    part = self._flatten_window(src, part, ops)
+            else:
+                if window > 1:
+                    raise self.error(f"sparse_window {window} needs sparse sources")
+                part = ops.dot(src.tensor, block)
+            if z is not None and src.has_time != sources[0].has_time:
+                raise self.error("cannot combine sources with and without a time axis")
+            z = part if z is None else z + part
+        if self.opts.get("with_bias", True):
+            b = self.param("b", (units,), self.opts.get("bias_init", "zeros"))
+            z = z + (ops.concat([b] * window, axis=0) if window > 1 else b)
+        scale = self.float_opt("input_scale", 1.0)
+        if scale != 1.0:
+            z = z * np.float32(scale)
+        return self.activate(LayerOutput(z, sources[0].seq_lens, units * window), ops)
+
+    def _flatten_window(self, src: LayerOutput, part: Any, ops: Any) -> Any:
+        """(B, T, window, units) embeddings as (B, T, window * units)."""
+        if ops.ndim(part) != 3 + int(src.has_time) or ops.static_shape(part)[-2] not in (self.sparse_window, None):
+            raise self.error(f"sparse_window {self.sparse_window} needs sparse sources with a trailing window axis "
+                             f"of {self.sparse_window} labels")
+        shape = ops.shape(part)
+        return ops.reshape(part, (*shape[:-2], self.sparse_window * self.units))

@@ -1,0 +1,176 @@
+"""Theano-era layers that change the time axis: frame_concat_zero, frame_cutoff, time_shift, upsample, chunking.
+
+RETURNN's Theano versions work on the padded (time, batch) tensor and note themselves that they are "not correct
+for max_seqs > 1"; here each seq gets what the manual describes for it (its own frames, its own length).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from returnn_core.frontend._layer import Context, Layer
+from returnn_core.frontend._ops import Ops
+from returnn_core.frontend._output import LayerOutput
+
+
+def _int(layer: Layer, key: str, default: int | None, minimum: int) -> int:
+    value = layer.opts.get(key, default)
+    if value is None:
+        raise layer.error(f"needs {key!r}")
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise layer.error(f"{key} must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def _time_source(layer: Layer, sources: list[LayerOutput]) -> LayerOutput:
+    src = layer.single_source(sources)
+    if not src.has_time:
+        raise layer.error("needs an input with a time axis")
+    return src
+
+
+def _masked(ops: Ops, src: LayerOutput) -> Any:
+    x = src.tensor
+    mask = src.mask(ops.dtype(x)) if ops.dtype(x) != "bool" else src.mask("bool")
+    for _ in range(ops.ndim(x) - 2):
+        mask = ops.expand_dims(mask, -1)
+    return x * mask
+
+
+def _repeat_time(ops: Ops, x: Any, factor: int) -> Any:
+    """Each frame of batch-major ``x`` repeated ``factor`` times in place."""
+    shape = ops.shape(x)
+    tiled = ops.tile(ops.expand_dims(x, 2), [1, 1, factor] + [1] * (len(shape) - 2))
+    return ops.reshape(tiled, (shape[0], shape[1] * factor, *shape[2:]))
+
+
+class FrameConcatZeroLayer(Layer):
+    """``frame_concat_zero``: ``num_frames`` zero frames before (``left``, default) or after each seq."""
+
+    options = frozenset({"num_frames", "left"})
+
+    def call(self, sources: list[LayerOutput], ctx: Context) -> LayerOutput:
+        """Pad each seq with zero frames."""
+        ops = ctx.ops
+        src = _time_source(self, sources)
+        n = _int(self, "num_frames", None, 0)
+        x = _masked(ops, src)
+        pads = [(0, 0), (n, 0) if self.opts.get("left", True) else (0, n)] + [(0, 0)] * (ops.ndim(x) - 2)
+        out = ops.pad(x, pads)
+        return LayerOutput(out, ops.cast(src.seq_lens, "int32") + n, src.dim, src.sparse)
+
+
+class FrameCutoffLayer(Layer):
+    """``frame_cutoff``: drop ``num_frames`` frames at the start (``left``, default) or end of each seq."""
+
+    options = frozenset({"num_frames", "left"})
+
+    def call(self, sources: list[LayerOutput], ctx: Context) -> LayerOutput:
+        """Cut frames off each seq."""
+        ops = ctx.ops
+        src = _time_source(self, sources)
+        n = _int(self, "num_frames", None, 0)
+        lens = ops.maximum(ops.cast(src.seq_lens, "int32") - n, 0)
+        if self.opts.get("left", True):
+            out = LayerOutput(src.tensor[:, n:], lens, src.dim, src.sparse)
+        else:
+            out = LayerOutput(src.tensor, lens, src.dim, src.sparse)
+        return out.with_tensor(_masked(ops, out), dim=src.dim, sparse=src.sparse)
+
+
+class TimeShiftLayer(Layer):
+    """``time_shift``: the input delayed by ``n_shift`` frames (zeros first), same length; ``base`` is accepted
+    and unused, as in RETURNN."""
+
+    options = frozenset({"n_shift", "base"})
+
+    def call(self, sources: list[LayerOutput], ctx: Context) -> LayerOutput:
+        """Delay the frames."""
+        ops = ctx.ops
+        src = _time_source(self, sources[:1])
+        n = _int(self, "n_shift", 1, 1)
+        x = _masked(ops, src)
+        shifted = ops.pad(x, [(0, 0), (n, 0)] + [(0, 0)] * (ops.ndim(x) - 2))[:, :-n]
+        return src.with_tensor(shifted, dim=src.dim, sparse=src.sparse)
+
+
+class UpsampleLayer(Layer):
+    """``upsample``: nearest-neighbour repetition by ``factor`` along ``axis`` (0 or "T": time, 2 or "F":
+    features); time upsampling takes its length from the last source (``time_like_last_source``), cut or
+    zero-padded to it."""
+
+    options = frozenset({"factor", "axis", "time_like_last_source", "method"})
+
+    def call(self, sources: list[LayerOutput], ctx: Context) -> LayerOutput:
+        """Repeat frames or features."""
+        ops = ctx.ops
+        method = self.opts.get("method", "nearest-neighbor")
+        if method != "nearest-neighbor":
+            raise self.error(f"method {method!r}: only 'nearest-neighbor' is supported")
+        axes = self.opts.get("axis")
+        if axes is None:
+            raise self.error("needs 'axis' (0 or 'T' for time, 2 or 'F' for features)")
+        axes = list(axes) if isinstance(axes, (list, tuple)) else [axes]
+        factors = self.opts.get("factor")
+        factors = list(factors) if isinstance(factors, (list, tuple)) else [factors] * len(axes)
+        if len(factors) != len(axes) or not all(isinstance(f, int) and f >= 1 for f in factors):
+            raise self.error(f"factor must be a positive integer (or one per axis), got {self.opts.get('factor')!r}")
+        time_ref = None
+        if self.opts.get("time_like_last_source"):
+            if len(sources) < 2:
+                raise self.error("time_like_last_source needs at least two sources")
+            sources, time_ref = sources[:-1], sources[-1]
+        src = _time_source(self, sources)
+        out = _masked(ops, src) if not src.sparse else src.dense()
+        dim, seq_lens = src.dim, src.seq_lens
+        for axis, factor in zip(axes, factors):
+            if axis in (0, "T", "t"):
+                if time_ref is None or not time_ref.has_time:
+                    raise self.error("time upsampling needs time_like_last_source=True and a last source with time")
+                out = _repeat_time(ops, out, factor)
+                target = ops.dynamic_dim(time_ref.tensor, 1)
+                extra = ops.maximum(target - ops.dynamic_dim(out, 1), 0)
+                zeros = ops.zeros([ops.dynamic_dim(out, 0), extra, *ops.shape(out)[2:]])
+                out = ops.concat([out, zeros], axis=1)[:, :target]
+                seq_lens = time_ref.seq_lens
+            elif axis in (2, "F", "f"):
+                shape = ops.shape(out)
+                tiled = ops.tile(ops.expand_dims(out, -1), [1] * len(shape) + [factor])
+                out = ops.reshape(tiled, (*shape[:-1], int(dim or 0) * factor))
+                dim = int(dim or 0) * factor
+            else:
+                raise self.error(f"axis {axis!r}: use 0/'T' (time) or 2/'F' (features)")
+        result = LayerOutput(out, seq_lens, dim)
+        return result.with_tensor(_masked(ops, result), dim=dim)
+
+
+class ChunkingLayer(Layer):
+    """``chunking``: time reduction as in the pyramidal LSTM (arXiv:1508.01211): each ``chunk_size`` consecutive
+    frames become one, their features concatenated (``method="concat"``) or averaged (``"average"``)."""
+
+    options = frozenset({"chunk_size", "method"})
+
+    def call(self, sources: list[LayerOutput], ctx: Context) -> LayerOutput:
+        """Group consecutive frames."""
+        ops = ctx.ops
+        # RETURNN's reshape groups frames t, t + T/c, ... (a layout slip); the pLSTM it cites groups neighbours
+        src = _time_source(self, sources)
+        size = _int(self, "chunk_size", 1, 1)
+        method = self.opts.get("method", "concat")
+        if method not in ("concat", "average"):
+            raise self.error(f"method {method!r}: use 'concat' or 'average'")
+        if src.feature_ndim != 1:
+            raise self.error("needs a (batch, time, feature) input")
+        x = _masked(ops, src) if not src.sparse else src.dense()
+        dim = self.feature_dim(src)
+        time = ops.cast(ops.dynamic_dim(x, 1), "int32")
+        pad = ops.floordiv(time + (size - 1), size) * size - time
+        x = ops.concat([x, ops.zeros([ops.dynamic_dim(x, 0), pad, dim])], axis=1)
+        lens = ops.floordiv(ops.cast(src.seq_lens, "int32") + (size - 1), size)
+        grouped = ops.reshape(x, (ops.dynamic_dim(x, 0), -1, size, dim))
+        if method == "concat":
+            return LayerOutput(ops.reshape(grouped, (ops.dynamic_dim(x, 0), -1, size * dim)), lens, size * dim)
+        mask = ops.reshape(ops.concat([src.mask(), ops.zeros([ops.dynamic_dim(x, 0), pad])], axis=1),
+                           (ops.dynamic_dim(x, 0), -1, size, 1))
+        mean = ops.reduce(grouped, "sum", 2) / ops.maximum(ops.reduce(mask, "sum", 2), 1.0)
+        return LayerOutput(mean, lens, dim)

@@ -1,0 +1,40 @@
+"""Cross-backend cases of the manual's Theano-era layer classes and rec units (issue 12)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+#: case -> (network, config, data kind), gathered by test_theano_vs_tf.py
+CASES: dict[str, tuple[dict[str, Any], dict[str, Any], str]] = {
+    "theano-era-lstm-classes-adam": (
+        {"l2": {"class": "lstm2", "n_out": 4, "n_cells": 5, "n_proj": 2, "peepholes": True, "direction": -1,
+                "grad_clip": 1.0, "activation": "tanh,tanh"},
+         "lopt": {"class": "lstm_opt", "n_out": 3, "sharp_gates": "global"},
+         "simple": {"class": "lstm_simple", "n_out": 3, "reverse": True, "dropout": 0.0},
+         "ln": {"class": "ln_lstm", "n_out": 3, "from": "l2"},
+         "output": {"class": "softmax", "loss": "ce", "from": ["l2", "lopt", "simple", "ln"]}},
+        {"optimizer": {"class": "adam"}}, "ce",
+    ),
+    "theano-era-recurrent-sgd": (
+        {"h": {"class": "hidden", "n_out": 5, "from": ["data", "data:classes"]},
+         "r": {"class": "recurrent", "n_out": 4, "projection": 2, "from": "h"},
+         "lin": {"class": "linear_recurrent", "n_out": 3, "direction": -1},
+         "l": {"class": "lstm", "n_out": 3, "from": "h"},
+         "l3": {"class": "lstm3", "n_out": 3, "grad_clip": 2.0},
+         "native": {"class": "native_lstm", "n_out": 3, "direction": -1, "from": "h"},
+         "sru": {"class": "rec", "unit": "sru", "n_out": 3},
+         "output": {"class": "softmax", "loss": "ce", "from": ["r", "lin", "l", "l3", "native", "sru"]}},
+        {"optimizer": {"class": "sgd"}}, "ce",
+    ),
+    "theano-era-time-axis-momentum": (
+        {"pad": {"class": "frame_concat_zero", "num_frames": 2},
+         "cut": {"class": "frame_cutoff", "num_frames": 2, "from": "pad"},
+         "shift": {"class": "time_shift", "n_shift": 1, "from": "cut"},
+         "chunk": {"class": "chunking", "chunk_size": 2, "from": "shift"},
+         "ff": {"class": "forward", "n_out": 4, "activation": "tanh", "from": "chunk"},
+         "up": {"class": "upsample", "factor": 2, "axis": "T", "time_like_last_source": True, "from": ["ff", "data"]},
+         "wide": {"class": "upsample", "factor": 2, "axis": 2, "from": "up"},
+         "output": {"class": "softmax", "loss": "ce", "from": ["wide", "shift"]}},
+        {"optimizer": {"class": "momentum", "momentum": 0.5}}, "ce",
+    ),
+}
