@@ -6,7 +6,7 @@ dataset (and its files) and the seq instead of a backend's shape or gather error
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -15,14 +15,28 @@ from returnn_core.errors import DatasetError
 
 
 def _where(dataset: Any) -> str:
-    files = getattr(dataset, "files", None)
-    if isinstance(files, (list, tuple)) and files:
-        return f"dataset {dataset.name} ({', '.join(map(str, files[:3]))}{', ...' if len(files) > 3 else ''})"
+    files = [str(getattr(f, "path", f)) for f in getattr(dataset, "files", None) or ()]
+    if files:
+        return f"dataset {dataset.name} ({', '.join(files[:3])}{', ...' if len(files) > 3 else ''})"
     return f"dataset {dataset.name}"
 
 
-def check_batch(dataset: Any, data: Any, specs: Mapping[str, Any]) -> None:
-    """Raise :class:`DatasetError` if the dataset's dims or the batch's values do not fit ``specs``."""
+def network_keys(network: Any, *, targets: bool) -> set[str]:
+    """The data keys the network reads: its inputs, and with ``targets`` the targets of its losses."""
+    keys = {s.key for spec in network for s in spec.sources if hasattr(s, "key")}
+    if targets:
+        keys |= {spec.target for spec in network.loss_layers if spec.target}
+    return keys
+
+
+def check_batch(dataset: Any, data: Any, specs: Mapping[str, Any], needed: Iterable[str] = ()) -> None:
+    """Raise :class:`DatasetError` if the batch lacks a ``needed`` key or its dims or values do not fit ``specs``."""
+    missing = sorted(k for k in needed if k not in data.data)
+    if missing:
+        raise DatasetError(
+            f"{_where(dataset)} has no data {', '.join(map(repr, missing))}, which the network reads; it has: "
+            f"{', '.join(sorted(data.data)) or 'nothing'}"
+        )
     try:
         declared = dataset.data_specs()
     except Exception:  # noqa: BLE001 - a dataset that cannot say its specs is checked by its values only

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from returnn_core.atomic_write import atomic_write_text
+from returnn_core.atomic_write import atomic_write_text, disk_full, is_disk_full
 from returnn_core.config import Config
 from returnn_core.config.schema import warn_unread_keys
 from returnn_core.datasets import Dataset, ExternData, init_dataset
@@ -17,7 +17,7 @@ from returnn_core.engine import signals
 from returnn_core.engine.backend import Backend, StepResult
 from returnn_core.engine.backend_choice import select_backend
 from returnn_core.engine.checkpoints import checkpoint_prefix, completed_epochs, is_complete, save_checkpoint
-from returnn_core.engine.data_check import check_batch
+from returnn_core.engine.data_check import check_batch, network_keys
 from returnn_core.errors import ConfigError, TrainingError
 from returnn_core.learning_rate import LearningRateControl, learning_rate_control_from_config
 from returnn_core.log import Log, Progress, epoch_line
@@ -152,7 +152,7 @@ class Engine:
             signals.check()  # SIGINT/SIGTERM: stop between steps, never inside one
             data = batch.to_data(self.extern_data)
             if step == 1:
-                check_batch(dataset, data, self.extern_data)
+                check_batch(dataset, data, self.extern_data, network_keys(self.network, targets=True))
             if train:
                 result = self.backend.train_step(data, learning_rate)  # type: ignore[arg-type]
                 if not result.is_finite() and self.config.bool("stop_on_nonfinite_train_score", True):
@@ -276,7 +276,7 @@ class Engine:
         dataset.init_seq_order(1)
         for batch in dataset.generate_batches(chunking=None, **self.batch_opts):
             data = batch.to_data(self.extern_data)
-            check_batch(dataset, data, self.extern_data)
+            check_batch(dataset, data, self.extern_data, network_keys(self.network, targets=False))
             out, lens = self.backend.forward_step(data, layer)
             yield out, lens, data.tags
         dataset.finish_epoch()
@@ -305,9 +305,11 @@ class Engine:
                     dim = self.network[layer].n_out if sparse else out.shape[-1]
                     writer = writer_cls(output_file, dim=int(dim or 0), sparse=sparse)
                 writer.write_batch(out, lens, tags)
-        except BaseException:
+        except BaseException as exc:
             if writer is not None:
                 writer.abort()
+            if is_disk_full(exc):
+                raise disk_full(output_file, "the partial output is removed") from None
             raise
         if writer is None:
             raise TrainingError(f"forward: dataset {dataset.name} gave no seqs; nothing written")

@@ -141,3 +141,12 @@ def test_docs_config_md_is_generated_from_the_schema():
     for name in ("num_epochs", "search_output_layer", "log_interval", "learning_rate_file"):
         assert f"| `{name}` |" in render_markdown()
     assert SCHEMA["max_seqs"].default == -1 and SCHEMA["num_epochs"].default == 5
+
+
+def test_a_data_key_the_network_reads_but_the_dataset_lacks(tmp_path, manager):
+    extern = {"data": {"dim": 2}, "classes": {"dim": 2, "sparse": True}, "extra": {"dim": 3}}
+    network = {"output": {"class": "softmax", "loss": "ce", "n_out": 2, "from": "data:extra"}}
+    config = make_config(tmp_path, extern_data=extern, network=network)
+    with pytest.raises(DatasetError, match=r"^dataset ToyDataset has no data 'extra', which the network reads; it has: "
+                                           r"classes, data$"):
+        Engine(config, manager=manager, log=Log(verbosity=0)).run()
