@@ -45,8 +45,9 @@ NET: dict[str, Any] = {
     "pre": {"class": "prefix_in_time", "prefix": 1.5, "repeat": 2},
     "pre_labels": {"class": "prefix_in_time", "prefix": 3, "from": "data:classes"},
     "post": {"class": "postfix_in_time", "postfix": -1.0, "repeat": 2},
-    "one": {"class": "variable", "shape": (4,), "init": 0.5, "from": []},
+    "one": {"class": "variable", "shape": (4,), "init": 0.5, "add_batch_axis": False, "param_name": "v", "from": []},
     "post_layer": {"class": "postfix_in_time", "postfix": "one", "from": "data"},
+    "one_t": {"class": "variable", "shape": (2,), "init": -1.0, "add_time_axis": True, "from": []},
     "up_nn": {"class": "resize", "axis": "T", "factor": 2},
     "up_labels": {"class": "resize", "axis": "T", "factor": 2, "kind": "nearest_neighbor", "from": "data:classes"},
     "up_linear": {"class": "resize", "axis": "T", "factor": 3, "kind": "linear"},
@@ -138,6 +139,16 @@ def test_initial_weights_are_returnns(backends) -> None:
                             "output": {"class": "copy", "from": "data"}}).get_param_values()
     np.testing.assert_array_equal(fresh["wsum/W"], np.full(4, 0.25, "f"))
     np.testing.assert_array_equal(fresh["prod/W"], np.ones(4, "f"))
+
+
+def test_variable(backends) -> None:
+    _, params, outs = backends
+    np.testing.assert_array_equal(params["one/v"], np.full(4, 0.5, "f"))
+    np.testing.assert_array_equal(outs["one"][0], np.full((3, 4), 0.5, "f"))
+    assert outs["one"][1] is None
+    np.testing.assert_array_equal(outs["one_t"][0], np.full((3, 1, 2), -1.0, "f"))
+    assert list(outs["one_t"][1]) == [1, 1, 1]
+    np.testing.assert_array_equal(outs["query"][0], np.tile(params["query/query"], (3, 1)))
 
 
 def test_prefix_postfix_in_time(backends) -> None:

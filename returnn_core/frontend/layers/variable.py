@@ -9,10 +9,15 @@ from returnn_core.frontend._output import LayerOutput
 
 
 class VariableLayer(Layer):
-    """A parameter of ``shape`` (init ``init``, default 0) named like the layer, repeated over the batch
-    (``add_batch_axis``, which this port needs) and with a time axis of length 1 if ``add_time_axis``."""
+    """A parameter of ``shape`` (init ``init``, default 0) named ``param_name`` (default: the layer's name), with a
+    time axis of length 1 if ``add_time_axis``.
 
-    options = frozenset({"shape", "dtype", "add_batch_axis", "add_time_axis", "init"})
+    Every layer output here has a batch axis, so the value is always repeated over the batch; ``add_batch_axis``
+    (RETURNN's default then was True, later False) changes nothing, as the same value for every seq is what a
+    batch-less variable broadcasts to.
+    """
+
+    options = frozenset({"shape", "dtype", "add_batch_axis", "add_time_axis", "init", "param_name"})
 
     def call(self, sources: list[LayerOutput], ctx: Context) -> LayerOutput:
         """The parameter, broadcast over the batch."""
@@ -25,10 +30,11 @@ class VariableLayer(Layer):
             raise self.error(f"needs 'shape', a tuple of positive ints, got {shape!r}")
         if str(self.opts.get("dtype", "float32")) != "float32":
             raise self.error("only dtype 'float32' is supported (parameters are float32)")
-        if not self.opts.get("add_batch_axis", True):
-            raise self.error("add_batch_axis=False is not supported: every layer output has a batch axis here")
         shape = tuple(int(d) for d in shape)
-        var = self.param(self.name.rpartition("/")[2], shape, self.opts.get("init", 0.0))
+        name = self.opts.get("param_name") or self.name.rpartition("/")[2]
+        if not isinstance(name, str):
+            raise self.error(f"param_name must be a string, got {name!r}")
+        var = self.param(name, shape, self.opts.get("init", 0.0))
         out = ops.expand_dims(var * 1.0, 0)
         seq_lens = None
         if self.opts.get("add_time_axis", False):
