@@ -103,6 +103,7 @@ class TFBackend(Backend):
         self._has_error: list[bool] = []
         self._no_tags = tf.constant([], tf.string)
         self._summary_writer: Any = None
+        self._summaries_failed = False
         #: train steps so far in this run: the x axis of the per-step TensorBoard scalars
         self._train_steps = 0
         self._broadcasts: dict[bool, Any] = {}
@@ -280,14 +281,25 @@ class TFBackend(Backend):
             result = self._result(self._train_fn(data, lens, tags, np.float32(learning_rate), np.float32(weight)).numpy())
         self._train_steps += 1
         if self.log.max_verbosity >= 4:
-            self._step_summary(result, learning_rate)
+            self._summarize(lambda writer: self._step_summary(writer, result, learning_rate))
         return result
 
-    def _step_summary(self, result: StepResult, learning_rate: float) -> None:
-        """Per-step TensorBoard scalars ``step/cost:LAYER``, ``step/error:LAYER``, ``step/learning_rate`` (chief)."""
-        writer = self._writer()
-        if writer is None:
+    def _summarize(self, write: Any) -> None:
+        """Call ``write(writer)`` with the TensorBoard writer; a failing writer (full disk, unwritable
+        ``tf_log_dir``) ends the summaries with one warning line, never the training."""
+        if self._summaries_failed:
             return
+        try:
+            writer = self._writer()
+            if writer is not None:
+                write(writer)
+        except (tf.errors.OpError, OSError) as exc:
+            self._summaries_failed = True
+            reason = (getattr(exc, "message", None) or str(exc)).strip().splitlines()[0]
+            self.log.v1(f"warning: TensorBoard summaries stopped ({reason}); training goes on without them")
+
+    def _step_summary(self, writer: Any, result: StepResult, learning_rate: float) -> None:
+        """Per-step TensorBoard scalars ``step/cost:LAYER``, ``step/error:LAYER``, ``step/learning_rate`` (chief)."""
         values = {f"step/cost:{k}": v for k, v in result.scores().items()}
         values.update({f"step/error:{k}": v for k, v in result.error_rates().items()})
         values["step/learning_rate"] = float(learning_rate)
@@ -380,15 +392,16 @@ class TFBackend(Backend):
 
     def epoch_summary(self, epoch: int, scores: dict[str, Any]) -> None:
         """Write the epoch's scores and learning rate as TensorBoard scalars under the model dir (chief only)."""
-        writer = self._writer()
-        if writer is None:
-            return
         values = dict(_flatten(scores))
         values.setdefault("learning_rate", float(self.learning_rate.numpy()))
-        with writer.as_default(step=epoch):
-            for key, value in values.items():
-                write_scalar(key, value, epoch)
-        writer.flush()
+
+        def write(writer: Any) -> None:
+            with writer.as_default(step=epoch):
+                for key, value in values.items():
+                    write_scalar(key, value, epoch)
+            writer.flush()
+
+        self._summarize(write)
 
     def _writer(self) -> Any:
         """The TensorBoard writer for ``tf_log_dir`` (default: ``tensorboard/`` beside the model); None if not chief."""
