@@ -100,7 +100,8 @@ def chunk_seq(
         key = next(iter(seq.features))
     length = seq.length(key)
     if chunking is None:
-        yield _slice(seq, 0, length, frozenset(seq.features), {}, context)
+        # keys of another length (a target with an end symbol) stay whole
+        yield _slice(seq, 0, length, frozenset(k for k in seq.features if seq.length(k) == length), {}, context)
         return
     if sizes:
         t = dict.fromkeys(sizes, 0)

@@ -17,6 +17,7 @@ from returnn_core.engine import signals
 from returnn_core.engine.backend import Backend, StepResult
 from returnn_core.engine.backend_choice import select_backend
 from returnn_core.engine.checkpoints import checkpoint_prefix, completed_epochs, is_complete, save_checkpoint
+from returnn_core.engine.search import run_search
 from returnn_core.engine.data_check import check_batch, network_keys
 from returnn_core.errors import ConfigError, TrainingError
 from returnn_core.learning_rate import LearningRateControl, learning_rate_control_from_config
@@ -24,7 +25,7 @@ from returnn_core.log import Log, Progress, epoch_line
 from returnn_core.network import NetworkDescription, resolve_network
 from returnn_core.plugin import PluginManager, get_plugin_manager
 
-TASKS = ("train", "eval", "forward", "compute_priors")
+TASKS = ("train", "eval", "forward", "search", "compute_priors")
 
 
 def score_summary(prefix: str, result: StepResult) -> dict[str, float]:
@@ -84,13 +85,14 @@ class Engine:
         self._datasets.append(dataset)
         return dataset
 
-    def build(self, reference: Dataset | None, *, train: bool) -> Backend:
-        """Resolve the network against the data and let the backend build it."""
+    def build(self, reference: Dataset | None, *, train: bool, search: bool = False) -> Backend:
+        """Resolve the network against the data and let the backend build it (``search``: RETURNN's search flag)."""
         self.extern_data = ExternData.from_config(self.config, reference)
         net_dict = self.config.typed_value("network")
         if net_dict is None:
             raise ConfigError("the config has no 'network'")
         self.network = resolve_network(net_dict, list(self.extern_data))
+        self.network.search_flag = search
         backend = self.backend_cls(self.config, self.manager, self.log)
         backend.build(self.network, self.extern_data, train=train)
         self.backend = backend
@@ -124,6 +126,7 @@ class Engine:
             "train": self.train,
             "eval": self.eval,
             "forward": self.forward,
+            "search": lambda: run_search(self),
             "compute_priors": self.compute_priors,
         }
         if task not in handlers:
@@ -246,8 +249,8 @@ class Engine:
             self.backend.load(self.config.value("load"))  # type: ignore[arg-type]
         return 1
 
-    def _load_for_inference(self, reference: Dataset | None) -> int:
-        self.build(reference, train=False)
+    def _load_for_inference(self, reference: Dataset | None, *, search: bool = False) -> int:
+        self.build(reference, train=False, search=search)
         assert self.backend is not None
         path = self.config.value("load", None)
         epoch = self.config.int("load_epoch", None) or self.last_epoch()

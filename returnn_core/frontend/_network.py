@@ -85,6 +85,9 @@ class Network:
                 # like RETURNN: an output layer without n_out gets the target's dim (CTC: plus the blank)
                 dim = self.extern_data[term.target].dim
                 layer.n_out = None if dim is None else dim + (1 if term.loss_name == "ctc" else 0)
+        if parent is None:  # sub-layers of rec units with a loss count like outer layers
+            for layer in self.layers.values():
+                self.loss_terms.extend(getattr(layer, "inner_loss_terms", ()))
 
     def make_subnetwork(self, description: NetworkDescription, *, prefix: str) -> Network:
         """A nested network whose parameters live in this one's root under ``prefix``."""

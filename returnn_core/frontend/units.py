@@ -71,6 +71,14 @@ class LstmUnit(ScanUnit):
         y, h, c = ops.lstm(x, params["W"], params["b"], params["W_re"], mask, states[0], states[1])
         return y, (h, c)
 
+    def step(self, ops: Ops, z_t: Any, states: tuple[Any, ...], w_re: Any) -> tuple[Any, ...]:
+        """One LSTM frame (the recurrence :meth:`Ops.lstm` runs), for one step inside a rec loop: (h, c)."""
+        n = self.n_out
+        h, c = states
+        cell_in, gate_in, gate_f, gate_o = ops.split(z_t + ops.matmul(h, w_re), (n, n, n, n), axis=-1)
+        c_new = ops.sigmoid(gate_f) * c + ops.sigmoid(gate_in) * ops.tanh(cell_in)
+        return ops.sigmoid(gate_o) * ops.tanh(c_new), c_new
+
 
 class GruUnit(ScanUnit):
     """GRU, blocks [reset, update, candidate]: ``h = u * h_prev + (1 - u) * tanh(x W_c + (r * h_prev) W_re_c + b_c)``."""

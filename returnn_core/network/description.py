@@ -74,6 +74,8 @@ class NetworkDescription:
     layers: dict[str, LayerSpec]
     output_layers: list[str]
     data_keys: list[str]
+    #: RETURNN's search flag (task search): ``choice`` layers run beam search instead of feeding the target
+    search_flag: bool = False
 
     def __iter__(self):
         return iter(self.layers.values())
@@ -149,7 +151,8 @@ def resolve_network(
             ref = opts.get(opt)
             if isinstance(ref, str) and ref in net_dict:
                 deps.append(ref)
-        deps += [ref for ref in _base_refs(opts.get("subnetwork")) if ref in net_dict and ref not in deps]
+        deps += [ref for ref in _base_refs(opts.get("subnetwork")) + _base_refs(opts.get("unit"))
+                 if ref in net_dict and ref not in deps]
         is_output = bool(opts.get("is_output_layer")) or bool(opts.get("loss")) or name == "output"
         specs[name] = LayerSpec(name, layer_class, sources, opts, is_output, deps)
     order = _topological_order(specs)

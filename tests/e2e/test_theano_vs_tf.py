@@ -106,8 +106,12 @@ def test_first_steps_agree(case: str) -> None:
 def _used_names(net: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
     for layer in net.values():
         yield "layers", layer["class"]
-        if layer["class"] == "rec":
-            yield "rec_units", layer.get("unit", "lstm")
+        if layer["class"] in ("rec", "rnn_cell"):
+            unit = layer.get("unit", "lstm")
+            if isinstance(unit, Mapping):  # a sub-network per step
+                yield from _used_names(unit)
+            else:
+                yield "rec_units", unit
         if "loss" in layer:
             yield "losses", layer["loss"]
         if isinstance(layer.get("subnetwork"), Mapping):

@@ -1,56 +1,104 @@
-"""The ``rec`` layer (a registered rec unit over time) and ``get_last_hidden_state``."""
+"""The ``rec`` layer (a registered rec unit over time, or a sub-network per step), ``rnn_cell`` (one step of a
+unit) and ``get_last_hidden_state``."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from returnn_core.errors import NetworkError
 from returnn_core.frontend._layer import Context, Layer
 from returnn_core.frontend._output import LayerOutput
 from returnn_core.frontend._unit import resolve_unit
+from returnn_core.frontend.layers.rec_subnet import RecSubnet
+from returnn_core.frontend.units import ScanUnit
 
 
 class RecLayer(Layer):
-    """A recurrent unit (``unit``: lstm, nativelstm, gru, rnn, ...) over the time axis of its input.
+    """A recurrent unit (``unit``: lstm, nativelstm, gru, rnn, ...) over the time axis of its input, or, with a dict
+    ``unit``, a sub-network evaluated per time step (see :mod:`returnn_core.frontend.layers.rec_subnet`).
 
     ``direction`` 1 or -1 (backwards over each seq's present frames), ``unit_opts`` for the unit's constructor,
-    ``initial_state`` a layer name (or one per state) giving (B, n) states, default zeros.
+    ``initial_state`` a layer name (or one per state) giving (B, n) states, default zeros. Inside another rec
+    layer's unit (an input without time) a string unit makes one step, its state carried to the next step.
     """
 
     options = frozenset({"unit", "direction", "initial_state", "unit_opts", "max_seq_len",
-                         "optimize_move_layers_out"})
+                         "optimize_move_layers_out", "unroll", "size_target"})
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         unit = self.opts.get("unit", "lstm")
-        if not isinstance(unit, str):
-            raise NetworkError(f"layer {self.name!r}: 'unit' must be a unit name (lstm, nativelstm, gru, ...), "
-                               f"got {type(unit).__name__}; recurrent sub-networks are not supported yet")
-        self.unit_cls = resolve_unit(self.net.manager, self.net.backend, unit, layer=self.name, log=self.net.log)
+        self.subnet: RecSubnet | None = None
+        self.unit_cls: Any = None
+        if isinstance(unit, Mapping):
+            self.subnet = RecSubnet(self, unit)
+        elif isinstance(unit, str):
+            self.unit_cls = resolve_unit(self.net.manager, self.net.backend, unit, layer=self.name, log=self.net.log)
+        else:
+            raise NetworkError(f"layer {self.name!r}: 'unit' must be a unit name (lstm, nativelstm, gru, ...) or a "
+                               f"dict of sub-layers, got {type(unit).__name__}")
         self.direction = self.opts.get("direction", 1)
         if self.direction not in (1, -1):
             raise NetworkError(f"layer {self.name!r}: direction must be 1 or -1, got {self.direction!r}")
         self._unit: Any = None
 
-    def call(self, sources: list[LayerOutput], ctx: Context) -> LayerOutput:
-        """Run the unit over the (concatenated) sources."""
-        n_out = self.require_n_out()
-        src = self.single_source(sources)
-        if not src.has_time or src.ndim - (0 if src.sparse else 1) != 2:
-            raise self.error("needs a (batch, time, feature) input")
-        n_in = self.feature_dim(src)
+    @property
+    def inner_loss_terms(self) -> list[Any]:
+        """Loss terms of the sub-layers of a dict unit (they count like outer layers' losses)."""
+        return self.subnet.loss_terms if self.subnet is not None else []
+
+    def state_sizes(self) -> tuple[int, ...]:
+        """Sizes of the unit's state tensors (what one step carries to the next)."""
+        return tuple(self.unit_cls(1, self.require_n_out(), **dict(self.opts.get("unit_opts") or {})).state_sizes())
+
+    def _get_unit(self, n_in: int) -> Any:
         if self._unit is None:
             try:
-                self._unit = self.unit_cls(n_in, n_out, **dict(self.opts.get("unit_opts") or {}))
+                self._unit = self.unit_cls(n_in, self.require_n_out(), **dict(self.opts.get("unit_opts") or {}))
             except (TypeError, NetworkError) as exc:
                 raise self.error(f"cannot create unit {self.opts.get('unit', 'lstm')!r}: {exc}") from None
-        unit = self._unit
-        if unit.n_in != n_in:
-            raise self.error(f"input dim changed from {unit.n_in} to {n_in}")
+        if self._unit.n_in != n_in:
+            raise self.error(f"input dim changed from {self._unit.n_in} to {n_in}")
+        return self._unit
+
+    def call(self, sources: list[LayerOutput], ctx: Context) -> LayerOutput:
+        """Run the unit over the (concatenated) sources, or the sub-network step by step."""
+        if self.subnet is not None:
+            return self.subnet(sources, ctx)
+        n_out = self.require_n_out()
+        src = self.single_source(sources)
+        if not src.has_time:
+            return self._one_step(src, ctx)
+        if src.ndim - (0 if src.sparse else 1) != 2:
+            raise self.error("needs a (batch, time, feature) input")
+        unit = self._get_unit(self.feature_dim(src))
         params = {k: self.param(k, spec.shape, spec.init) for k, spec in unit.param_specs().items()}
         y, final = unit(params, src.dense(), src.mask(), initial_state=self._initial_state(unit, ctx),
                         direction=self.direction)
         return LayerOutput(y, src.seq_lens, n_out, final_state=tuple(final))
+
+    def _one_step(self, src: LayerOutput, ctx: Context) -> LayerOutput:
+        """One step of the unit inside a rec loop, from the state it carried out of the previous step."""
+        loop = getattr(self.net, "rec_loop", None)
+        if loop is None or loop.current is None:
+            raise self.error("needs a (batch, time, feature) input, or to be a sub-layer of a rec layer's unit")
+        if src.ndim - (0 if src.sparse else 1) != 1:
+            raise self.error("inside a rec loop it needs a (batch, feature) input")
+        ops = ctx.ops
+        unit = self._get_unit(self.feature_dim(src))
+        params = {k: self.param(k, spec.shape, spec.init) for k, spec in unit.param_specs().items()}
+        prev = loop.current.prev_states[self.name[len(loop.name) + 1:]]
+        # "lstm" may run as nativelstm over sequences; one frame takes the registered unit's own step (same params)
+        step_cls = self.net.manager.rec_units.get(str(self.opts.get("unit", "lstm")).lower(), backend=self.net.backend)
+        if isinstance(step_cls, type) and issubclass(step_cls, ScanUnit):
+            step_unit = step_cls(unit.n_in, unit.n_out, **dict(self.opts.get("unit_opts") or {}))
+            z = ops.dot(src.dense(), params["W"]) + params["b"]
+            final = step_unit.step(ops, z, tuple(prev), params["W_re"])
+            return LayerOutput(final[0], None, self.require_n_out(), final_state=tuple(final))
+        x = ops.expand_dims(src.dense(), 1)
+        y, final = unit(params, x, ops.ones([ops.dynamic_dim(x, 0), 1]), initial_state=prev)
+        return LayerOutput(ops.squeeze(y, 1), None, self.require_n_out(), final_state=tuple(final))
 
     def _initial_state(self, unit: Any, ctx: Context) -> tuple[Any, ...] | None:
         init = self.opts.get("initial_state")
@@ -70,6 +118,21 @@ class RecLayer(Layer):
                                    f"without time, got dim {out.dim}{' with time' if out.has_time else ''}")
             states.append(out.tensor)
         return tuple(states)
+
+
+class RnnCellLayer(RecLayer):
+    """RETURNN's ``rnn_cell``: one step of the rec ``unit`` per call inside a rec loop, (B, n_in) -> (B, n_out); its
+    state (for an LSTM: h and c) goes to the next step with the loop. On an input with time it runs over it."""
+
+    options = frozenset({"unit", "unit_opts", "initial_state"})
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if not isinstance(self.opts.get("unit"), str):
+            raise self.error("needs 'unit', the name of a rec unit (lstm, gru, rnn, ...)")
+        if self.opts.get("initial_state") not in (None, "zeros", 0):
+            raise self.error("initial_state: only zeros is supported for rnn_cell")
+        self.require_n_out()
 
 
 class GetLastHiddenStateLayer(Layer):
