@@ -69,31 +69,36 @@ network = {
 
 
 def test_training_on_sprint_caches(tmp_path):
-    """Train on caches from our writer (a bundle and a compressed archive); dev on RETURNN- and RASR-layout files."""
+    """Train on RETURNN- and RASR-layout archives laid out byte by byte (and one from our writer); dev from our writer."""
     allo = tmp_path / "allophones"
     allo.write_text("#allophones\n" + "".join(f"p{k}{{#+#}}\n" for k in range(NUM_CLASSES)))
     tying = tmp_path / "state-tying"
     tying.write_text("".join(f"p{k}{{#+#}}.{s} {k}\n" for k in range(NUM_CLASSES) for s in range(3)))
-    ref = np.load(make_corpus(tmp_path / "train.npz", 60, 1))
-    feats = [FileArchive(str(tmp_path / f"train.feat.{k}.cache"), "w", compress=bool(k)) for k in range(2)]
-    with FileArchive(str(tmp_path / "train.align.cache"), "w", compress=True) as al:
-        for i, name in enumerate(ref["names"]):
-            feats[i % 2].add_features(str(name), ref[f"feat_{i}"])
-            al.add_alignment(str(name), [(t, int(a), t % 3) for t, a in enumerate(ref[f"align_{i}"])])
-    for f in feats:
-        f.close()
-    (tmp_path / "train.feat.bundle").write_text("train.feat.0.cache\ntrain.feat.1.cache\n")
-    # dev: features as RETURNN's writer lays them out, alignments as RASR's (compressed, with a removed entry)
     ab = archive_bytes
-    ref = np.load(make_corpus(tmp_path / "dev.npz", 15, 2))
+    # train: features in a bundle of a RETURNN-layout archive (laid out byte by byte) and one from our writer
+    # (compressed); alignments in a RASR-layout archive (compressed, with a removed entry)
+    ref = np.load(make_corpus(tmp_path / "train.npz", 60, 1))
     feat_entries, align_entries = [], [("", b"removed", False)]
-    for i, name in enumerate(map(str, ref["names"])):
-        x, align = ref[f"feat_{i}"], ref[f"align_{i}"]
-        feat_entries.append((name, ab.feature_record(x, [(0.01 * t, 0.01 * t + 0.01) for t in range(len(x))]), False))
-        runs = [(1, ab.emission(int(a), t % 3)) for t, a in enumerate(align)]
-        align_entries.append((name, ab.plain_alignment_record(runs), True))
-    (tmp_path / "dev.feat.bundle").write_bytes(ab.archive(feat_entries, trailer="returnn").data)
-    (tmp_path / "dev.align.cache").write_bytes(ab.archive(align_entries, trailer="rasr").data)
+    with FileArchive(str(tmp_path / "train.feat.1.cache"), "w", compress=True) as ours:
+        for i, name in enumerate(map(str, ref["names"])):
+            x, align = ref[f"feat_{i}"], ref[f"align_{i}"]
+            if i % 2:
+                ours.add_features(name, x)
+            else:
+                times = [(0.01 * t, 0.01 * t + 0.01) for t in range(len(x))]
+                feat_entries.append((name, ab.feature_record(x, times), False))
+            runs = [(1, ab.emission(int(a), t % 3)) for t, a in enumerate(align)]
+            align_entries.append((name, ab.plain_alignment_record(runs), True))
+    (tmp_path / "train.feat.0.cache").write_bytes(ab.archive(feat_entries, trailer="returnn").data)
+    (tmp_path / "train.feat.bundle").write_text("train.feat.0.cache\ntrain.feat.1.cache\n")
+    (tmp_path / "train.align.cache").write_bytes(ab.archive(align_entries, trailer="rasr").data)
+    # dev: both from our writer
+    ref = np.load(make_corpus(tmp_path / "dev.npz", 15, 2))
+    with FileArchive(str(tmp_path / "dev.feat.cache"), "w") as feats, FileArchive(str(tmp_path / "dev.align.cache"), "w") as al:
+        for i, name in enumerate(map(str, ref["names"])):
+            feats.add_features(name, ref[f"feat_{i}"])
+            al.add_alignment(name, [(t, int(a), t % 3) for t, a in enumerate(ref[f"align_{i}"])])
+    (tmp_path / "dev.feat.bundle").write_text("dev.feat.cache\n")
     labeling = {"allophone_file": str(allo), "state_tying_file": str(tying)}
 
     def dataset(part: str) -> str:
