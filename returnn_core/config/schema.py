@@ -201,9 +201,25 @@ def _error(key: str, value: Any, allowed: str) -> ConfigError:
     return ConfigError(f"config key {key!r}: {shown} is not allowed; expected {allowed}")
 
 
+def plugin_keys(manager: Any) -> list[Key]:
+    """The keys plugins declare through ``returnn_register_config_keys`` (the core's own keys win a name)."""
+    if manager is None:
+        return []
+    out = []
+    for entry in manager.config_keys:
+        if entry.alias_of is None and entry.name not in SCHEMA:
+            key = entry.resolve()
+            if not isinstance(key, Key):
+                raise ConfigError(f"plugin {entry.plugin}: config key {entry.name!r} must be registered as a "
+                                  f"returnn_core.config.schema.Key, got {type(key).__name__}")
+            out.append(key)
+    return out
+
+
 def validate_config(config: Any, manager: Any = None) -> None:
-    """Check every set key of the schema, the datasets' options and the network's dims; the first problem raises."""
-    for spec in _KEYS:
+    """Check every set key of the schema and the plugins, the datasets' options and the network's dims; the first
+    problem raises."""
+    for spec in [*_KEYS, *plugin_keys(manager)]:
         if not config.has(spec.name):
             continue
         value = config.typed_value(spec.name)
@@ -372,8 +388,9 @@ def unread_keys(config: Any, known: Iterable[str] = ()) -> list[tuple[str, str |
     return out
 
 
-def warn_unread_keys(config: Any, log: Any, known: Iterable[str] = ()) -> None:
-    """One log line per key that nothing reads, with the closest known key."""
+def warn_unread_keys(config: Any, log: Any, manager: Any = None) -> None:
+    """One log line per key that nothing reads (not the schema's, a plugin's or any reader's), with a close match."""
+    known = manager.config_keys.names() if manager is not None else ()
     for key, close in unread_keys(config, known):
         hint = f"; did you mean {close}?" if close else ""
         log.v1(f"warning: {key}: not a known key{hint}")

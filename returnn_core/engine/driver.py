@@ -97,7 +97,7 @@ class Engine:
         backend.build(self.network, self.extern_data, train=train)
         self.backend = backend
         self.log.v4(f"backend {self.backend_name}: network with layers {', '.join(self.network.layers)}")
-        warn_unread_keys(self.config, self.log)
+        warn_unread_keys(self.config, self.log, self.manager)
         return backend
 
     def _require_model(self) -> str:

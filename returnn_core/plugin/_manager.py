@@ -176,6 +176,11 @@ class PluginManager:
         """``returnn`` subcommands."""
         return self.registries["cli_tools"]
 
+    @property
+    def config_keys(self) -> Registry:
+        """Config keys plugins declare (:class:`returnn_core.config.schema.Key`)."""
+        return self.registries["config_keys"]
+
     # -- loading ------------------------------------------------------------------------------
     def load_entry_points(self, group: str = ENTRY_POINT_GROUP) -> None:
         """Discover and load every plugin installed under the entry-point ``group``."""

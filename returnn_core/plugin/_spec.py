@@ -69,6 +69,12 @@ def returnn_register_cli_tools(registry: Registrar) -> None:
     """Register ``returnn`` subcommands: target ``main(argv: list[str]) -> int``, with a ``description``."""
 
 
+@hookspec
+def returnn_register_config_keys(registry: Registrar) -> None:
+    """Register the config keys a plugin reads: target a :class:`returnn_core.config.schema.Key` (its kind is
+    checked before the run; a declared key never gets the unread-key warning)."""
+
+
 #: extension point name -> (hook name, keyed per backend)
 EXTENSION_POINTS: dict[str, tuple[str, bool]] = {
     "backends": ("returnn_register_backends", False),
@@ -81,6 +87,7 @@ EXTENSION_POINTS: dict[str, tuple[str, bool]] = {
     "lr_controls": ("returnn_register_lr_controls", False),
     "output_writers": ("returnn_register_output_writers", False),
     "cli_tools": ("returnn_register_cli_tools", False),
+    "config_keys": ("returnn_register_config_keys", False),
 }
 
 #: singular words used in messages
@@ -95,4 +102,5 @@ KIND_WORDS: dict[str, str] = {
     "lr_controls": "learning-rate control",
     "output_writers": "output writer",
     "cli_tools": "command",
+    "config_keys": "config key",
 }

@@ -10,10 +10,12 @@ import pytest
 from test_driver import make_config
 
 from returnn_core.config import Config
-from returnn_core.config.schema import SCHEMA, render_markdown, unread_keys, validate_config
+from returnn_core.config.kinds import Number
+from returnn_core.config.schema import SCHEMA, Key, render_markdown, unread_keys, validate_config
 from returnn_core.engine import Engine
 from returnn_core.errors import ConfigError, DatasetError, ReturnnError
 from returnn_core.log import Log
+from returnn_core.plugin import hookimpl
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -150,3 +152,22 @@ def test_a_data_key_the_network_reads_but_the_dataset_lacks(tmp_path, manager):
     with pytest.raises(DatasetError, match=r"^dataset ToyDataset has no data 'extra', which the network reads; it has: "
                                            r"classes, data$"):
         Engine(config, manager=manager, log=Log(verbosity=0)).run()
+
+
+def test_plugin_declared_keys_are_checked_and_never_reported_unread(tmp_path, manager):
+    class KeysPlugin:
+        @hookimpl
+        def returnn_register_config_keys(self, registry):
+            registry.register("toy_threshold", Key("toy_threshold", Number(float, lo=0), 0.5, "toy", "A threshold."))
+
+    manager.register(KeysPlugin(), "keys", distribution="returnn-keys")
+    assert manager.plugins["keys"].provides == {"config_keys": ["toy_threshold"]}
+    with pytest.raises(ConfigError, match=r"^config key 'toy_threshold': -1 is not allowed; expected a number >= 0$"):
+        validate_config(make_config(tmp_path, toy_threshold=-1), manager)
+    config = make_config(tmp_path, toy_threshold=0.1, num_epochs=1, toy_treshold=2)
+    validate_config(config, manager)
+    out = io.StringIO()
+    Engine(config, manager=manager, log=Log(verbosity=3, stream=out)).run()
+    assert [line for line in out.getvalue().splitlines() if "not a known key" in line] == [
+        "warning: toy_treshold: not a known key; did you mean toy_threshold?"
+    ]
