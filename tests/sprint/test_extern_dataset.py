@@ -172,10 +172,11 @@ def test_executable_that_cannot_start(tmp_path, corpus):
 def test_orthography_arrives_as_bytes(sprint_exec, corpus):
     ref = np.load(corpus)
     ds = _dataset(sprint_exec, corpus, "--*.fake.orthography=true", str_add_final_zero=True)
+    assert "orth" not in ds.data_specs()  # as in RETURNN: declared once Sprint sent one
+    seqs = _epoch(ds, 1)
     specs = ds.data_specs()
     assert specs["orth"].dtype == "uint8" and specs["orth"].sparse and specs["orth"].dim == 256
     assert specs["orth"].labels[ord("g")] == "g" and "orth0" in specs
-    seqs = _epoch(ds, 1)
     name = str(ref["names"][3])
     orth = seqs[3].features["orth"]
     assert orth.dtype == np.uint8 and bytes(orth).decode("utf8") == f"grüße {name.rsplit('/', 1)[-1]}"

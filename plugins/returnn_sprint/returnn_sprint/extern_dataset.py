@@ -38,7 +38,9 @@ class SprintDatasetBase(Dataset):
 
     Features arrive as (dim, time) like Sprint hands them over; seqs are delivered time-major as ``data``, the
     alignment as ``classes``. String targets (the orthography ``orth``) become RETURNN's byte sequences: uint8,
-    sparse with 256 labels; ``str_add_final_zero`` also delivers ``orth0``, the same bytes ending with a 0.
+    sparse with 256 labels; ``str_add_final_zero`` also delivers ``orth0``, the same bytes ending with a 0. As in
+    RETURNN they are declared (in :meth:`data_specs`) only once Sprint sent one: a network that reads ``orth``
+    declares it in ``extern_data``/``num_outputs`` (``"orth": [256, 1]``).
     """
 
     def __init__(
@@ -53,6 +55,7 @@ class SprintDatasetBase(Dataset):
     ) -> None:
         super().__init__(**kwargs)
         self.str_add_final_zero = bool(str_add_final_zero)
+        self._string_keys: set[str] = set()
         self.input_dim = input_dim
         self.output_dim = output_dim
         self.buffer_size = int(buffer_size)
@@ -75,15 +78,14 @@ class SprintDatasetBase(Dataset):
             self.output_dim = output_dim
 
     def data_specs(self) -> dict[str, DataSpec]:
-        """``data`` (dense, Sprint's input dim), ``classes`` (sparse, Sprint's output dim) if known, ``orth`` bytes."""
+        """``data`` (dense, Sprint's input dim), ``classes`` (sparse, Sprint's output dim) if known, string keys seen."""
         if self.input_dim is None:
             raise DatasetError(f"{self.name}: input dim unknown (Sprint has not initialised yet); set input_dim")
         specs = {"data": DataSpec(int(self.input_dim))}
         if self.output_dim:
             specs["classes"] = DataSpec(int(self.output_dim), sparse=True)
-        specs["orth"] = STRING_SPEC
-        if self.str_add_final_zero:
-            specs["orth0"] = STRING_SPEC
+        for key in sorted(self._string_keys):
+            specs[key] = STRING_SPEC
         return specs
 
     # -- the Sprint side --------------------------------------------------------------------------
@@ -115,8 +117,10 @@ class SprintDatasetBase(Dataset):
             if isinstance(value, (str, bytes)):
                 raw = np.frombuffer(value.encode("utf8") if isinstance(value, str) else value, dtype=np.uint8)
                 out[key] = raw.copy()
+                self._string_keys.add(key)
                 if self.str_add_final_zero:
                     out[key + "0"] = np.append(raw, np.uint8(0))
+                    self._string_keys.add(key + "0")
             elif key == "classes" and value is not None:
                 cls = np.asarray(value).astype(np.int32).reshape(-1)
                 if cls.shape[0] != feats.shape[1]:
