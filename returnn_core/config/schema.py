@@ -324,8 +324,10 @@ def _fits(value: Any, annotation: Any) -> str | None:
     if not all(a in _SIMPLE or typing.get_origin(a) in _SIMPLE for a in args):
         return None
     plain = [typing.get_origin(a) or a for a in args]
+    if value is None:
+        return None  # None stands for "not set" in RETURNN's options; the class decides
     for t in plain:
-        if t is bool and isinstance(value, bool):
+        if t is bool and (isinstance(value, bool) or (isinstance(value, int) and value in (0, 1))):
             return None
         if t is int and isinstance(value, int) and not isinstance(value, bool):
             return None

@@ -84,6 +84,7 @@ def test_dataset_options_against_the_class_signature(tmp_path, manager):
     config = make_config(tmp_path, dev="ToyDataset:num_seqs='many'")
     with pytest.raises(ConfigError, match=r"'dev': ToyDataset option 'num_seqs': 'many' is not allowed; expected an int"):
         validate_config(config, manager)
+    validate_config(make_config(tmp_path, train={"class": "ToyDataset", "seq_len": None, "sleep_per_seq": 0}), manager)
     config = make_config(tmp_path, train={"class": "NoSuchDataset"})
     with pytest.raises(ReturnnError, match="NoSuchDataset"):
         validate_config(config, manager)
