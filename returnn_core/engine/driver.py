@@ -278,6 +278,7 @@ class Engine:
         assert self.backend is not None and self.extern_data is not None
         dataset.init_seq_order(1)
         for batch in dataset.generate_batches(chunking=None, **self.batch_opts):
+            signals.check()
             data = batch.to_data(self.extern_data)
             check_batch(dataset, data, self.extern_data, network_keys(self.network, targets=False))
             out, lens = self.backend.forward_step(data, layer)
