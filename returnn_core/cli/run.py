@@ -36,6 +36,7 @@ def run_config(args: Sequence[str]) -> int:
     validate_config(config, get_plugin_manager())  # every mistake found now, before a backend is imported
     log = Log.from_config(config)
     engine = None
+    relayed_errors.take()  # one left from an earlier run in this process is not this run's cause
     try:
         with stop_on_signals():
             try:
