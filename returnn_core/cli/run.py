@@ -9,21 +9,26 @@ from returnn_core.config import Config
 from returnn_core.errors import ReturnnError
 
 
-def _stopped_message(engine: Any, signum: int) -> str:
+def _kept(engine: Any) -> str:
     from returnn_core.engine.checkpoints import checkpoint_prefix
-    from returnn_core.engine.signals import signal_name
 
     last = engine.last_epoch() if engine is not None else None
-    kept = (
+    return (
         f"the newest complete checkpoint {checkpoint_prefix(engine.model, last)} is kept; run again to resume"
         if last is not None
         else "no checkpoint of this run was complete yet"
     )
-    return f"stopped by {signal_name(signum)}; {kept}"
+
+
+def _stopped_message(engine: Any, signum: int) -> str:
+    from returnn_core.engine.signals import signal_name
+
+    return f"stopped by {signal_name(signum)}; {_kept(engine)}"
 
 
 def run_config(args: Sequence[str]) -> int:
     """Run the task of the config given on the command line; exit status 0 on success."""
+    from returnn_core.atomic_write import is_disk_full
     from returnn_core.config.schema import validate_config
     from returnn_core.engine import Engine, relayed_errors
     from returnn_core.engine.run_lock import training_guard
@@ -50,7 +55,32 @@ def run_config(args: Sequence[str]) -> int:
                 relayed = relayed_errors.take()
                 if relayed is not None and not isinstance(exc, ReturnnError):
                     raise relayed from None
+                if is_disk_full(exc) and not isinstance(exc, ReturnnError):  # a log file, a plugin's own output
+                    raise _disk_full(exc, engine, config) from None
                 raise
-    finally:
+    except BaseException:
+        try:
+            log.close()
+        except OSError:
+            pass  # a log that cannot be flushed must not hide the error on its way out
+        raise
+    try:
         log.close()
+    except OSError as exc:
+        if is_disk_full(exc):
+            raise _disk_full(exc, engine, config) from None
+        raise
     return 0
+
+
+def _disk_full(exc: BaseException, engine: Any, config: Config) -> ReturnnError:
+    from returnn_core.atomic_write import DiskFullError, disk_full, free_space
+
+    filename = getattr(exc, "filename", None)
+    if filename:
+        return disk_full(str(filename), _kept(engine))
+    logs = ", ".join(config.list("log", [])) or "the output"
+    return DiskFullError(
+        f"disk full while writing {logs} or a plugin's file ({free_space(config.value('model', None) or '.')} on the "
+        f"model's file system); {_kept(engine)}; free some space and run again"
+    )

@@ -141,3 +141,18 @@ def test_full_disk_gives_one_line_and_keeps_the_previous_checkpoint(tmp_path, en
     with np.load(out / f"model.{done[-1]:03d}.npz") as f:  # the kept checkpoint is whole
         assert set(f.files) >= {"output/W", "output/b"}
     assert not [p for p in os.listdir(out) if ".tmp" in p]
+
+
+def test_a_log_file_on_a_full_disk_gives_one_line(tmp_path, env):
+    folder = tmp_path / "out"
+    cfg = write_config(tmp_path / "a.config", folder, num_epochs=1)
+    with open(cfg, "a") as f:
+        f.write("log = '/dev/full'\n")  # every write to /dev/full fails with ENOSPC
+    res = run(cfg, env)
+    assert res.returncode == 1
+    assert res.stderr.strip().splitlines() == [
+        "returnn: error: disk full while writing /dev/full or a plugin's file ("
+        + res.stderr.split("(", 1)[1].split(")", 1)[0]
+        + "); no checkpoint of this run was complete yet; free some space and run again"
+    ]
+    assert " free on the model's file system" in res.stderr
