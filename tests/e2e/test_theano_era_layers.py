@@ -178,6 +178,9 @@ TIME_NET = {
     "mean_b": {"class": "reduce", "mode": "mean", "axes": "B"},
     "win_valid": {"class": "window", "window_size": 3, "padding": "valid"},
     "log_sig": {"class": "activation", "activation": "log_sigmoid"},
+    "win_theano": {"class": "window", "window": 3},
+    "win_labels": {"class": "window", "window": 3, "from": "data:classes"},
+    "embed_window": {"class": "hidden", "n_out": 2, "sparse_window": 3, "from": "win_labels"},
     "output": {"class": "copy"},
 }
 
@@ -197,6 +200,10 @@ def test_time_axis_layers() -> None:
     lens = list(SEQ_LENS)
     chunks = [np.concatenate([x[b, :n], np.zeros((n % 2, 4), "f")]).reshape(-1, 8) for b, n in enumerate(lens)]
     counts = MASK.sum(0)[:, None]
+    pad_x = np.pad(x, [(0, 0), (1, 1), (0, 0)])
+    pad_cls = np.pad(CLS * MASK.astype("int32"), [(0, 0), (1, 1)])
+    p = backends[0].get_param_values()
+    w_embed = p["embed_window/W"]
     expected = {
         "fcz": (_per_seq(lambda b, n: x[b, :n], 4, [n + 2 for n in lens]), [n + 2 for n in lens]),
         "fcz_left": (_per_seq(lambda b, n: np.concatenate([np.zeros((1, 4), "f"), x[b, :n]]), 4,
@@ -213,6 +220,9 @@ def test_time_axis_layers() -> None:
                       * (np.arange(x.shape[1] - 2) < np.maximum(np.array(lens) - 2, 0)[:, None])[..., None, None],
                       [max(n - 2, 0) for n in lens]),
         "log_sig": (np.log(_sig(X)) * MASK[..., None], lens),
+        "win_theano": (np.concatenate([pad_x[:, i : i + x.shape[1]] for i in range(3)], -1), lens),
+        "embed_window": (_sig(np.concatenate([w_embed[pad_cls[:, i : i + x.shape[1]]] for i in range(3)], -1)
+                              + np.tile(p["embed_window/b"], 3)), lens),
     }
     for name, (want, want_lens) in expected.items():
         got, got_lens = _forward(backends, name)

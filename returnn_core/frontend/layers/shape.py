@@ -253,9 +253,15 @@ class ReduceLayer(Layer):
 
 class WindowLayer(Layer):
     """A window of ``window_size`` frames around each frame (``window_left``/``window_right``): (B, T, W, D);
-    ``padding="valid"`` keeps only the frames whose window lies inside the seq (T - window_size + 1)."""
+    ``padding="valid"`` keeps only the frames whose window lies inside the seq (T - window_size + 1).
 
-    options = frozenset({"window_size", "window_left", "window_right", "axis", "padding"})
+    The Theano era's option ``window`` instead concatenates the frames on the feature axis, (B, T, W * D), and
+    keeps a sparse source sparse as (B, T, W) labels (what ``hidden``'s ``sparse_window`` reads); its ``delta`` and
+    ``delta_delta`` were never implemented in RETURNN and only 0 is accepted.
+    """
+
+    options = frozenset({"window_size", "window_left", "window_right", "axis", "padding", "window", "delta",
+                         "delta_delta"})
 
     def call(self, sources: list[LayerOutput], ctx: Context) -> LayerOutput:
         """Stack shifted copies of the (masked) input along a new window axis after time."""
@@ -265,9 +271,12 @@ class WindowLayer(Layer):
             raise self.error("needs an input with a time axis")
         if axis_index(src, self.opts.get("axis", "T"), layer=self.name) != 1:
             raise self.error("window only supports the time axis ('T')")
-        size = int_opt(self, "window_size", 0) or 0
+        theano = self.opts.get("window") is not None
+        if theano and ("window_size" in self.opts or self.opts.get("delta") or self.opts.get("delta_delta")):
+            raise self.error("give either window_size or the Theano option window (with delta/delta_delta 0)")
+        size = int_opt(self, "window" if theano else "window_size", 0) or 0
         if size < 1:
-            raise self.error("needs window_size >= 1")
+            raise self.error(f"needs {'window' if theano else 'window_size'} >= 1")
         padding = str(self.opts.get("padding", "same")).lower()
         if padding not in ("same", "valid"):
             raise self.error(f"padding must be 'same' or 'valid', got {self.opts.get('padding')!r}")
@@ -279,14 +288,21 @@ class WindowLayer(Layer):
         right = size - 1 - left
         if left < 0 or right < 0:
             raise self.error(f"window_left/window_right do not fit window_size {size}")
-        x = src.dense()
+        x = src.tensor if theano and src.sparse else src.dense()
         rank = ops.ndim(x)
-        mask = src.mask()
+        mask = src.mask(ops.dtype(x))
         for _ in range(rank - 2):
             mask = ops.expand_dims(mask, -1)
         padded = ops.pad(x * mask, [(0, 0), (left, right)] + [(0, 0)] * (rank - 2))
         # the padded time axis is T + size - 1 long, so frame i is padded[:, i : i + T] with static bounds
         out = ops.stack([padded[:, i : (i - size + 1) or None] for i in range(size)], axis=2)
+        if theano and src.sparse:
+            return LayerOutput(out, src.seq_lens, src.dim, sparse=True)
+        if theano:
+            if src.dim is None or rank != 3:
+                raise self.error("the Theano option window needs a (batch, time, feature) input")
+            return LayerOutput(ops.reshape(out, (*ops.shape(out)[:2], size * int(src.dim))), src.seq_lens,
+                               size * int(src.dim))
         return LayerOutput(out, src.seq_lens, src.dim)
 
     def _valid(self, src: LayerOutput, size: int, ctx: Context) -> LayerOutput:

@@ -52,29 +52,25 @@ class FrameConcatZeroLayer(Layer):
     def call(self, sources: list[LayerOutput], ctx: Context) -> LayerOutput:
         """Pad each seq with zero frames."""
         ops = ctx.ops
-        src = _time_source(self, sources)
-        n = _int(self, "num_frames", None, 0)
+        src, n, left = self.frames(sources)
         x = _masked(ops, src)
-        pads = [(0, 0), (n, 0) if self.opts.get("left", True) else (0, n)] + [(0, 0)] * (ops.ndim(x) - 2)
-        out = ops.pad(x, pads)
+        out = ops.pad(x, [(0, 0), (n, 0) if left else (0, n)] + [(0, 0)] * (ops.ndim(x) - 2))
         return LayerOutput(out, ops.cast(src.seq_lens, "int32") + n, src.dim, src.sparse)
 
+    def frames(self, sources: list[LayerOutput]) -> tuple[LayerOutput, int, bool]:
+        """The time source, ``num_frames`` and ``left``."""
+        return _time_source(self, sources), _int(self, "num_frames", None, 0), bool(self.opts.get("left", True))
 
-class FrameCutoffLayer(Layer):
+
+class FrameCutoffLayer(FrameConcatZeroLayer):
     """``frame_cutoff``: drop ``num_frames`` frames at the start (``left``, default) or end of each seq."""
-
-    options = frozenset({"num_frames", "left"})
 
     def call(self, sources: list[LayerOutput], ctx: Context) -> LayerOutput:
         """Cut frames off each seq."""
         ops = ctx.ops
-        src = _time_source(self, sources)
-        n = _int(self, "num_frames", None, 0)
+        src, n, left = self.frames(sources)
         lens = ops.maximum(ops.cast(src.seq_lens, "int32") - n, 0)
-        if self.opts.get("left", True):
-            out = LayerOutput(src.tensor[:, n:], lens, src.dim, src.sparse)
-        else:
-            out = LayerOutput(src.tensor, lens, src.dim, src.sparse)
+        out = LayerOutput(src.tensor[:, n:] if left else src.tensor, lens, src.dim, src.sparse)
         return out.with_tensor(_masked(ops, out), dim=src.dim, sparse=src.sparse)
 
 
