@@ -377,6 +377,8 @@ def test_native_lstm_variants_compute_nativelstm(unit: str) -> None:
      "layer 'output': (source, axis) pairs in 'from' are only for class 'concat'"),
     ({"output": {"class": "concat", "from": [("data", "F"), ("data", "T")]}},
      "layer 'output' (class 'concat'): (source, axis) pairs must name the same axis for every source"),
+    ({"output": {"class": "concat", "from": [("data", "F"), "data"]}},
+     "layer 'output' (class 'concat'): give every source as a (source, axis) pair or none"),
     ({"output": {"class": "reinterpret_data", "register_as_extern_data": "classes"}},
      "layer 'output' (class 'reinterpret_data'): register_as_extern_data must be a new data key, got 'classes'"),
 ])

@@ -215,8 +215,10 @@ def concat_on_axis(layer: Layer, sources: list[LayerOutput], axes: list[Any], ct
     """``concat`` of ``(layer, axis)`` sources: all along the same axis; on time each seq's frames follow the
     previous source's (the seq lengths add up), on another axis the tensors are joined as they are."""
     ops = ctx.ops
+    if None in axes:
+        raise layer.error(f"give every source as a (source, axis) pair or none, got axes {axes}")
     idx = {axis_index(s, a, layer=layer.name) for s, a in zip(sources, axes)}
-    if len(idx) != 1 or None in axes:
+    if len(idx) != 1:
         raise layer.error(f"(source, axis) pairs must name the same axis for every source, got {axes}")
     ax = idx.pop()
     if ax == 0:
