@@ -252,9 +252,8 @@ class RecSubnet:
             if name in moved:
                 out = moved[name]
                 outputs[name] = self._tile_seq(ops, out, beam) if search else out
-        for name, out in outputs.items():
-            if name != "output":
-                ctx.outputs[f"{self.name}/{name}"] = out
+        for name, out in outputs.items():  # reachable as "<rec>/<sub>", e.g. by their losses
+            ctx.outputs[f"{self.name}/{name}"] = out
         return outputs["output"]
 
     def _reads_in_search(self, key: str) -> bool:
