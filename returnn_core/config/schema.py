@@ -355,9 +355,13 @@ def check_dataset(key: str, value: Any, manager: Any, config: Any = None) -> Non
         raise _error(key, value, Dataset.allowed)
     opts = dict(value)
     name = opts.pop("class", None)
-    if not isinstance(name, str) or not name:
-        raise ConfigError(f"config key {key!r}: the dataset has no 'class' (a registered dataset class name)")
-    cls = manager.datasets.get(name)
+    if isinstance(name, type):  # a Python config may give the class itself
+        cls, name = name, name.__name__
+    elif not isinstance(name, str) or not name:
+        raise ConfigError(f"config key {key!r}: the dataset has no 'class' (a registered dataset class name or a "
+                          "Dataset class)")
+    else:
+        cls = manager.datasets.get(name)
     if not isinstance(cls, type):
         return
     known = dataset_options(cls)

@@ -18,6 +18,10 @@ from returnn_core.atomic_write import temp_leftovers
 from returnn_core.engine.checkpoints import checkpoint_leftovers, remove_leftovers
 from returnn_core.errors import ReturnnError
 
+#: set by a launcher (``returnn tf-distributed``) for the non-chief workers of one run: they write no checkpoint,
+#: so only the chief takes the lock
+SHARED_RUN_ENV = "RETURNN_SHARED_RUN"
+
 
 class ModelLocked(ReturnnError):
     """Another live run holds the lock of this model."""
@@ -74,6 +78,6 @@ def _training_lock(model: str, learning_rate_file: str | None, log: Any) -> Iter
 def training_guard(config: Any, log: Any = None) -> Any:
     """For task train with a ``model``: hold its run lock and clear a killed run's temp files; else nothing."""
     model = config.value("model", None)
-    if config.value("task", "train") != "train" or not model:
+    if config.value("task", "train") != "train" or not model or os.environ.get(SHARED_RUN_ENV):
         return nullcontext()
     return _training_lock(model, config.value("learning_rate_file", None), log)

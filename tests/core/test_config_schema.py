@@ -85,6 +85,10 @@ def test_dataset_options_against_the_class_signature(tmp_path, manager):
     with pytest.raises(ConfigError, match=r"'dev': ToyDataset option 'num_seqs': 'many' is not allowed; expected an int"):
         validate_config(config, manager)
     validate_config(make_config(tmp_path, train={"class": "ToyDataset", "seq_len": None, "sleep_per_seq": 0}), manager)
+    from toy_plugin import ToyDataset
+
+    with pytest.raises(ConfigError, match="unknown option 'bogus' for ToyDataset"):  # the class itself, in Python
+        validate_config(make_config(tmp_path, train={"class": ToyDataset, "bogus": 1}), manager)
     config = make_config(tmp_path, train={"class": "NoSuchDataset"})
     with pytest.raises(ReturnnError, match="NoSuchDataset"):
         validate_config(config, manager)

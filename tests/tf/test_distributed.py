@@ -107,7 +107,7 @@ def test_two_workers_follow_the_single_process_trajectory(runs) -> None:
 
 def test_only_the_chief_writes(runs) -> None:
     files = sorted(os.listdir(os.path.join(runs["dir"], "multi")))
-    assert files == sorted(["lr.txt", "model.001.data-00000-of-00001", "model.001.index",
+    assert files == sorted(["lr.txt", "model.lock", "model.001.data-00000-of-00001", "model.001.index",
                             "model.002.data-00000-of-00001", "model.002.index", "tensorboard"]), files
     # the other worker's output is not echoed: each epoch line appears once
     assert len(re.findall(r"^epoch 2 score:", runs["resumed"], re.M)) == 1

@@ -22,6 +22,7 @@ import time
 from collections.abc import Sequence
 
 from returnn_core.config import Config
+from returnn_core.engine.run_lock import SHARED_RUN_ENV
 from returnn_core.errors import ConfigError
 
 USAGE = "usage: returnn tf-distributed [--workers N] CONFIG... [++key value ...]"
@@ -141,6 +142,7 @@ def main(argv: Sequence[str]) -> int:
                 procs.append(subprocess.Popen(cmd, env=env))
                 continue
             cmd += worker_overrides(config)
+            env[SHARED_RUN_ENV] = "1"  # the chief holds the model's run lock for the whole run
             proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
             procs.append(proc)
             tails[rank] = _Tail(proc.stdout)
