@@ -1,4 +1,4 @@
-"""Reliability on the real tf backend: a TensorBoard writer that cannot write never stops training.
+"""Reliability with the real plugins: HDF files that do not fit the network, a TensorBoard writer that cannot write.
 
 (The backend-independent cases, a second run on a model, leftovers, SIGTERM and a full disk, run on the toy
 backend in tests/core/test_reliability.py.)
@@ -6,18 +6,63 @@ backend in tests/core/test_reliability.py.)
 
 from __future__ import annotations
 
+import os
+import pathlib
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from returnn_core.engine import completed_epochs
 
-pytest.importorskip("returnn_tf")
 pytest.importorskip("returnn_datasets")
+CORE_TESTS = pathlib.Path(__file__).resolve().parents[1] / "core"
+
+
+def _toy_run(tmp_path, hdf: pathlib.Path) -> subprocess.CompletedProcess:
+    """``returnn`` on the numpy toy backend (tests/core), training from ``hdf``."""
+    sys.path.insert(0, str(CORE_TESTS))
+    from fake_dist import make_distribution
+
+    site = tmp_path / "site"
+    site.mkdir()
+    make_distribution(site, "returnn-toy", "toy_entry", "from toy_plugin import *\n", plugin_name="toy")
+    cfg = tmp_path / "hdf.config"
+    cfg.write_text(
+        f"#!python\nbackend = 'toy'\nmodel = {str(tmp_path / 'out' / 'model')!r}\n"
+        f"train = {{'class': 'HDFDataset', 'files': [{str(hdf)!r}]}}\n"
+        "network = {'output': {'class': 'softmax', 'loss': 'ce', 'n_out': 2}}\nnum_epochs = 1\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(CORE_TESTS), str(site), os.environ.get("PYTHONPATH", "")])}
+    return subprocess.run([sys.executable, "-m", "returnn_core", str(cfg)], env=env, capture_output=True, text=True,
+                          timeout=120)
+
+
+@pytest.mark.parametrize("with_classes", [True, False])
+def test_hdf_file_that_does_not_fit_the_network_is_named(tmp_path, with_classes):
+    from returnn_datasets.hdf.simple_writer import SimpleHDFWriter
+
+    hdf = tmp_path / "train.hdf"
+    writer = SimpleHDFWriter(hdf, dim=2, extra_type={"classes": (2, 1, "int32")} if with_classes else None)
+    classes = np.zeros((3, 5), "int32")
+    classes[0, 2] = 3  # numLabels says 2 classes
+    writer.insert_batch(np.ones((3, 5, 2), "float32"), [5, 5, 5], ["seq-0", "seq-1", "seq-2"],
+                        extra={"classes": classes} if with_classes else None)
+    writer.close()
+    res = _toy_run(tmp_path, hdf)
+    assert res.returncode == 1
+    expected = (
+        f"returnn: error: dataset HDFDataset ({hdf}): seq 'seq-0': class 3 of data 'classes' at frame 2 is outside "
+        "0..1 (classes has dim 2); fix the data or its num_outputs"
+        if with_classes
+        else f"returnn: error: dataset HDFDataset ({hdf}) has no data 'classes', which the network reads; it has: data"
+    )
+    assert res.stderr.strip().splitlines() == [expected]
 
 
 def test_tensorboard_writer_failing_does_not_stop_training(tmp_path):
+    pytest.importorskip("returnn_tf")
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("")
     cfg = tmp_path / "tb.config"
