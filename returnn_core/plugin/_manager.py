@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import time
 import types
 from collections.abc import Iterable
@@ -28,8 +29,9 @@ SLOW_IMPORT_SECONDS = 2.0
 
 
 def _reraise_interrupt(exc: BaseException) -> None:
-    """A Ctrl-C during plugin loading is the user's, not the plugin's: let it stop the command."""
-    if isinstance(exc, KeyboardInterrupt):
+    """At a terminal a Ctrl-C during plugin loading is the user's: let it stop the command. Elsewhere (a batch job,
+    a pipe) a KeyboardInterrupt at import is the plugin's own doing and only fails that plugin."""
+    if isinstance(exc, KeyboardInterrupt) and sys.stdin is not None and sys.stdin.isatty():
         raise exc
 
 

@@ -28,4 +28,4 @@ def run_returnn(args: list[str], *, site: pathlib.Path | None = None, env: dict[
     paths = [str(HERE)] + ([str(site)] if site else [])
     full_env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths + [os.environ.get("PYTHONPATH", "")]), **(env or {})}
     return subprocess.run([sys.executable, "-m", "returnn_core", *args], capture_output=True, text=True,
-                          env=full_env, cwd=cwd, timeout=timeout)
+                          env=full_env, cwd=cwd, timeout=timeout, stdin=subprocess.DEVNULL)  # never a terminal

@@ -283,6 +283,7 @@ def hostile_site(tmp_path):
     # "aaa" sorts before "toy": loaded first, it used to take ToyDataset and disable the whole toy plugin
     make_distribution(site, "returnn-aaa", "aaa_mod", CLAIMS_TOY_DATASET, plugin_name="aaa")
     make_distribution(site, "returnn-evil", "evil_mod", FAILS_IN_HOOK, plugin_name="evil")
+    make_distribution(site, "returnn-ctrlc", "ctrlc_mod", "raise KeyboardInterrupt\n", plugin_name="ctrlc")
     cfg = tmp_path / "toy.config"
     cfg.write_text(
         "#!python\nbackend = 'toy'\n"
@@ -300,6 +301,7 @@ def test_hostile_plugins_are_isolated_and_reported(hostile_site):
     out = " ".join(res.stdout.split())
     assert "exits (failed): import of exits_mod failed: SystemExit(0): the plugin called sys.exit" in out
     assert "evil (failed): RuntimeError: evil hook" in out
+    assert "ctrlc (failed): import of ctrlc_mod failed: KeyboardInterrupt" in out  # no terminal: the plugin's doing
     assert ("conflict: dataset class ToyDataset: registered by returnn-aaa and by returnn-toy (ambiguous until one is "
             "preferred with prefer_plugins or disabled with RETURNN_DISABLE_PLUGINS)") in out
     plugins = _plugins_json(run_returnn(["--list-plugins", "--json"], site=site))
