@@ -6,6 +6,8 @@ from __future__ import annotations
 import ast
 import itertools
 import pathlib
+import subprocess
+import sys
 import time
 from typing import Any
 
@@ -26,9 +28,9 @@ EXTERN = {"data": DataSpec(4), "classes": DataSpec(3, sparse=True)}
 
 
 def _backend(net: dict, *, extern: dict | None = None, config: Config | None = None, search: bool = False,
-             train: bool = True) -> Any:
+             train: bool = True, name: str = "tf") -> Any:
     manager = get_plugin_manager()
-    backend = manager.backends.get("tf")(config or Config({"optimizer": {"class": "adam"}}), manager, Log(0))
+    backend = manager.backends.get(name)(config or Config({"optimizer": {"class": "adam"}}), manager, Log(0))
     ext = ExternData(extern or EXTERN)
     desc = resolve_network(net, list(ext))
     desc.search_flag = search
@@ -162,9 +164,11 @@ def _greedy() -> list[int]:
     return hyp
 
 
-@pytest.mark.parametrize("beam", [1, 3])
-def test_beam_search_finds_the_known_best_path(beam: int) -> None:
-    backend = _backend(_search_net(beam), search=True)
+@pytest.mark.parametrize(("beam", "name"), [(1, "tf"), (3, "tf"), (3, "theano")])
+def test_beam_search_finds_the_known_best_path(beam: int, name: str, request: pytest.FixtureRequest) -> None:
+    if name == "theano":
+        request.getfixturevalue("fast_pytensor_compile")
+    backend = _backend(_search_net(beam), search=True, name=name)
     backend.set_param_values({"output/rec/prob/W": TRANSITIONS, "output/rec/prob/b": np.zeros(3, "f")})
     expected = _exhaustive_best() if beam == 3 else _greedy()
     assert _exhaustive_best() != _greedy()  # the case tells beam search from greedy decoding
@@ -226,3 +230,20 @@ def test_search_task_writes_hypotheses_by_seq_tag(tmp_path: pathlib.Path) -> Non
         labels = [int(x) for x in hyp.split()]
         assert 1 <= len(labels) <= 4 and all(0 <= x < 3 for x in labels)
         assert 0 not in labels[:-1]  # a hypothesis stops at its first end label
+
+
+def test_attention_copy_demo_learns_and_beam_search_copies(repo_root: pathlib.Path, tmp_path: pathlib.Path) -> None:
+    demo = repo_root / "demos" / "demo-attention-copy.config"
+    returnn = [sys.executable, "-m", "returnn_core", str(demo), "++model", str(tmp_path / "model")]
+    subprocess.run(returnn, check=True, cwd=tmp_path, capture_output=True, timeout=900)
+    out = tmp_path / "search.py"
+    subprocess.run([*returnn, "++task", "search", "++search_output_file", str(out)], check=True, cwd=tmp_path,
+                   capture_output=True, timeout=600)
+    hyps = ast.literal_eval(out.read_text())
+    config = Config()
+    config.load_file(str(demo))
+    refs = config.typed_value("dev")["data"]
+    assert sorted(hyps) == sorted(f"seq-{i}" for i in range(len(refs)))
+    correct = sum(hyps[f"seq-{i}"] == " ".join(map(str, ref["classes"])) for i, ref in enumerate(refs))
+    print(f"attention copy demo: {correct}/{len(refs)} dev seqs copied exactly (beam 4)")
+    assert correct >= 0.9 * len(refs)

@@ -39,7 +39,9 @@ def demo(name: str) -> str:
 
 def test_every_demo_is_covered_and_writes_under_out() -> None:
     names = sorted(f for f in os.listdir(DEMOS) if f.endswith(".config"))
-    assert names == ["demo-12ax-forward.config", "demo-12ax.config", "demo-blstm-newbob.config", "demo-ctc.config"]
+    # demo-attention-copy and demo-rec-explicit-lstm run in test_rec_subnet.py (search; equality with the lstm unit)
+    assert names == ["demo-12ax-forward.config", "demo-12ax.config", "demo-attention-copy.config",
+                     "demo-blstm-newbob.config", "demo-ctc.config", "demo-rec-explicit-lstm.config"]
     for name in names:
         config = Config.from_args([demo(name)])
         for key in ("model", "output_file", "learning_rate_file"):
