@@ -91,6 +91,7 @@ REC_NET = {
     "sru": {"class": "rec", "unit": "sru", "n_out": N},
     "lstmp": {"class": "rec", "unit": "lstmp", "n_out": N, "direction": -1},
     "vanilla": {"class": "rec", "unit": "vanilla", "n_out": N},
+    "assoc": {"class": "associative_lstm", "n_out": 4, "n_copies": 2, "direction": -1},
 }
 REC_NET["output"] = {"class": "copy", "from": list(REC_NET)}
 
@@ -109,8 +110,8 @@ def rec_outputs() -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         backend.set_param_values(params)
     out, lens = _forward(backends, "output")
     np.testing.assert_array_equal(lens, SEQ_LENS)
-    names = list(REC_NET)[:-1]
-    return {name: out[..., i * N : (i + 1) * N] for i, name in enumerate(names)}, params
+    ends = np.cumsum([layer["n_out"] for layer in list(REC_NET.values())[:-1]])
+    return {name: out[..., end - REC_NET[name]["n_out"] : end] for name, end in zip(REC_NET, ends)}, params
 
 
 def test_hidden_and_forward(rec_outputs) -> None:
@@ -165,6 +166,34 @@ def test_plain_recurrences(rec_outputs) -> None:
         np.testing.assert_allclose(outs[name], _over_time(step, X, zero), rtol=1e-4, atol=1e-5, err_msg=name)
 
 
+def test_associative_lstm(rec_outputs) -> None:
+    outs, p = rec_outputs
+    n, half, copies = 4, 2, 2
+    rng = np.random.RandomState(1234)
+    perm = np.zeros((copies, n), int)
+    for i in range(copies):
+        perm[i, :half] = rng.permutation(half)
+        perm[i, half:] = perm[i, :half] + half
+
+    def cmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        a_c, b_c = a[..., :half] + 1j * a[..., half:], b[..., :half] + 1j * b[..., half:]
+        prod = a_c * b_c
+        return np.concatenate([prod.real, prod.imag], -1)
+
+    def step(x_t: np.ndarray, h: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
+        z = x_t @ p["assoc/W"] + p["assoc/b"] + h @ p["assoc/W_re"]
+        g = _sig(z[: 3 * half])
+        key_in, key_out = np.tanh(z[3 * half : 3 * half + n])[perm], np.tanh(z[3 * half + n : 3 * half + 2 * n])[perm]
+        u = np.tanh(z[3 * half + 2 * n :])
+        i_g, f_g, o_g = (np.tile(g[k * half : (k + 1) * half], 2) for k in range(3))
+        s = cmul(key_in, u * i_g) + s * f_g
+        h = np.tanh(cmul(key_out, s).mean(0)) * o_g
+        return h, (h, s)
+
+    expected = _over_time(step, X, (np.zeros(n, "f"), np.zeros((copies, n), "f")), direction=-1)
+    np.testing.assert_allclose(outs["assoc"], expected, rtol=1e-4, atol=1e-5)
+
+
 TIME_NET = {
     "fcz": {"class": "frame_concat_zero", "num_frames": 2, "left": False},
     "fcz_left": {"class": "frame_concat_zero", "num_frames": 1},
@@ -178,6 +207,15 @@ TIME_NET = {
     "mean_b": {"class": "reduce", "mode": "mean", "axes": "B"},
     "win_valid": {"class": "window", "window_size": 3, "padding": "valid"},
     "log_sig": {"class": "activation", "activation": "log_sigmoid"},
+    "rev": {"class": "reverse"},
+    "zero_rows": {"class": "add_zero_rows", "row_index": 1, "number": 2},
+    "rm_rows": {"class": "remove_rows", "row_index": 1, "number": 2},
+    "bin": {"class": "bin_op", "op": "mul:tanh", "from": ["data", "rev"]},
+    "one_hot": {"class": "idx_to_vec", "n_out": 3, "from": "data:classes"},
+    "grad_half": {"class": "scale_grad", "scale": 0.5},
+    "summed": {"class": "sum", "from": ["data", "rev", "data"]},
+    "to_sig": {"class": "tanh_to_sigmoid", "from": ["data", "rev"]},
+    "to_tanh": {"class": "sigmoid_to_tanh"},
     "win_theano": {"class": "window", "window": 3},
     "win_labels": {"class": "window", "window": 3, "from": "data:classes"},
     "embed_window": {"class": "hidden", "n_out": 2, "sparse_window": 3, "from": "win_labels"},
@@ -204,6 +242,7 @@ def test_time_axis_layers() -> None:
     pad_cls = np.pad(CLS * MASK.astype("int32"), [(0, 0), (1, 1)])
     p = backends[0].get_param_values()
     w_embed = p["embed_window/W"]
+    rev = _per_seq(lambda b, n: x[b, :n][::-1], 4, lens)
     expected = {
         "fcz": (_per_seq(lambda b, n: x[b, :n], 4, [n + 2 for n in lens]), [n + 2 for n in lens]),
         "fcz_left": (_per_seq(lambda b, n: np.concatenate([np.zeros((1, 4), "f"), x[b, :n]]), 4,
@@ -220,6 +259,15 @@ def test_time_axis_layers() -> None:
                       * (np.arange(x.shape[1] - 2) < np.maximum(np.array(lens) - 2, 0)[:, None])[..., None, None],
                       [max(n - 2, 0) for n in lens]),
         "log_sig": (np.log(_sig(X)) * MASK[..., None], lens),
+        "rev": (rev, lens),
+        "zero_rows": (np.concatenate([x[..., :1], np.zeros((*x.shape[:2], 2), "f"), x[..., 1:]], -1), lens),
+        "rm_rows": (np.concatenate([x[..., :1], x[..., 3:]], -1), lens),
+        "bin": (np.tanh(x * rev), lens),
+        "one_hot": (np.eye(3, dtype="f")[CLS], lens),
+        "grad_half": (x, lens),
+        "summed": (2 * x + rev, lens),
+        "to_sig": ((np.concatenate([x, rev], -1) + 1) / 2, lens),
+        "to_tanh": (2 * x - 1, lens),
         "win_theano": (np.concatenate([pad_x[:, i : i + x.shape[1]] for i in range(3)], -1), lens),
         "embed_window": (_sig(np.concatenate([w_embed[pad_cls[:, i : i + x.shape[1]]] for i in range(3)], -1)
                               + np.tile(p["embed_window/b"], 3)), lens),
