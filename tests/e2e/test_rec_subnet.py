@@ -104,6 +104,27 @@ def test_moving_layers_out_of_the_loop_keeps_the_outputs() -> None:
     print(f"eval steps with layers moved out: {timings['moved']:.3f}s, all in the loop: {timings['in loop']:.3f}s")
 
 
+def test_rnn_cell_and_a_rec_sub_layer_step_like_the_lstm_over_the_sequence() -> None:
+    def loop(cls: str) -> dict:
+        return {"output": {"class": "rec", "from": ["data"], "unit": {
+            "s": {"class": cls, "unit": "lstm", "n_out": 4, "from": ["data:source"]},
+            "output": {"class": "softmax", "from": ["s"], "n_out": 3, "loss": "ce", "target": "classes"}}}}
+
+    plain = _backend({"s": {"class": "rec", "unit": "lstm", "n_out": 4},
+                      "output": {"class": "softmax", "from": ["s"], "loss": "ce"}})
+    values = plain.get_param_values()
+    loops = [_backend(loop("rnn_cell")), _backend(loop("rec"))]
+    for backend in loops:
+        backend.set_param_values({f"output/rec/{k}": v for k, v in values.items()})
+    for batch in _batches():
+        want, lens = plain.forward_step(batch, "output")
+        for backend in loops:
+            got, got_lens = backend.forward_step(batch, "output")
+            np.testing.assert_array_equal(got_lens, lens)
+            for row, n in enumerate(lens):
+                np.testing.assert_allclose(got[row, :n], want[row, :n], rtol=1e-5, atol=1e-6)
+
+
 def test_choice_feeds_the_target_in_training() -> None:
     net = {"output": {"class": "rec", "from": [], "target": "classes", "unit": {
         "prob": {"class": "softmax", "from": ["prev:output"], "n_out": 3},

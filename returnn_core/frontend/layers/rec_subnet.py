@@ -122,6 +122,9 @@ class RecSubnet:
         self.loss_terms: list[LossTerm] = [replace(t, layer=f"{self.name}/{t.layer}")
                                            for t in self.net._make_loss_terms()]
         choices = [s.name for s in desc if s.layer_class == "choice"]
+        if len(choices) > 1:
+            raise NetworkError(f"layer {self.name!r}: its unit has several choice layers ({', '.join(choices)}); "
+                               "one loop searches over one choice")
         self.choice = choices[0] if choices else None
         self.loop_dependent = self._loop_dependent()
         self.after_choice = self._dependents(self.choice) if self.choice else set()
@@ -454,8 +457,10 @@ class RecSubnet:
             positions = self._backtrack(ops, src_idx, batch, beam)  # (T, B*K) rows of the final hypotheses
             pieces = {n: (take_rows(ops, v, positions), None if lg is None else take_rows(ops, lg, positions))
                       for n, (v, lg) in pieces.items()}
-        if by_end or search:
+        if by_end:
             seq_lens = lengths
+        elif search:
+            seq_lens = repeat_beam(ops, seq_lens, beam)
         for name, (value, logits) in pieces.items():
             width, sparse, activation, has_logits, dim = meta[name]
             if sparse:
