@@ -107,7 +107,7 @@ def _render(values: dict[str, Any], fmt: str) -> str:
 
 @st.composite
 def mutated_configs(draw):
-    fmt = draw(st.sampled_from(["python", "json", "lines"]))
+    fmt = draw(st.sampled_from(["python", "json", "lines", "++"]))
     keys = draw(st.lists(st.sampled_from(KEYS), min_size=1, max_size=3, unique=True))
     mutations = {}
     for key in keys:
@@ -145,8 +145,8 @@ def _must_refuse(mutations: dict[str, Any], fmt: str) -> bool:
             if v != "<tmp>":
                 return True
             continue
-        v = _number(v) if (fmt == "lines" or isinstance(v, str)) else v
-        if v is None or (fmt == "lines" and v == ""):
+        v = _number(v) if (fmt in ("lines", "++") or isinstance(v, str)) else v
+        if v is None or (fmt in ("lines", "++") and v == ""):
             continue  # unset: the default applies
         if key in ORACLE and not ORACLE[key](v):
             return True
@@ -171,14 +171,20 @@ def test_every_config_trains_or_gives_one_error_line(case):
     fmt, mutations = case
     with tempfile.TemporaryDirectory() as tmp:
         values, model = _build(tmp, mutations)
-        path = os.path.join(tmp, {"python": "c.py", "json": "c.json", "lines": "c.config"}[fmt])
+        path = os.path.join(tmp, {"python": "c.py", "json": "c.json", "lines": "c.config", "++": "c.py"}[fmt])
+        overrides: list[str] = []
+        if fmt == "++":  # the top-level mutations as command-line overrides of a Python config with good values
+            good, _ = _build(tmp, {})
+            for key in [k for k in mutations if k in values and not k.startswith("dataset:")]:
+                overrides += [f"++{key}", values[key] if isinstance(values[key], str) else repr(values[key])]
+                values[key] = good[key] if key in good else values.pop(key)
         with open(path, "w") as f:
-            f.write(_render(values, fmt))
+            f.write(_render(values, "python" if fmt == "++" else fmt))
         out, err = io.StringIO(), io.StringIO()
         STATS["configs"] += 1
         try:
             with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-                status = main([path])
+                status = main([path, *overrides])
         except BaseException as exc:  # noqa: BLE001 - anything escaping main is a traceback for the user
             STATS["tracebacks"] += 1
             raise AssertionError(f"{fmt} config {mutations!r}: traceback {type(exc).__name__}: {exc}") from exc

@@ -122,7 +122,7 @@ def test_engine_warns_once_per_unread_key_after_the_network_is_built(tmp_path, m
 
 
 def test_first_batch_against_the_network(tmp_path, manager):
-    config = make_config(tmp_path, num_outputs=3, num_epochs=1)
+    config = make_config(tmp_path, num_outputs=3, num_epochs=1, network={"output": {"class": "softmax", "loss": "ce"}})
     with pytest.raises(DatasetError, match=r"dataset ToyDataset: data 'classes' is sparse with 2 classes, but the config "
                                            r"says sparse with 3 classes"):
         Engine(config, manager=manager, log=Log(verbosity=0)).run()
@@ -137,7 +137,8 @@ def test_first_batch_against_the_network(tmp_path, manager):
             return {"data": DataSpec(2), "classes": DataSpec(1, sparse=True)}
 
     manager.datasets.register("OneClassToy", OneClassToy)
-    config = make_config(tmp_path, train={"class": "OneClassToy", "num_seqs": 30}, dev=None)
+    config = make_config(tmp_path, train={"class": "OneClassToy", "num_seqs": 30}, dev=None,
+                         network={"output": {"class": "softmax", "loss": "ce"}})
     with pytest.raises(DatasetError, match=r"^dataset OneClassToy: seq '.*': class 1 of data 'classes' at frame \d+ "
                                            r"is outside 0..0 \(classes has dim 1\)"):
         Engine(config, manager=manager, log=Log(verbosity=0)).run()

@@ -12,7 +12,7 @@ import numpy as np
 
 from returnn_core.datasets import Dataset, DataSpec
 from returnn_core.engine import Backend, StepResult
-from returnn_core.errors import NetworkError
+from returnn_core.errors import DatasetError, NetworkError
 from returnn_core.plugin import Registrar, hookimpl
 
 
@@ -24,6 +24,9 @@ class ToyDataset(Dataset):
     def __init__(self, num_seqs: int = 20, seq_len: int = 7, nan_in_epoch: int | None = None,
                  sleep_per_seq: float = 0.0, **kwargs) -> None:
         super().__init__(**kwargs)
+        for option, value, least in (("num_seqs", num_seqs, 0), ("seq_len", seq_len, 1)):
+            if value < least:  # as a real dataset checks its options
+                raise DatasetError(f"{self.name}: {option} must be >= {least}, got {value}")
         self._n, self._len, self._nan_epoch, self._sleep = num_seqs, seq_len, nan_in_epoch, sleep_per_seq
         self._data: list[np.ndarray] = []
         self.closed = False
@@ -69,7 +72,13 @@ class NumpyBackend(Backend):
         self.in_key = spec.sources[0].key
         n_in = extern_data[self.in_key].dim
         rng = np.random.RandomState(self.config.int("random_seed", 42))
-        n_out = spec.n_out or extern_data[spec.target or "classes"].dim  # as RETURNN: no n_out, the target's dim
+        if (spec.target or "classes") not in extern_data:
+            raise NetworkError(f"layer {out!r}: target {spec.target or 'classes'!r} is not in the data "
+                               f"({', '.join(sorted(extern_data))})")
+        classes = extern_data[spec.target or "classes"].dim
+        n_out = spec.n_out or classes  # as RETURNN: no n_out, the target's dim
+        if n_out != classes:  # the check the frontend's Network makes for ce (docs/plugins.md 6.3)
+            raise NetworkError(f"layer {out!r}: n_out {n_out} must equal the {classes} classes of its ce target")
         self.params = {f"{out}/W": rng.randn(n_in, n_out).astype("float64") * 0.1,
                        f"{out}/b": np.zeros(n_out)}
         self.target = spec.target

@@ -20,7 +20,7 @@ pytest.importorskip("returnn_datasets")
 CORE_TESTS = pathlib.Path(__file__).resolve().parents[1] / "core"
 
 
-def _toy_run(tmp_path, hdf: pathlib.Path) -> subprocess.CompletedProcess:
+def _toy_run(tmp_path, hdf: pathlib.Path, extra: str = "") -> subprocess.CompletedProcess:
     """``returnn`` on the numpy toy backend (tests/core), training from ``hdf``."""
     sys.path.insert(0, str(CORE_TESTS))
     from fake_dist import make_distribution
@@ -32,7 +32,7 @@ def _toy_run(tmp_path, hdf: pathlib.Path) -> subprocess.CompletedProcess:
     cfg.write_text(
         f"#!python\nbackend = 'toy'\nmodel = {str(tmp_path / 'out' / 'model')!r}\n"
         f"train = {{'class': 'HDFDataset', 'files': [{str(hdf)!r}]}}\n"
-        "network = {'output': {'class': 'softmax', 'loss': 'ce', 'n_out': 2}}\nnum_epochs = 1\n"
+        "network = {'output': {'class': 'softmax', 'loss': 'ce', 'n_out': 2}}\nnum_epochs = 1\n" + extra
     )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(CORE_TESTS), str(site), os.environ.get("PYTHONPATH", "")])}
     return subprocess.run([sys.executable, "-m", "returnn_core", str(cfg)], env=env, capture_output=True, text=True,
@@ -50,7 +50,8 @@ def test_hdf_file_that_does_not_fit_the_network_is_named(tmp_path, with_classes)
     writer.insert_batch(np.ones((3, 5, 2), "float32"), [5, 5, 5], ["seq-0", "seq-1", "seq-2"],
                         extra={"classes": classes} if with_classes else None)
     writer.close()
-    res = _toy_run(tmp_path, hdf)
+    # without classes in the file, the config declares them, as for a file that lost a stream
+    res = _toy_run(tmp_path, hdf, "" if with_classes else "num_outputs = {'data': [2, 2], 'classes': [2, 1]}\n")
     assert res.returncode == 1
     expected = (
         f"returnn: error: dataset HDFDataset ({hdf}): seq 'seq-0': class 3 of data 'classes' at frame 2 is outside "
