@@ -86,10 +86,10 @@ _KEYS: tuple[Key, ...] = (
     Key("task", Choice(TASKS), "train", "run", "What to do: train, eval, forward, search or compute_priors."),
     Key("backend", _Registered("backends", "backend"), None, "run",
         "The backend plugin (tf, theano); unset: use_tensorflow decides, else theano (RETURNN's default)."),
-    Key("use_tensorflow", Bool(), None, "run", "RETURNN's switch: True selects the tf backend, False theano."),
-    Key("use_theano", Bool(), None, "run", "True selects the theano backend."),
-    Key("device", Pattern(r"(?i)(cpu|gpu\d*)", "cpu, gpu or gpuN"), "cpu", "run",
-        "Where to compute: cpu, gpu, or gpu0, gpu1, ..."),
+    Key("use_tensorflow", Bool(), False, "run", "RETURNN's switch: True selects the tf backend, False theano."),
+    Key("use_theano", Bool(), False, "run", "True selects the theano backend."),
+    Key("device", Pattern(r"(?i)(cpu|gpu\d*)", "cpu, gpu or gpuN"), None, "run",
+        "Where to compute: cpu, gpu, or gpu0, gpu1, ... (unset: the backend's choice)."),
     Key("model", _PATH, None, "run", "Checkpoint path prefix; epoch N is saved as <model>.NNN."),
     Key("load", Text("a checkpoint path prefix"), None, "run", "A checkpoint to load (instead of the newest one)."),
     Key("load_epoch", _INT_POS, None, "run", "Load the checkpoint of this epoch (train resumes after it)."),
@@ -105,7 +105,7 @@ _KEYS: tuple[Key, ...] = (
     Key("eval_datasets", Container((dict,), "a dict {name: dataset}", _DATASET), None, "data",
         "More datasets to score after each epoch, by name."),
     Key("forward_data", _DATASET, None, "data", "The dataset of task forward (default: eval)."),
-    Key("search_data", _DATASET, None, "data", "The dataset of task search (default: eval)."),
+    Key("search_data", _DATASET, "eval", "data", "The dataset of task search, or the name train, dev or eval."),
     Key("extern_data", Container((dict,), "a dict {key: {'dim': ..., 'sparse': ...}}"), None, "data",
         "The data keys of the network and their dims (overrides num_inputs/num_outputs)."),
     Key("num_inputs", _INT_POS, None, "data", "The dim of the input data 'data'."),
@@ -119,8 +119,8 @@ _KEYS: tuple[Key, ...] = (
     Key("max_seq_length", OneOf(Number(int, lo=0), Container((dict,), "", Number(int, lo=1)),
                                 allowed="an int >= 0 (0: no limit) or a dict {key: int >= 1}"), None, "data",
         "Longer seqs are skipped when building batches."),
-    Key("chunking", AnyValue("'size:step', a size, or per-key sizes {key: size}; 0: no chunking"), "0", "data",
-        "Cut train seqs into chunks of size frames every step frames."),
+    Key("chunking", AnyValue("'size:step', a size, or per-key sizes {key: size}; 0: no chunking"), None, "data",
+        "Cut train seqs into chunks of size frames every step frames (unset: each dataset's own chunking)."),
     # -- the network and training ---------------------------------------------------------------------------
     Key("network", Container((dict,), "a dict {layer name: layer dict}"), None, "network",
         "The layers: {name: {'class': ..., 'from': ..., 'n_out': ..., ...}}."),
@@ -142,8 +142,9 @@ _KEYS: tuple[Key, ...] = (
         "Factor newbob multiplies the rate by."),
     Key("newbob_relative_error_threshold", Number(float), -0.01, "training", "newbob_rel: threshold."),
     Key("newbob_error_threshold", Number(float), -0.01, "training", "newbob_abs: threshold."),
-    Key("newbob_multi_num_epochs", _INT_POS, 1, "training", "newbob_multi_epoch: epochs per decision."),
-    Key("newbob_multi_update_interval", _INT_POS, 1, "training", "newbob_multi_epoch: decide every N epochs."),
+    Key("newbob_multi_num_epochs", _INT_POS, 5, "training", "newbob_multi_epoch: epochs per decision."),
+    Key("newbob_multi_update_interval", _INT_POS, None, "training",
+        "newbob_multi_epoch: decide every N epochs (unset: newbob_multi_num_epochs)."),
     Key("learning_rate_file", _PATH, None, "training", "The learning-rate state file (RETURNN's format)."),
     Key("optimizer", OneOf(Container((dict,), ""), Text(), allowed="a dict {'class': name, ...} or a name"), None,
         "training", "The optimizer, e.g. {'class': 'adam'}."),
@@ -152,11 +153,12 @@ _KEYS: tuple[Key, ...] = (
     Key("adadelta", Bool(), False, "training", "Legacy switch: use Adadelta."),
     Key("adagrad", Bool(), False, "training", "Legacy switch: use Adagrad."),
     Key("rmsprop", Bool(), False, "training", "Legacy switch: use RMSProp."),
-    Key("momentum", Number(float, lo=0), 0.0, "training", "Momentum of SGD (0: none)."),
+    Key("momentum", OneOf(Bool(), Number(float, lo=0), allowed="a number >= 0 or a bool"), None, "training",
+        "Legacy switch and value: selects SGD with momentum (True: 0.9)."),
     Key("optimizer_epsilon", Number(float, lo=0, lo_open=True), 1e-8, "training", "Epsilon of Adam/Nadam."),
-    Key("gradient_clip", Number(float, lo=0), 0.0, "training", "Clip each gradient to [-x, x] (0: off)."),
-    Key("gradient_clip_global_norm", Number(float, lo=0), 0.0, "training", "Clip by global norm (0: off)."),
-    Key("gradient_noise", Number(float, lo=0), 0.0, "training", "Stddev of Gaussian noise added to gradients."),
+    Key("gradient_clip", Number(float, lo=0), None, "training", "Clip each gradient to [-x, x] (unset or 0: off)."),
+    Key("gradient_clip_global_norm", Number(float, lo=0), None, "training", "Clip by global norm (unset or 0: off)."),
+    Key("gradient_noise", Number(float, lo=0), None, "training", "Stddev of Gaussian noise added to gradients."),
     Key("accum_grad_multiple_step", _INT_POS, 1, "training", "Apply accumulated gradients every N steps."),
     Key("stop_on_nonfinite_train_score", Bool(), True, "training", "Stop the epoch at a NaN/inf loss."),
     # -- inference ---------------------------------------------------------------------------------------
@@ -171,9 +173,10 @@ _KEYS: tuple[Key, ...] = (
         "txt: one hypothesis per line; py: a dict literal by seq tag."),
     # -- logging -----------------------------------------------------------------------------------------
     Key("log_verbosity", Number(int, lo=0, hi=5), 3, "logging", "What stdout gets: 0 (nothing) to 5 (debug)."),
-    Key("log", OneOf(Text(), Container((list, tuple), "", Text()), allowed="a path or a list of paths"), None,
+    Key("log", OneOf(Text(), Container((list, tuple), "", Text()), allowed="a path or a list of paths"), [],
         "logging", "Log files."),
-    Key("log_file_verbosity", Number(int, lo=0, hi=5), 3, "logging", "The verbosity of the log files."),
+    Key("log_file_verbosity", Number(int, lo=0, hi=5), None, "logging",
+        "The verbosity of the log files (unset: log_verbosity)."),
     Key("log_interval", Number(float, lo=0), 60, "logging",
         "Seconds between per-step lines in logs that are not a terminal (0: every step)."),
     # -- tf ----------------------------------------------------------------------------------------------
@@ -185,8 +188,8 @@ _KEYS: tuple[Key, ...] = (
         "Seconds to wait for the other workers."),
     # -- sprint ------------------------------------------------------------------------------------------
     Key("sprint_trainer_exec_path", Text("a path"), None, "sprint", "The Sprint trainer of 'sprint:...' datasets."),
-    Key("sprint_buffer_size", _INT_POS, None, "sprint", "Seqs an external Sprint dataset buffers."),
-    Key("sprint_reading_timeout", Number(float, lo=0, lo_open=True), None, "sprint",
+    Key("sprint_buffer_size", _INT_POS, 40, "sprint", "Seqs an external Sprint dataset buffers."),
+    Key("sprint_reading_timeout", Number(float, lo=0, lo_open=True), 3600.0, "sprint",
         "Seconds to wait for a Sprint child before giving up."),
 )
 
@@ -245,6 +248,8 @@ def validate_config(config: Any, manager: Any = None) -> None:
         extra = literal(config.typed_value("eval_datasets")) or {}
         datasets += [(f"eval_datasets[{n!r}]", v) for n, v in extra.items()]
         for key, value in datasets:
+            if key == "search_data" and value in ("train", "dev", "eval"):
+                continue  # the name of another dataset key
             if value not in (None, ""):
                 check_dataset(key, value, manager, config)
 
