@@ -156,3 +156,23 @@ def test_a_log_file_on_a_full_disk_gives_one_line(tmp_path, env):
         + "); no checkpoint of this run was complete yet; free some space and run again"
     ]
     assert " free on the model's file system" in res.stderr
+
+
+def test_config_errors_come_before_the_backend_is_imported(tmp_path, env):
+    site = tmp_path / "heavy-site"
+    site.mkdir()
+    make_distribution(site, "returnn-heavy", "heavy_hooks", (
+        "from returnn_core.plugin import hookimpl\n\n"
+        "@hookimpl\ndef returnn_register_backends(registry):\n"
+        "    registry.register('heavy', 'heavy_backend:Backend')\n"
+    ), plugin_name="heavy")
+    marker = tmp_path / "imported"
+    (site / "heavy_backend.py").write_text(f"open({str(marker)!r}, 'w').close()\nBackend = None\n")
+    cfg = tmp_path / "a.config"
+    cfg.write_text(f"backend heavy\nmodel {tmp_path / 'out' / 'model'}\nnum_epochs 0\nnetwork {{}}\n")
+    res = run(str(cfg), {**env, "PYTHONPATH": os.pathsep.join([str(site), env["PYTHONPATH"]])})
+    assert res.returncode == 2
+    assert res.stderr.strip().splitlines() == [
+        "returnn: error: config key 'num_epochs': '0' is not allowed; expected an int >= 1"
+    ]
+    assert not marker.exists()  # the backend's module was never imported
