@@ -164,8 +164,8 @@ def toy_manager():
           f"{STATS['wrongly_accepted']} wrongly accepted")
 
 
-@settings(max_examples=int(os.environ.get("RETURNN_FUZZ_EXAMPLES", "60")), deadline=None, derandomize=True,
-          suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=int(os.environ.get("RETURNN_FUZZ_EXAMPLES", "100")), deadline=None, derandomize=True,
+          database=None, suppress_health_check=[HealthCheck.too_slow])
 @given(mutated_configs())
 def test_every_config_trains_or_gives_one_error_line(case):
     fmt, mutations = case
