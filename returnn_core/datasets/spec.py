@@ -71,7 +71,7 @@ class ExternData(dict):
                 out[key] = DataSpec.from_config(key, value)
             return out
         if dataset is not None:
-            out.update(dataset.data_specs())
+            out.update(dataset.output_specs())  # as delivered: ``window`` widens the input
         num_outputs = config.typed_value("num_outputs") if config is not None else None
         if isinstance(num_outputs, str):
             import ast

@@ -38,7 +38,7 @@ def check_batch(dataset: Any, data: Any, specs: Mapping[str, Any], needed: Itera
             f"{', '.join(sorted(data.data)) or 'nothing'}"
         )
     try:
-        declared = dataset.data_specs()
+        declared = dataset.output_specs()
     except Exception:  # noqa: BLE001 - a dataset that cannot say its specs is checked by its values only
         declared = {}
     for key, spec in specs.items():

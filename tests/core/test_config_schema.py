@@ -177,3 +177,10 @@ def test_plugin_declared_keys_are_checked_and_never_reported_unread(tmp_path, ma
     assert [line for line in out.getvalue().splitlines() if "not a known key" in line] == [
         "warning: toy_treshold: not a known key; did you mean toy_threshold?"
     ]
+
+
+def test_window_widens_the_input_the_network_and_the_first_batch_check_see(tmp_path, manager):
+    config = make_config(tmp_path, num_epochs=1, dev=None, train={"class": "ToyDataset", "num_seqs": 10, "window": 3})
+    engine = Engine(config, manager=manager, log=Log(verbosity=0))
+    engine.run()
+    assert engine.extern_data["data"].dim == 6 and engine.backend.params["output/W"].shape == (6, 2)
