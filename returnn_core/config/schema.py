@@ -90,7 +90,7 @@ _KEYS: tuple[Key, ...] = (
     Key("use_theano", Bool(), False, "run", "True selects the theano backend."),
     Key("device", Pattern(r"(?i)(cpu|gpu\d*)", "cpu, gpu or gpuN"), None, "run",
         "Where to compute: cpu, gpu, or gpu0, gpu1, ... (unset: the backend's choice)."),
-    Key("model", _PATH, None, "run", "Checkpoint path prefix; epoch N is saved as <model>.NNN."),
+    Key("model", _PATH, None, "run", "Checkpoint path prefix; epoch N is saved as `<model>.NNN`; a training run holds `<model>.lock`."),
     Key("load", Text("a checkpoint path prefix"), None, "run", "A checkpoint to load (instead of the newest one)."),
     Key("load_epoch", _INT_POS, None, "run", "Load the checkpoint of this epoch (train resumes after it)."),
     Key("import_model_train_epoch1", Text("a checkpoint path prefix"), None, "run",
@@ -423,6 +423,8 @@ def render_markdown() -> str:
         "run with one line naming the key, the value and what is allowed. Dataset options are checked against the",
         "dataset class's signature. After the network is built, each key that nothing reads gets one warning line",
         "with the closest known key (a Python config's own helper variables, functions and modules are exempt).",
+        "Plugins declare the keys they read with `returnn_register_config_keys` (see docs/plugins.md); those are",
+        "checked the same way and listed by `returnn --list-plugins` under `config_keys`.",
     ]
     for section, title in _SECTIONS.items():
         lines += ["", f"## {title}", "", "| key | allowed | default | meaning |", "| --- | --- | --- | --- |"]
