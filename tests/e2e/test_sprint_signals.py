@@ -1,7 +1,8 @@
 """Sprint children never outlive or wedge a ``returnn`` run: SIGTERM, SIGINT and SIGKILL to ``returnn`` while a
-stand-in Sprint child hangs, and a Sprint loss child that dies, each end with one line and no child left.
+stand-in Sprint child hangs, and a Sprint loss child that dies or hangs (``reading_timeout``), each end with one line
+and no child left.
 
-The five runs go concurrently to share their TensorFlow start-up. This test process is made a child subreaper
+The six runs go concurrently to share their TensorFlow start-up. This test process is made a child subreaper
 while they run, so a child that outlived ``returnn`` would be re-parented here and show up by its pid.
 """
 
@@ -25,14 +26,14 @@ RETURNN = str(pathlib.Path(sys.executable).parent / "returnn")
 PR_SET_CHILD_SUBREAPER = 36
 
 
-def _config(tmp: pathlib.Path, *, dataset_faults: str = "", loss_faults: str = "") -> pathlib.Path:
+def _config(tmp: pathlib.Path, *, dataset_faults: str = "", loss_faults: str = "", **sprint_opts: object) -> pathlib.Path:
     corpus = make_corpus(tmp / "train.npz", 10, 7)
     train = {"class": "ExternSprintDataset", "sprintTrainerExecPath": [sys.executable, FAKE_SPRINT],
              "sprintConfigStr": f"--*.corpus.file={corpus} {dataset_faults}"}
     output = {"class": "softmax", "n_out": NUM_CLASSES, "from": ["hidden"], "loss": "ce"}
     if loss_faults:
-        sprint_opts = {"sprintExecPath": [sys.executable, FAKE_SPRINT],
-                       "sprintConfigStr": f"--*.corpus.file={corpus} --*.action=python-control {loss_faults}"}
+        sprint_opts.update(sprintExecPath=[sys.executable, FAKE_SPRINT],
+                           sprintConfigStr=f"--*.corpus.file={corpus} --*.action=python-control {loss_faults}")
         output.update(loss="sprint", loss_opts={"sprint_opts": sprint_opts})
     cfg = tmp / "run.config"
     cfg.write_text(f"""#!returnn
@@ -95,6 +96,7 @@ def test_signals_and_failing_children_end_the_run_cleanly(tmp_path):
         "SIGKILL": {"dataset_faults": "--*.fake.hang-after=3 --*.fake.hang-marker={marker}"},
         "SIGTERM-in-step": {"loss_faults": "--*.fake.hang-on-segment=corpus/rec2/2 --*.fake.hang-marker={marker}"},
         "loss-child-dies": {"loss_faults": "--*.fake.die-on-segment=corpus/rec2/2"},
+        "loss-child-hangs": {"loss_faults": "--*.fake.hang-on-segment=corpus/rec2/2", "reading_timeout": 20},
     }
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     procs: dict[str, tuple[subprocess.Popen, pathlib.Path]] = {}
@@ -103,12 +105,12 @@ def test_signals_and_failing_children_end_the_run_cleanly(tmp_path):
             tmp = tmp_path / name
             tmp.mkdir()
             marker = tmp / "hanging.pid"
-            cfg = _config(tmp, **{k: v.format(marker=marker) for k, v in faults.items()})
+            cfg = _config(tmp, **{k: v.format(marker=marker) if isinstance(v, str) else v for k, v in faults.items()})
             with open(tmp / "stdout.txt", "w") as log:
                 proc = subprocess.Popen([RETURNN, str(cfg)], cwd=tmp, env=env, stdout=log, stderr=subprocess.PIPE, text=True)
             procs[name] = (proc, marker)
-        died = procs["loss-child-dies"][0]
-        signalled = {name: run for name, run in procs.items() if name != "loss-child-dies"}
+        failing = {name: procs[name][0] for name in ("loss-child-dies", "loss-child-hangs")}
+        signalled = {name: run for name, run in procs.items() if name not in failing}
         hung.update({name: _wait_for(marker, signalled) for name, (_, marker) in signalled.items()})
         sent = {}
         for name, (proc, _) in signalled.items():
@@ -117,7 +119,7 @@ def test_signals_and_failing_children_end_the_run_cleanly(tmp_path):
         for name, (proc, _) in signalled.items():
             _, err = proc.communicate(timeout=60)
             results[name] = (proc.returncode, time.monotonic() - sent[name], err)
-        _, died_err = died.communicate(timeout=900)
+        failed = {name: (proc.communicate(timeout=900)[1], proc.returncode) for name, proc in failing.items()}
     finally:
         for proc, _ in procs.values():
             if proc.poll() is None:
@@ -148,8 +150,13 @@ def test_signals_and_failing_children_end_the_run_cleanly(tmp_path):
     pid = hung["SIGKILL"]
     assert _state(pid) is None
     assert pid in reaped and os.WIFSIGNALED(reaped[pid]) and os.WTERMSIG(reaped[pid]) == signal.SIGKILL
-    assert died.returncode == 1
-    lines = [line for line in died_err.strip().splitlines() if line.startswith("returnn:")]
-    assert lines == [died_err.strip().splitlines()[-1]] and "Traceback" not in died_err, died_err[-3000:]
-    assert lines[0].startswith("returnn: error: Sprint loss of segment 'corpus/rec2/2': Sprint error-signal child (pid ")
-    assert lines[0].endswith("fake sprint: simulated crash on corpus/rec2/2 (child fault 1 of this run; maxChildFaults 0)")
+    for name, what in (("loss-child-dies", "the child closed its pipe (died?) before the expected message; exit status 3"),
+                       ("loss-child-hangs", "no message from the child within 20 s (reading_timeout; hung?); killed it; "
+                                            "killed by signal SIGKILL")):
+        err, code = failed[name]
+        lines = [line for line in err.strip().splitlines() if line.startswith("returnn:")]
+        assert code == 1 and lines == [err.strip().splitlines()[-1]] and "Traceback" not in err, err[-3000:]
+        assert lines[0].startswith("returnn: error: Sprint loss of segment 'corpus/rec2/2': Sprint error-signal child (pid ")
+        assert f"...): {what}; last output: " in lines[0], lines[0]
+        last = "simulated crash" if name == "loss-child-dies" else "hanging"
+        assert lines[0].endswith(f"fake sprint: {last} on corpus/rec2/2 (child fault 1 of this run; maxChildFaults 0)")
