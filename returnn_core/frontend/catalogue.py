@@ -67,6 +67,7 @@ CATALOGUE: dict[str, dict[str, tuple[str, tuple[str, ...]]]] = {
         "ln_lstm": ("layers.theano_era.lstm_layers:LayerNormLstmLayer", ()),
         "native_lstm": ("layers.theano_era.lstm_layers:NativeLstmLayer", ()),
         "associative_lstm": ("layers.theano_era.associative:AssociativeLstmLayer", ()),
+        "generic_lstm": ("layers.theano_era.generic_lstm:GenericLstmLayer", ()),
         "recurrent": ("layers.theano_era.recurrent:RecurrentLayer", ()),
         "linear_recurrent": ("layers.theano_era.recurrent:LinearRecurrentLayer", ()),
         "frame_concat_zero": ("layers.theano_era.time:FrameConcatZeroLayer", ()),

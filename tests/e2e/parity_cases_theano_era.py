@@ -13,7 +13,9 @@ CASES: dict[str, tuple[dict[str, Any], dict[str, Any], str]] = {
          "simple": {"class": "lstm_simple", "n_out": 3, "reverse": True, "dropout": 0.0},
          "ln": {"class": "ln_lstm", "n_out": 3, "from": "l2"},
          "assoc": {"class": "associative_lstm", "n_out": 4, "n_copies": 2, "grad_clip": 1.0},
-         "output": {"class": "softmax", "loss": "ce", "from": ["l2", "lopt", "simple", "ln", "assoc"]}},
+         "generic": {"class": "generic_lstm", "n_out": 3, "sublayer": {"class": "hidden", "activation": "identity"},
+                     "out_sublayer": {"class": "linear", "activation": "relu"}, "from": "lopt"},
+         "output": {"class": "softmax", "loss": "ce", "from": ["l2", "lopt", "simple", "ln", "assoc", "generic"]}},
         {"optimizer": {"class": "adam"}}, "ce",
     ),
     "theano-era-recurrent-sgd": (

@@ -92,6 +92,9 @@ REC_NET = {
     "lstmp": {"class": "rec", "unit": "lstmp", "n_out": N, "direction": -1},
     "vanilla": {"class": "rec", "unit": "vanilla", "n_out": N},
     "assoc": {"class": "associative_lstm", "n_out": 4, "n_copies": 2, "direction": -1},
+    "generic": {"class": "generic_lstm", "n_out": N, "direction": -1,
+                "sublayer": {"class": "hidden", "activation": "identity"},
+                "out_sublayer": {"class": "hidden", "activation": "tanh"}},
 }
 REC_NET["output"] = {"class": "copy", "from": list(REC_NET)}
 
@@ -192,6 +195,20 @@ def test_associative_lstm(rec_outputs) -> None:
 
     expected = _over_time(step, X, (np.zeros(n, "f"), np.zeros((copies, n), "f")), direction=-1)
     np.testing.assert_allclose(outs["assoc"], expected, rtol=1e-4, atol=1e-5)
+
+
+def test_generic_lstm(rec_outputs) -> None:
+    outs, p = rec_outputs
+
+    def step(x_t: np.ndarray, h: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
+        z = np.concatenate([x_t, h]) @ p["generic/sublayer/W"] + p["generic/sublayer/b"]
+        i_g, f_g, o_g = np.split(_sig(z[: 3 * N]), 3)
+        c = np.tanh(z[3 * N :]) * i_g + c * f_g
+        h = np.tanh(np.tanh(c @ p["generic/out_sublayer/W"] + p["generic/out_sublayer/b"])) * o_g
+        return h, (h, c)
+
+    expected = _over_time(step, X, (np.zeros(N, "f"), np.zeros(N, "f")), direction=-1)
+    np.testing.assert_allclose(outs["generic"], expected, rtol=1e-4, atol=1e-5)
 
 
 TIME_NET = {
