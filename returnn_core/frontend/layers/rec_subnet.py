@@ -16,6 +16,7 @@ import numpy as np
 
 from returnn_core.errors import NetworkError
 from returnn_core.frontend._layer import Context
+from returnn_core.frontend._network import Network
 from returnn_core.frontend._output import LayerOutput
 from returnn_core.network import DataRef, LayerRef, resolve_network
 from returnn_core.network.description import LAYER_REF_OPTIONS
@@ -106,8 +107,6 @@ class RecSubnet:
         self.prev_refs = prev_refs
         self.extern_keys = extern_keys
         # parameters live under "<rec>/rec/<sub>" like RETURNN's variable scope; layer names stay "<rec>/<sub>"
-        from returnn_core.frontend._network import Network
-
         root = rec.net.root
         self.net = Network(desc, root.extern_data, manager=rec.net.manager, log=rec.net.log, backend=rec.net.backend,
                            parent=rec.net, prefix=f"{self.name}/")
