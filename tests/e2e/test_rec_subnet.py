@@ -251,6 +251,14 @@ def test_search_task_writes_hypotheses_by_seq_tag(tmp_path: pathlib.Path) -> Non
         labels = [int(x) for x in hyp.split()]
         assert 1 <= len(labels) <= 4 and all(0 <= x < 3 for x in labels)
         assert 0 not in labels[:-1]  # a hypothesis stops at its first end label
+    # with a vocabulary for the target, hypotheses are its words (same model, same search)
+    words = ["</s>", "x", "y"]
+    extern = {"data": {"dim": 3, "sparse": True}, "classes": {"dim": 3, "sparse": True, "labels": words}}
+    out = tmp_path / "search-words.py"
+    Engine(Config(dict(base, task="search", search_data="train", search_output_layer="decision", extern_data=extern,
+                       search_output_file=str(out), search_output_file_format="py"))).run()
+    assert ast.literal_eval(out.read_text()) == {
+        tag: " ".join(words[int(x)] for x in hyp.split()) for tag, hyp in hyps.items()}
 
 
 def test_attention_copy_demo_learns_and_beam_search_copies(repo_root: pathlib.Path, tmp_path: pathlib.Path) -> None:
