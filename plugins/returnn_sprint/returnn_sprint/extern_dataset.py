@@ -19,8 +19,6 @@ from returnn_sprint.child import SprintChild, SprintChildError, describe_status,
 from returnn_sprint.pipe_protocol import format_config_str
 
 _END = object()
-#: a string target as RETURNN delivers it: its UTF-8 bytes, sparse over 256 labels
-STRING_SPEC = DataSpec(256, sparse=True, dtype="uint8", labels=tuple(chr(i) for i in range(256)))
 EXTERN_INTERFACE_MODULE = "returnn_sprint.extern_interface"
 
 
@@ -39,8 +37,8 @@ class SprintDatasetBase(Dataset):
     Features arrive as (dim, time) like Sprint hands them over; seqs are delivered time-major as ``data``, the
     alignment as ``classes``. String targets (the orthography ``orth``) become RETURNN's byte sequences: uint8,
     sparse with 256 labels; ``str_add_final_zero`` also delivers ``orth0``, the same bytes ending with a 0. As in
-    RETURNN they are declared (in :meth:`data_specs`) only once Sprint sent one: a network that reads ``orth``
-    declares it in ``extern_data``/``num_outputs`` (``"orth": [256, 1]``).
+    RETURNN they are not in :meth:`data_specs` (Sprint may or may not send them, which is known only once seqs
+    arrive): a network that reads ``orth`` declares it, ``"orth": [256, 1]`` in ``extern_data``/``num_outputs``.
     """
 
     def __init__(
@@ -55,7 +53,6 @@ class SprintDatasetBase(Dataset):
     ) -> None:
         super().__init__(**kwargs)
         self.str_add_final_zero = bool(str_add_final_zero)
-        self._string_keys: set[str] = set()
         self.input_dim = input_dim
         self.output_dim = output_dim
         self.buffer_size = int(buffer_size)
@@ -78,14 +75,12 @@ class SprintDatasetBase(Dataset):
             self.output_dim = output_dim
 
     def data_specs(self) -> dict[str, DataSpec]:
-        """``data`` (dense, Sprint's input dim), ``classes`` (sparse, Sprint's output dim) if known, string keys seen."""
+        """``data`` (dense, Sprint's input dim) and ``classes`` (sparse, Sprint's output dim) if known."""
         if self.input_dim is None:
             raise DatasetError(f"{self.name}: input dim unknown (Sprint has not initialised yet); set input_dim")
         specs = {"data": DataSpec(int(self.input_dim))}
         if self.output_dim:
             specs["classes"] = DataSpec(int(self.output_dim), sparse=True)
-        for key in sorted(self._string_keys):
-            specs[key] = STRING_SPEC
         return specs
 
     # -- the Sprint side --------------------------------------------------------------------------
@@ -117,10 +112,8 @@ class SprintDatasetBase(Dataset):
             if isinstance(value, (str, bytes)):
                 raw = np.frombuffer(value.encode("utf8") if isinstance(value, str) else value, dtype=np.uint8)
                 out[key] = raw.copy()
-                self._string_keys.add(key)
                 if self.str_add_final_zero:
                     out[key + "0"] = np.append(raw, np.uint8(0))
-                    self._string_keys.add(key + "0")
             elif key == "classes" and value is not None:
                 cls = np.asarray(value).astype(np.int32).reshape(-1)
                 if cls.shape[0] != feats.shape[1]:
