@@ -17,8 +17,8 @@ from returnn_core.engine import signals
 from returnn_core.engine.backend import Backend, StepResult
 from returnn_core.engine.backend_choice import select_backend
 from returnn_core.engine.checkpoints import checkpoint_prefix, completed_epochs, is_complete, save_checkpoint
-from returnn_core.engine.search import run_search
 from returnn_core.engine.data_check import check_batch, network_keys
+from returnn_core.engine.search import run_search
 from returnn_core.errors import ConfigError, TrainingError
 from returnn_core.learning_rate import LearningRateControl, learning_rate_control_from_config
 from returnn_core.log import Log, Progress, epoch_line
