@@ -365,7 +365,7 @@ def test_subnetwork_with_base_refs() -> None:
         ({"class": "merge_dims", "axes": ["T", "F"]}, "cannot merge the batch or time axis"),
         ({"class": "reduce", "mode": "median", "axes": "T"}, "unknown reduce mode 'median'"),
         ({"class": "reduce", "mode": "sum"}, "needs 'axes'"),
-        ({"class": "reduce", "mode": "sum", "axes": "B"}, "cannot reduce the batch axis"),
+        ({"class": "window", "window_size": 3, "padding": "full"}, "padding must be 'same' or 'valid'"),
         ({"class": "slice", "axis": "T", "slice_start": -2}, "time slices need start >= 0"),
         ({"class": "squeeze", "axis": "F"}, "squeeze axis 2 has size 4, not 1"),
         ({"class": "squeeze", "axis": "T"}, "cannot squeeze the batch or time axis"),

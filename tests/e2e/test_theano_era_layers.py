@@ -308,7 +308,7 @@ def test_time_axis_layers() -> None:
     ({"class": "lstm2", "n_out": 2, "activation": "tanh,relu,sigmoid,tanh"}, "comma-separated"),
     ({"class": "hidden", "n_out": 2, "sparse_window": 2}, "needs sparse sources"),
     ({"class": "recurrent", "n_out": 2, "sampling": 2}, "sampling=2"),
-    ({"class": "window", "window_size": 2, "padding": "full"}, "padding must be"),
+    ({"class": "window", "window": 2, "window_size": 2}, "either window_size or the Theano option window"),
 ])
 def test_bad_options_name_the_layer(layer: dict[str, Any], message: str) -> None:
     with pytest.raises(NetworkError, match="'bad'") as info:
