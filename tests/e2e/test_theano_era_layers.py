@@ -46,7 +46,7 @@ def _over_time(step: Any, x: np.ndarray, state: tuple[np.ndarray, ...], directio
 
 
 def _lstm(p: dict[str, np.ndarray], layer: str, x: np.ndarray, *, cells: int = N, direction: int = 1,
-          ln: bool = False, scale: np.ndarray | None = None) -> np.ndarray:
+          ln: bool = False, scale: np.ndarray | None = None, act: Any = np.tanh) -> np.ndarray:
     """LSTM, gate blocks [cell in, input, forget, output], with the optional lstm2/ln_lstm/sharp_gates extras."""
     g = {k.split("/", 1)[1]: v for k, v in p.items() if k.startswith(layer + "/")}
     z_in = x @ g["W"]
@@ -64,10 +64,10 @@ def _lstm(p: dict[str, np.ndarray], layer: str, x: np.ndarray, *, cells: int = N
             gi, gf, go = gi * scale[0], gf * scale[1], go * scale[2]
         if "W_peep_i" in g:
             gi, gf = gi + c * g["W_peep_i"], gf + c * g["W_peep_f"]
-        c = _sig(gf) * c + _sig(gi) * np.tanh(ci)
+        c = _sig(gf) * c + _sig(gi) * act(ci)
         if "W_peep_o" in g:
             go = go + c * g["W_peep_o"]
-        h = np.tanh(_ln(c, g["ln_cell_gain"], g["ln_cell_bias"]) if ln else c) * _sig(go)
+        h = act(_ln(c, g["ln_cell_gain"], g["ln_cell_bias"]) if ln else c) * _sig(go)
         if "W_out_proj" in g:
             h = h @ g["W_out_proj"]
         return h, (h, c)
@@ -82,6 +82,7 @@ REC_NET = {
            "grad_clip": 1.0},
     "lstm": {"class": "lstm", "n_out": N, "sharp_gates": "global", "reverse": True},
     "lopt": {"class": "lstm_opt", "n_out": N},
+    "l2relu": {"class": "lstm2", "n_out": N, "activation": "relu"},
     "lsimple": {"class": "lstm_simple", "n_out": N, "sharpgates": "single"},
     "l3": {"class": "lstm3", "n_out": N, "grad_clip": 5.0},
     "ln": {"class": "ln_lstm", "n_out": N, "direction": -1},
@@ -132,6 +133,7 @@ def test_lstm_layer_classes(rec_outputs) -> None:
         "l2": _lstm(p, "l2", X, cells=4, direction=-1),
         "lstm": _lstm(p, "lstm", X, direction=-1, scale=p["lstm/gate_scaling"]),
         "lopt": _lstm(p, "lopt", X),
+        "l2relu": _lstm(p, "l2relu", X, act=lambda v: np.maximum(v, 0)),  # one name: cell in and out, not gates
         "lsimple": _lstm(p, "lsimple", X, scale=np.repeat(p["lsimple/gate_scaling"], 3, axis=0)),
         "l3": _lstm(p, "l3", X),
         "ln": _lstm(p, "ln", X, direction=-1, ln=True),

@@ -44,16 +44,11 @@ class AssociativeLstmLayer(TheanoRecurrentLayer):
     options = frozenset({"n_copies", "direction", "grad_clip"})
     activation_slots = 5
     default_activations = ("tanh", "tanh", "tanh", "tanh", "sigmoid")
+    single_activation_slots = 4
 
     def activation_lengths(self) -> tuple[int, ...]:
         """"CI,CO,RI,RO" or "CI,CO,RI,RO,G"."""
         return (4, 5)
-
-    def _activation_list(self, spec: Any) -> list[Any]:
-        # one name sets the four cell/key activations, not the gates (as RETURNN)
-        if spec and "," not in str(spec):
-            spec = ",".join([str(spec)] * 4)
-        return super()._activation_list(spec)
 
     def call(self, sources: list[LayerOutput], ctx: Context) -> LayerOutput:
         """The associative LSTM over time."""

@@ -27,6 +27,8 @@ class TheanoRecurrentLayer(Layer):
     activation_slots: int = 0
     #: the default of each activation slot
     default_activations: tuple[str, ...] = ()
+    #: how many leading slots one activation name sets (RETURNN keeps the gates' sigmoid then)
+    single_activation_slots: int = 2
 
     def __init__(self, name: str, layer_class: str, opts: Mapping[str, Any], net: Network) -> None:
         opts = dict(opts)
@@ -64,7 +66,7 @@ class TheanoRecurrentLayer(Layer):
         if spec:
             given = [s.strip() for s in str(spec).split(",")]
             if len(given) == 1:
-                names = given * len(names)
+                names[: self.single_activation_slots] = given * self.single_activation_slots
             elif len(given) in self.activation_lengths():
                 names[: len(given)] = given
             else:
