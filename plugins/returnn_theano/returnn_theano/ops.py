@@ -44,6 +44,45 @@ class RandomSource:
         return [] if self.current is self.shared else [(self.shared, self.current)]
 
 
+def _fix_inc_subtensor1_broadcast_check() -> None:
+    """Make ``AdvancedIncSubtensor1``'s runtime broadcast check compare ``y`` with ``x[idx]``, not with ``x``.
+
+    ``x[idx] += y`` (the gradient of every row gather: an embedding lookup, ``gather`` in a rec loop) needs ``y``
+    of the shape of ``x[idx]``, ``(len(idx),) + x.shape[1:]``. PyTensor 3's check aligns ``y``'s trailing axes
+    with ``x``'s own shape instead, so ``y``'s leading axis (one row per index) is compared with the number of
+    rows of ``x``: with exactly one index (a batch of one seq in a rec step, or of one frame) and a table of more
+    than one row, a correct update is refused as "Runtime broadcasting not allowed". Only the Python
+    implementation (``perform``, used for all but 1-D ``x``) and the JAX/PyTorch dispatchers call this check.
+    Installed only where the installed PyTensor shows the wrong refusal; real runtime broadcasting of ``y``
+    (a length-1 axis not marked broadcastable, where ``x[idx]`` has another length) is still refused.
+    """
+    from pytensor.tensor.subtensor import AdvancedIncSubtensor1, advanced_inc_subtensor1
+
+    node = advanced_inc_subtensor1(pt.matrix(dtype=floatX), pt.matrix(dtype=floatX), pt.lvector()).owner
+    try:
+        node.op._check_runtime_broadcasting(node, np.zeros((3, 2), floatX), np.zeros((1, 2), floatX),
+                                            np.zeros(1, "int64"))
+    except ValueError:
+        pass
+    else:
+        return  # this PyTensor checks correctly
+
+    def _check_runtime_broadcasting(self: Any, node: Any, x: np.ndarray, y: np.ndarray, idx: np.ndarray) -> None:
+        if y.ndim == 0:
+            return
+        n = int(np.count_nonzero(idx)) if idx.dtype == bool else idx.shape[0]
+        target = (n, *x.shape[idx.ndim:])  # the shape of x[idx]
+        if any(not bcast and y_dim == 1 and y_dim != t_dim
+               for bcast, y_dim, t_dim in zip(reversed(node.inputs[1].broadcastable), reversed(y.shape),
+                                              reversed(target), strict=False)):
+            raise ValueError(self._runtime_broadcast_error_msg)
+
+    AdvancedIncSubtensor1._check_runtime_broadcasting = _check_runtime_broadcasting
+
+
+_fix_inc_subtensor1_broadcast_check()
+
+
 def _is_float(dtype: str) -> bool:
     return str(dtype).startswith("float")
 
