@@ -329,6 +329,7 @@ def test_softmax_theano_output_options(tmp_path) -> None:
     net = {
         "smooth": {"class": "softmax", "n_out": 3, "softmax_smoothing": 0.5, "grad_clip_z": 1.0},
         "sig": {"class": "softmax", "n_out": 3, "sigmoid_outputs": True},
+        "running": {"class": "softmax", "n_out": 3, "compute_priors": True},
         "file_prior": {"class": "softmax", "n_out": 3, "log_prior": str(tmp_path / "prior.txt"),
                        "subtract_prior_from_output": True},
         "output": {"class": "softmax", "loss": "ce", "compute_priors": True, "compute_priors_exp_average": 0.5,
@@ -336,13 +337,19 @@ def test_softmax_theano_output_options(tmp_path) -> None:
     }
     backends = _both(net, train=True)
     for backend in backends:
-        backend.train_step(BATCH, 0.0)  # updates only the priors
+        for _ in range(2):
+            backend.train_step(BATCH, 0.0)  # updates only the priors
     p = backends[0].get_param_values()
-    np.testing.assert_allclose(backends[1].get_param_values()["output/priors"], p["output/priors"], rtol=1e-5)
+    for key in ("output/priors", "running/priors"):
+        np.testing.assert_allclose(backends[1].get_param_values()[key], p[key], rtol=1e-5, err_msg=key)
     valid = MASK[..., None] > 0
     probs = _softmax(X @ p["output/W"] + p["output/b"])
-    priors = 0.5 / 3 + 0.5 * probs[MASK > 0].mean(0)
+    mean = probs[MASK > 0].mean(0)
+    priors = 0.5 * (0.5 / 3 + 0.5 * mean) + 0.5 * mean  # two exponential-average steps from 1/3
     np.testing.assert_allclose(p["output/priors"], priors, rtol=1e-5)
+    # the running mean (no compute_priors_exp_average) of two steps on one batch is that batch's mean
+    running = _softmax(X @ p["running/W"] + p["running/b"])[MASK > 0].mean(0)
+    np.testing.assert_allclose(p["running/priors"], running, rtol=1e-5)
     expected = {
         "smooth": _softmax(0.5 * (X @ p["smooth/W"] + p["smooth/b"])),
         "sig": _sig(X @ p["sig/W"] + p["sig/b"]),

@@ -79,16 +79,17 @@ def apply_priors(layer: Layer, out: LayerOutput, ctx: Context) -> LayerOutput:
     if layer.opts.get("compute_priors"):
         dim = int(out.dim or 0)
         priors = layer.param("priors", (dim,), float(1.0 / dim), trainable=False)
+        alpha = layer.float_opt("compute_priors_exp_average", 0.0)
+        # the step count of the running mean exists also when the network is built for evaluation only
+        steps = None if alpha else layer.param("priors_steps", (1,), 0.0, trainable=False)
         if ctx.train:
             probs = ops.stop_gradient(out.tensor)
             axes = [0, 1] if out.has_time else [0]
             weights = ops.expand_dims(out.mask(), -1) if out.has_time else ops.ones_like(probs[..., :1])
             mean = ops.masked_reduce(probs, weights * ops.ones_like(probs), "mean", axes)
-            alpha = layer.float_opt("compute_priors_exp_average", 0.0)
-            if alpha:
+            if steps is None:
                 ops.assign(priors, priors * np.float32(1.0 - alpha) + mean * np.float32(alpha))
             else:
-                steps = layer.param("priors_steps", (1,), 0.0, trainable=False)
                 ops.assign(priors, (priors * steps + mean) / (steps + 1.0))
                 ops.assign(steps, steps + 1.0)
         log_prior = ops.log(ops.maximum(priors, _PROB_FLOOR))
