@@ -75,6 +75,7 @@ CATALOGUE: dict[str, dict[str, tuple[str, tuple[str, ...]]]] = {
         "time_shift": ("layers.theano_era.time:TimeShiftLayer", ()),
         "upsample": ("layers.theano_era.time:UpsampleLayer", ()),
         "chunking": ("layers.theano_era.time:ChunkingLayer", ()),
+        "downsample": ("layers.theano_era.time:DownsampleLayer", ()),
         "reverse": ("layers.theano_era.features:ReverseLayer", ()),
         "add_zero_rows": ("layers.theano_era.features:AddZeroRowsLayer", ()),
         "remove_rows": ("layers.theano_era.features:RemoveRowsLayer", ()),

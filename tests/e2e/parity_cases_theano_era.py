@@ -34,6 +34,7 @@ CASES: dict[str, tuple[dict[str, Any], dict[str, Any], str]] = {
          "cut": {"class": "frame_cutoff", "num_frames": 2, "from": "pad"},
          "shift": {"class": "time_shift", "n_shift": 1, "from": "cut"},
          "chunk": {"class": "chunking", "chunk_size": 2, "from": "shift"},
+         "down": {"class": "downsample", "factor": 2, "axis": "F", "from": "shift"},
          "ff": {"class": "forward", "n_out": 4, "activation": "tanh", "from": "chunk"},
          "up": {"class": "upsample", "factor": 2, "axis": "T", "time_like_last_source": True, "from": ["ff", "data"]},
          "wide": {"class": "upsample", "factor": 2, "axis": 2, "from": "up"},
@@ -46,7 +47,7 @@ CASES: dict[str, tuple[dict[str, Any], dict[str, Any], str]] = {
          "squash": {"class": "tanh_to_sigmoid", "from": "fewer"},
          "stretch": {"class": "sigmoid_to_tanh", "from": "squash"},
          "total": {"class": "sum", "from": ["stretch", "fewer"]},
-         "output": {"class": "softmax", "loss": "ce", "from": ["total", "shift", "labels"]}},
+         "output": {"class": "softmax", "loss": "ce", "from": ["total", "down", "labels"]}},
         {"optimizer": {"class": "momentum", "momentum": 0.5}}, "ce",
     ),
 }

@@ -1,4 +1,5 @@
-"""Theano-era layers that change the time axis: frame_concat_zero, frame_cutoff, time_shift, upsample, chunking.
+"""Theano-era layers that change the time axis: frame_concat_zero, frame_cutoff, time_shift, upsample, chunking,
+downsample.
 
 RETURNN's Theano versions work on the padded (time, batch) tensor and note themselves that they are "not correct
 for max_seqs > 1"; here each seq gets what the manual describes for it (its own frames, its own length).
@@ -155,18 +156,69 @@ class ChunkingLayer(Layer):
         method = self.opts.get("method", "concat")
         if method not in ("concat", "average"):
             raise self.error(f"method {method!r}: use 'concat' or 'average'")
-        if src.feature_ndim != 1:
-            raise self.error("needs a (batch, time, feature) input")
-        x = _masked(ops, src) if not src.sparse else src.dense()
-        dim = self.feature_dim(src)
-        time = ops.cast(ops.dynamic_dim(x, 1), "int32")
-        pad = ops.floordiv(time + (size - 1), size) * size - time
-        x = ops.concat([x, ops.zeros([ops.dynamic_dim(x, 0), pad, dim])], axis=1)
+        grouped, mask = _group_frames(self, src, size, ctx)
         lens = ops.floordiv(ops.cast(src.seq_lens, "int32") + (size - 1), size)
-        grouped = ops.reshape(x, (ops.dynamic_dim(x, 0), -1, size, dim))
+        dim = self.feature_dim(src)
         if method == "concat":
-            return LayerOutput(ops.reshape(grouped, (ops.dynamic_dim(x, 0), -1, size * dim)), lens, size * dim)
-        mask = ops.reshape(ops.concat([src.mask(), ops.zeros([ops.dynamic_dim(x, 0), pad])], axis=1),
-                           (ops.dynamic_dim(x, 0), -1, size, 1))
+            return LayerOutput(ops.reshape(grouped, (ops.dynamic_dim(grouped, 0), -1, size * dim)), lens, size * dim)
         mean = ops.reduce(grouped, "sum", 2) / ops.maximum(ops.reduce(mask, "sum", 2), 1.0)
         return LayerOutput(mean, lens, dim)
+
+
+class DownsampleLayer(Layer):
+    """``downsample``: every ``factor`` frames (``axis`` 0 or "T") or features (2 or "F") reduced to one by
+    ``method`` "average" (default), "max" or "concat"; on time only complete groups count (length // factor), as
+    RETURNN's minimum over the group's index. ``padding``, ``sample_target`` and ``base`` (target resampling)
+    are not supported."""
+
+    options = frozenset({"factor", "axis", "method", "padding", "sample_target", "base"})
+    METHODS = ("average", "max", "concat")
+
+    def call(self, sources: list[LayerOutput], ctx: Context) -> LayerOutput:
+        """Reduce groups of frames or features."""
+        ops = ctx.ops
+        for key in ("padding", "sample_target", "base"):
+            if self.opts.get(key):
+                raise self.error(f"{key} (target resampling) is not supported; remove it")
+        method = self.opts.get("method", "average")
+        if method not in self.METHODS:
+            raise self.error(f"method {method!r}: use {', '.join(self.METHODS)}")
+        factor = _int(self, "factor", None, 1)
+        axis = self.opts.get("axis")
+        src = _time_source(self, sources)
+        dim = self.feature_dim(src)
+        if axis in (0, "T", "t"):
+            grouped, _ = _group_frames(self, src, factor, ctx)
+            lens = ops.floordiv(ops.cast(src.seq_lens, "int32"), factor)
+        elif axis in (2, "F", "f"):
+            if dim % factor:
+                raise self.error(f"feature dim {dim} is not a multiple of factor {factor}")
+            x = src.dense()
+            grouped = ops.reshape(x, (*ops.shape(x)[:2], dim // factor, factor))
+            grouped = ops.transpose(grouped, (0, 1, 3, 2))  # (B, T, factor, D / factor)
+            lens = src.seq_lens
+        else:
+            raise self.error(f"axis {axis!r}: use 0/'T' (time) or 2/'F' (features)")
+        out_dim = int(ops.static_shape(grouped)[-1] or dim)
+        if method == "concat":
+            out = ops.reshape(grouped, (*ops.shape(grouped)[:2], factor * out_dim))
+            out_dim *= factor
+        else:
+            out = ops.reduce(grouped, "mean" if method == "average" else "max", 2)
+        result = LayerOutput(out, lens, out_dim)
+        return result.with_tensor(_masked(ops, result), dim=out_dim)
+
+
+def _group_frames(layer: Layer, src: LayerOutput, size: int, ctx: Context) -> tuple[Any, Any]:
+    """The masked frames padded to a multiple of ``size`` as (B, T / size, size, D), and the mask (B, T', size, 1)."""
+    ops = ctx.ops
+    if src.feature_ndim != 1 and not src.sparse:
+        raise layer.error("needs a (batch, time, feature) input")
+    x = _masked(ops, src) if not src.sparse else src.dense()
+    dim = layer.feature_dim(src)
+    batch = ops.dynamic_dim(x, 0)
+    time = ops.cast(ops.dynamic_dim(x, 1), "int32")
+    pad = ops.floordiv(time + (size - 1), size) * size - time
+    x = ops.concat([x, ops.zeros([batch, pad, dim])], axis=1)
+    mask = ops.concat([src.mask(), ops.zeros([batch, pad])], axis=1)
+    return ops.reshape(x, (batch, -1, size, dim)), ops.reshape(mask, (batch, -1, size, 1))
