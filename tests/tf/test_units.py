@@ -9,6 +9,7 @@ import returnn_tf.ops
 import tensorflow as tf
 
 from returnn_core.frontend import resolve_unit
+from returnn_core.log import Log
 from returnn_core.plugin import get_plugin_manager
 
 LSTM_UNITS = ["lstmblockfused", "standardlstm", "basiclstm", "lstmblock", "cudnnlstm", "lstm"]
@@ -53,12 +54,7 @@ def _inputs(n_in=3, n=4, k=4, seed=0):
 
 
 def _unit(name: str):
-    class _Log:
-        @staticmethod
-        def v2(msg: str) -> None:
-            pass
-
-    return resolve_unit(get_plugin_manager(), "tf", name, layer="test", log=_Log)
+    return resolve_unit(get_plugin_manager(), "tf", name, layer="test", log=Log(0))
 
 
 @pytest.fixture(params=["block_lstm", "scan"])

@@ -37,9 +37,11 @@ def test_registers_backend_layers_units_losses_optimizers() -> None:
         assert set(names) <= set(registry.names("theano")), kind
     from returnn_core.frontend import Layer, Loss, Optimizer
     from returnn_core.frontend.layers.basic import LinearLayer
+    from returnn_core.frontend.layers.theano_era.hidden import HiddenLayer
     from returnn_core.frontend.units import LstmUnit
 
-    assert manager.layers.get("hidden", backend="theano") is LinearLayer
+    assert manager.layers.get("linear", backend="theano") is LinearLayer
+    assert manager.layers.get("forward", backend="theano") is HiddenLayer
     assert manager.rec_units.get("lstm", backend="theano") is LstmUnit
     assert issubclass(manager.layers.get("conv", backend="theano"), Layer)
     assert issubclass(manager.losses.get("ctc", backend="theano"), Loss)
