@@ -22,7 +22,7 @@ from returnn_core.engine.search import run_search
 from returnn_core.errors import ConfigError, TrainingError
 from returnn_core.learning_rate import LearningRateControl, learning_rate_control_from_config
 from returnn_core.log import Log, Progress, epoch_line
-from returnn_core.network import NetworkDescription, resolve_network
+from returnn_core.network import NetworkDescription, network_from_text, resolve_network
 from returnn_core.plugin import PluginManager, get_plugin_manager
 
 TASKS = ("train", "eval", "forward", "search", "compute_priors")
@@ -91,6 +91,8 @@ class Engine:
         net_dict = self.config.typed_value("network")
         if net_dict is None:
             raise ConfigError("the config has no 'network'")
+        if isinstance(net_dict, str):
+            net_dict = network_from_text(net_dict)
         self.network = resolve_network(net_dict, list(self.extern_data))
         self.network.search_flag = search
         backend = self.backend_cls(self.config, self.manager, self.log)

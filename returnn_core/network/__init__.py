@@ -13,6 +13,7 @@ from returnn_core.network.description import (
 )
 from returnn_core.network.init import initial_value
 from returnn_core.network.rec_unit import LSTM_GATE_ORDER, GatedUnit, ParamSpec, RecUnit
+from returnn_core.network.text import network_from_text
 
 __all__ = [
     "COMMON_OPTIONS",
@@ -28,5 +29,6 @@ __all__ = [
     "axis_index",
     "initial_value",
     "resolve_layer_class",
+    "network_from_text",
     "resolve_network",
 ]

@@ -204,3 +204,27 @@ def test_non_chief_worker_writes_no_files(tmp_path, manager):
     log = run(make_config(tmp_path, backend="toyworker", num_epochs=2), manager)
     assert "epoch 2 score:" in log
     assert not (tmp_path / "net").exists() and not (tmp_path / "lr.txt").exists()
+
+
+def test_line_based_config_gives_the_network_as_json_text(tmp_path, manager):
+    """RETURNN's line-based configs hold ``network`` as JSON text, here spread over several lines."""
+    path = tmp_path / "setup.config"
+    path.write_text(
+        "backend toy\ntask train\nnum_epochs 1\nbatch_size 40\nmax_seqs 4\nlearning_rate 1.0\n"
+        f"model {tmp_path / 'net' / 'model'}\nlearning_rate_file {tmp_path / 'lr.txt'}\n"
+        "network {\n"
+        '  "output": {"class": "softmax", "loss": "ce", "n_out": 2}\n'
+        "}\n"
+    )
+    config = Config()
+    config.load_file(str(path))
+    config.set("train", {"class": "ToyDataset", "num_seqs": 12})
+    assert isinstance(config.value("network"), str)
+    assert "epoch 1" in run(config, manager)
+    assert completed_epochs(str(tmp_path / "net" / "model"), ".npz") == [1]
+
+
+def test_network_text_that_is_no_dict_names_the_key(tmp_path, manager):
+    config = make_config(tmp_path, network='{"output": {"class": "softmax",')
+    with pytest.raises(ConfigError, match=r"^network: the text is neither JSON \(.*\) nor a RETURNN dict literal"):
+        run(config, manager)
