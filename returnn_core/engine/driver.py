@@ -22,7 +22,7 @@ from returnn_core.engine.search import run_search
 from returnn_core.errors import ConfigError, TrainingError
 from returnn_core.learning_rate import LearningRateControl, learning_rate_control_from_config
 from returnn_core.log import Log, Progress, epoch_line
-from returnn_core.network import NetworkDescription, network_from_text, resolve_network
+from returnn_core.network import NetworkDescription, is_recurrent, network_from_text, resolve_network
 from returnn_core.plugin import PluginManager, get_plugin_manager
 
 TASKS = ("train", "eval", "forward", "search", "compute_priors")
@@ -67,6 +67,8 @@ class Engine:
         self._datasets: list[Dataset] = []
         self.extern_data: ExternData | None = None
         self.network: NetworkDescription | None = None
+        #: RETURNN's network.recurrent: False joins the frames of several seqs into one batch row
+        self.recurrent_net = True
 
     # -- setup ----------------------------------------------------------------------------------
     def dataset(self, key: str) -> Dataset | None:
@@ -98,6 +100,9 @@ class Engine:
         backend = self.backend_cls(self.config, self.manager, self.log)
         backend.build(self.network, self.extern_data, train=train)
         self.backend = backend
+        self.recurrent_net = is_recurrent(self.network, self.manager, self.backend_name)
+        if not self.recurrent_net:
+            self.log.v4("the network is not recurrent: train and eval batches join the frames of several seqs")
         self.log.v4(f"backend {self.backend_name}: network with layers {', '.join(self.network.layers)}")
         warn_unread_keys(self.config, self.log, self.manager)
         return backend
@@ -153,7 +158,8 @@ class Engine:
         total = StepResult()
         progress = Progress(self.log, f"{what} epoch {epoch}", self._known_num_seqs(dataset))
         step = 0
-        for step, batch in enumerate(dataset.generate_batches(chunking=chunking, **self.batch_opts), 1):
+        for step, batch in enumerate(dataset.generate_batches(chunking=chunking, recurrent_net=self.recurrent_net,
+                                                                    **self.batch_opts), 1):
             signals.check()  # SIGINT/SIGTERM: stop between steps, never inside one
             data = batch.to_data(self.extern_data)
             if step == 1:

@@ -53,6 +53,10 @@ class Layer:
     handles_activation: ClassVar[bool] = False
     #: whether ``dropout`` applies to the inputs (layers like ``dropout`` handle it themselves)
     dropout_on_input: ClassVar[bool] = True
+    #: RETURNN's ``recurrent``: whether the order of frames and the seq boundaries matter. A network of layers that
+    #: all say False gets RETURNN's non-recurrent batches (frames of several seqs joined). Unlike RETURNN the
+    #: default is True: a layer that does not say keeps its seqs apart, which is never wrong, only slower.
+    recurrent: ClassVar[bool] = True
 
     def __init__(self, name: str, layer_class: str, opts: Mapping[str, Any], net: Network) -> None:
         self.name = name

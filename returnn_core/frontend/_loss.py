@@ -37,6 +37,8 @@ class Loss:
     options: ClassVar[dict[str, Any]] = {}
     #: whether the layer needs a ``target``
     needs_target: ClassVar[bool] = True
+    #: whether the loss is a sum over frames aligned with the target (so seqs may be joined into one row)
+    framewise: ClassVar[bool] = False
     #: whether :attr:`LossContext.seq_tags` is filled
     needs_seq_tags: ClassVar[bool] = False
 

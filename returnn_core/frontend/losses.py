@@ -27,6 +27,7 @@ class CrossEntropyLoss(Loss):
     """
 
     options = {"label_smoothing": 0.0}
+    framewise = True
 
     def output_log_probs(self, output: LayerOutput) -> Any:
         """log of the output distribution (from the logits where the activation allows it)."""
@@ -65,6 +66,8 @@ class GenericCrossEntropyLoss(CrossEntropyLoss):
 class _DistanceLoss(Loss):
     """A per-feature distance to the (dense) target, summed over features and frames (no error measure)."""
 
+    framewise = True
+
     def distance(self, ops: Ops, diff: Any) -> Any:
         """The per-entry distance of ``output - target``."""
         raise NotImplementedError
@@ -95,6 +98,8 @@ class L1Loss(_DistanceLoss):
 
 class BinaryCrossEntropyLoss(Loss):
     """Sigmoid cross entropy per feature against 0/1 targets; error = wrong bits averaged per frame."""
+
+    framewise = True
 
     def __call__(self, output: LayerOutput, target: LayerOutput | None, ctx: LossContext) -> tuple[Any, Any, Any]:
         """Summed binary cross entropy, wrong bits (averaged per frame), frames."""

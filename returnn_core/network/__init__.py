@@ -13,6 +13,7 @@ from returnn_core.network.description import (
 )
 from returnn_core.network.init import initial_value
 from returnn_core.network.rec_unit import LSTM_GATE_ORDER, GatedUnit, ParamSpec, RecUnit
+from returnn_core.network.recurrence import is_recurrent
 from returnn_core.network.text import network_from_text
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "Source",
     "axis_index",
     "initial_value",
+    "is_recurrent",
     "resolve_layer_class",
     "network_from_text",
     "resolve_network",

@@ -17,6 +17,7 @@ class SourceLayer(Layer):
     """The extern data stream ``data_key`` (default ``data``)."""
 
     options = frozenset({"data_key"})
+    recurrent = False
 
     def call(self, sources: list[LayerOutput], ctx: Context) -> LayerOutput:
         """Return the data stream."""
@@ -28,6 +29,7 @@ class LinearLayer(Layer):
     an embedding lookup (a row of ``W``)."""
 
     handles_activation = True
+    recurrent = False
 
     def call(self, sources: list[LayerOutput], ctx: Context) -> LayerOutput:
         """Affine transform over the feature axis, then the activation."""
@@ -76,6 +78,8 @@ class SoftmaxLayer(LinearLayer):
 class CopyLayer(Layer):
     """The sources as they are (several are concatenated on the feature axis)."""
 
+    recurrent = False
+
     def call(self, sources: list[LayerOutput], ctx: Context) -> LayerOutput:
         """Identity."""
         return self.single_source(sources)
@@ -89,6 +93,7 @@ class DropoutLayer(Layer):
     """Dropout with rate ``dropout`` in training, identity otherwise."""
 
     dropout_on_input = False
+    recurrent = False
 
     def call(self, sources: list[LayerOutput], ctx: Context) -> LayerOutput:
         """Drop units during training."""
@@ -102,6 +107,7 @@ class CombineLayer(Layer):
     """Element-wise ``kind`` (add, sub, mul, truediv, average, maximum, minimum) of all sources (broadcasting)."""
 
     options = frozenset({"kind"})
+    recurrent = False
     KINDS = ("add", "sub", "mul", "truediv", "average", "maximum", "minimum")
 
     def call(self, sources: list[LayerOutput], ctx: Context) -> LayerOutput:
