@@ -39,8 +39,10 @@ def demo(name: str) -> str:
 
 def test_every_demo_is_covered_and_writes_under_out() -> None:
     names = sorted(f for f in os.listdir(DEMOS) if f.endswith(".config"))
-    # demo-attention-copy and demo-rec-explicit-lstm run in test_rec_subnet.py (search; equality with the lstm unit)
-    assert names == ["demo-12ax-forward.config", "demo-12ax.config", "demo-attention-copy.config",
+    # demo-attention-copy and demo-rec-explicit-lstm run in test_rec_subnet.py (search; equality with the lstm unit),
+    # the demo-2017-* ones in test_demos_2017.py (on the default theano backend and on tf)
+    assert names == ["demo-12ax-forward.config", "demo-12ax.config", "demo-2017-12ax-lstm2.config",
+                     "demo-2017-12ax-native-lstm.config", "demo-attention-copy.config",
                      "demo-blstm-newbob.config", "demo-ctc.config", "demo-rec-explicit-lstm.config"]
     for name in names:
         config = Config.from_args([demo(name)])
