@@ -32,8 +32,6 @@ SOURCE_KEY = "source"
 STEP_KEY = ":i"
 #: options of sub-layers that the loop itself interprets
 LOOP_OPTIONS = ("initial_output",)
-#: layer classes that compute each frame on its own, so they may run over the whole sequence outside the loop
-FRAMEWISE_CLASSES = frozenset({"linear", "softmax", "activation", "copy", "combine", "dropout"})
 #: layer classes that only make sense step by step
 LOOP_ONLY_CLASSES = frozenset({"choice", "rnn_cell", "rec"})
 #: a score low enough that a beam entry is never chosen
@@ -203,7 +201,8 @@ class RecSubnet:
         dep: set[str] = set(self.prev_refs) if self.rec.opts.get("optimize_move_layers_out", True) else set(
             self.description.layers)
         for spec in self.description:
-            if spec.layer_class not in FRAMEWISE_CLASSES or spec.layer_class in LOOP_ONLY_CLASSES:
+            # a framewise layer (its class says recurrent = False) may run over the whole sequence outside the loop
+            if self.net.layers[spec.name].recurrent or spec.layer_class in LOOP_ONLY_CLASSES:
                 dep.add(spec.name)
             for src in spec.sources:
                 if isinstance(src, LayerRef) and src.name in dep:
