@@ -276,3 +276,22 @@ def test_attention_copy_demo_learns_and_beam_search_copies(repo_root: pathlib.Pa
     correct = sum(hyps[f"seq-{i}"] == " ".join(map(str, ref["classes"])) for i, ref in enumerate(refs))
     print(f"attention copy demo: {correct}/{len(refs)} dev seqs copied exactly (beam 4)")
     assert correct >= 0.9 * len(refs)
+
+
+def test_prev_cycle_without_n_out_takes_the_dim_of_its_sources() -> None:
+    """RETURNN infers a sub-layer's dim from its sources (its templates); 'c' reads prev:c and has no n_out."""
+    net = {"output": {"class": "rec", "from": "data", "unit": {
+        "gate": {"class": "linear", "activation": "sigmoid", "n_out": 3, "from": "data:source"},
+        "c": {"class": "combine", "kind": "add", "from": ["gate", "prev:c"]},
+        "output": {"class": "copy", "from": "c"}}}}
+    backend = _backend(net, train=False)
+    params = backend.get_param_values()
+    batch = _batches(num=2)[0]
+    out, lens = backend.forward_step(batch, "output")
+    x = batch.data["data"]
+    w, b = params["output/rec/gate/W"], params["output/rec/gate/b"]
+    for i, n in enumerate(lens):
+        c = np.zeros(3, np.float32)
+        for t in range(n):
+            c = c + 1 / (1 + np.exp(-(x[i, t] @ w + b)))
+            np.testing.assert_allclose(out[i, t], c, rtol=1e-5, atol=1e-6)

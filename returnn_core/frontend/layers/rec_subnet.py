@@ -34,6 +34,8 @@ STEP_KEY = ":i"
 LOOP_OPTIONS = ("initial_output",)
 #: layer classes that only make sense step by step
 LOOP_ONLY_CLASSES = frozenset({"choice", "rnn_cell", "rec"})
+#: classes whose dim follows from their sources: concatenated ("sum") or element-wise ("first")
+_DIM_FROM_SOURCES = {"copy": "sum", "eval": "first", "combine": "first", "activation": "first", "dropout": "first"}
 #: a score low enough that a beam entry is never chosen
 NEG_INF = -1e30
 
@@ -302,10 +304,37 @@ class RecSubnet:
         return replace(out, tensor=repeat_beam(ops, out.tensor, beam), seq_lens=lens,
                        logits=None if out.logits is None else repeat_beam(ops, out.logits, beam))
 
+    def _static_dim(self, name: str, seen: frozenset[str] = frozenset()) -> int | None:
+        """The feature dim of sub-layer ``name`` before it ran: its ``n_out`` or ``out_type`` shape, else what its
+        sources give (summed for ``copy``, the first one's for element-wise classes), as RETURNN's templates do."""
+        layer, spec = self.net.layers[name], self.description[name]
+        if layer.n_out is not None:
+            return int(layer.n_out)
+        shape = (spec.opts.get("out_type") or {}).get("shape") if isinstance(spec.opts.get("out_type"), Mapping) \
+            else None
+        if shape and isinstance(shape[-1], int):
+            return shape[-1]
+        if spec.layer_class not in _DIM_FROM_SOURCES or name in seen:
+            return None
+        dims: list[int | None] = []
+        for src in spec.sources:
+            ref = src.name if isinstance(src, LayerRef) else None
+            if isinstance(src, DataRef) and src.key.startswith("prev:"):
+                ref = src.key[len("prev:"):]
+            if ref in self.description.layers:
+                dims.append(self._static_dim(ref, seen | {name}))
+            elif isinstance(src, DataRef) and src.key in self.net.root.extern_data:
+                dims.append(self.net.root.extern_data[src.key].dim)
+            else:
+                dims.append(None)
+        known = [d for d in dims if d is not None]
+        if _DIM_FROM_SOURCES[spec.layer_class] == "sum":
+            return sum(known) if known and len(known) == len(dims) else None
+        return known[0] if known else None  # element-wise: a source on a prev: cycle takes the others' dim
+
     def _initial(self, ctx: Context, name: str, batch: Any, beam: int) -> LayerOutput:
         """``prev:name`` before the first step: its ``initial_output`` (zeros by default)."""
         ops = ctx.ops
-        layer = self.net.layers[name]
         spec = self.description[name]
         init = self.initial_outputs.get(name, 0)
         rows = batch * beam if beam > 1 else batch
@@ -314,7 +343,7 @@ class RecSubnet:
             if not isinstance(init, int):
                 raise NetworkError(f"layer '{self.name}/{name}': initial_output of a choice must be a label index")
             return LayerOutput(ops.cast(ops.fill([rows], float(init)), "int32"), None, dim, sparse=True)
-        n_out = layer.n_out
+        n_out = self._static_dim(name)
         if n_out is None:
             raise NetworkError(f"layer '{self.name}/{name}': needs 'n_out', since the loop reads it as "
                                f"'prev:{name}' before the first step")
