@@ -399,10 +399,27 @@ def unread_keys(config: Any, known: Iterable[str] = ()) -> list[tuple[str, str |
     return out
 
 
+#: RETURNN keys that configs of its time set and that nothing here reads, with what that means for the run
+RETURNN_KEYS_WITHOUT_EFFECT = {
+    **dict.fromkeys(
+        ("debug_print_layer_output_template", "debug_print_layer_output_shape", "debug_add_check_numerics_ops",
+         "debug_add_check_numerics_on_output", "debug_grad_summaries", "debug_objective_loss_summaries",
+         "tf_log_memory_usage", "store_metadata_mod_step"),
+        "a RETURNN debugging option without effect here (training is the same)"),
+    **dict.fromkeys(("tf_session_opts", "multiprocessing", "cleanup_old_models"),
+                    "a RETURNN option without effect here (training is the same; every checkpoint is kept)"),
+    "pretrain": "RETURNN's layer-wise pretraining is not supported: the full network trains from epoch 1",
+}
+
+
 def warn_unread_keys(config: Any, log: Any, manager: Any = None) -> None:
-    """One log line per key that nothing reads (not the schema's, a plugin's or any reader's), with a close match."""
+    """One log line per key that nothing reads (not the schema's, a plugin's or any reader's), with a close match;
+    RETURNN keys that have no effect here say so instead."""
     known = manager.config_keys.names() if manager is not None else ()
     for key, close in unread_keys(config, known):
+        if key in RETURNN_KEYS_WITHOUT_EFFECT:
+            log.v1(f"warning: {key}: {RETURNN_KEYS_WITHOUT_EFFECT[key]}")
+            continue
         hint = f"; did you mean {close}?" if close else ""
         log.v1(f"warning: {key}: not a known key{hint}")
 

@@ -121,6 +121,20 @@ def test_engine_warns_once_per_unread_key_after_the_network_is_built(tmp_path, m
     assert lines == ["warning: num_epoch: not a known key; did you mean num_epochs?"]
 
 
+def test_returnn_keys_without_effect_say_so(tmp_path, manager):
+    out = io.StringIO()
+    config = make_config(tmp_path, num_epochs=1)
+    config.set("debug_print_layer_output_template", True)
+    config.set("pretrain", "default")
+    Engine(config, manager=manager, log=Log(verbosity=3, stream=out)).run()
+    lines = [line for line in out.getvalue().splitlines() if line.startswith("warning: ")]
+    assert lines == [
+        "warning: debug_print_layer_output_template: a RETURNN debugging option without effect here "
+        "(training is the same)",
+        "warning: pretrain: RETURNN's layer-wise pretraining is not supported: the full network trains from epoch 1",
+    ]
+
+
 def test_first_batch_against_the_network(tmp_path, manager):
     config = make_config(tmp_path, num_outputs=3, num_epochs=1, network={"output": {"class": "softmax", "loss": "ce"}})
     with pytest.raises(DatasetError, match=r"dataset ToyDataset: data 'classes' is sparse with 2 classes, but the config "
