@@ -41,13 +41,37 @@ IDENTITY_NAMES = (None, "", "linear", "identity", "none")
 LOGIT_ACTIVATIONS = ("softmax", "sigmoid", "log_softmax")
 
 
+_BIN_OPS: dict[str, Callable[[Any, Any], Any]] = {
+    "+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b, "/": lambda a, b: a / b,
+}
+
+
 def get_activation(name: str | None, *, layer: str) -> Callable[[Ops, Any], Any] | None:
-    """``fn(ops, x)`` for ``name`` (``None`` for identity); a clear error naming ``layer`` if unknown."""
+    """``fn(ops, x)`` for ``name`` (``None`` for identity); a clear error naming ``layer`` if unknown.
+
+    As in RETURNN, one binary operator may join two activations or numbers: ``"2*sigmoid"``, ``"1+tanh"``.
+    """
     if name in IDENTITY_NAMES:
         return None
-    fn = ACTIVATIONS.get(str(name).lower())
+    text = str(name).replace(" ", "").lower()
+    op = next((k for k in _BIN_OPS if k in text[1:]), None)  # a leading "-" is a sign, not an operator
+    if op is not None:
+        left, right = text.split(op, 1)
+        a, b = _operand(left, name, layer), _operand(right, name, layer)
+        return lambda o, x: _BIN_OPS[op](a(o, x), b(o, x))
+    fn = ACTIVATIONS.get(text)
     if fn is None:
         raise NetworkError(
-            f"layer {layer!r}: unknown activation {name!r}; known: {', '.join(sorted(ACTIVATIONS))}, linear"
+            f"layer {layer!r}: unknown activation {name!r}; known: {', '.join(sorted(ACTIVATIONS))}, linear, "
+            "or two of them (or a number) joined by one of + - * / like '2*sigmoid'"
         )
     return fn
+
+
+def _operand(text: str, name: Any, layer: str) -> Callable[[Ops, Any], Any]:
+    try:
+        value = np.float32(text)
+    except ValueError:
+        fn = get_activation(text, layer=layer)
+        return fn if fn is not None else (lambda o, x: x)
+    return lambda o, x: value

@@ -226,6 +226,8 @@ TIME_NET = {
     "mean_b": {"class": "reduce", "mode": "mean", "axes": "B"},
     "win_valid": {"class": "window", "window_size": 3, "padding": "valid"},
     "log_sig": {"class": "activation", "activation": "log_sigmoid"},
+    "two_sig": {"class": "activation", "activation": "2*sigmoid"},  # RETURNN's one-operator activation strings
+    "one_minus_tanh": {"class": "activation", "activation": "1 - tanh"},
     "down_t": {"class": "downsample", "factor": 2, "axis": 0},
     "down_f": {"class": "downsample", "factor": 2, "axis": "F", "method": "max"},
     "rev": {"class": "reverse"},
@@ -280,6 +282,8 @@ def test_time_axis_layers() -> None:
                       * (np.arange(x.shape[1] - 2) < np.maximum(np.array(lens) - 2, 0)[:, None])[..., None, None],
                       [max(n - 2, 0) for n in lens]),
         "log_sig": (np.log(_sig(X)) * MASK[..., None], lens),
+        "two_sig": (2 * _sig(X) * MASK[..., None], lens),
+        "one_minus_tanh": ((1 - np.tanh(X)) * MASK[..., None], lens),
         "down_t": (_per_seq(lambda b, n: x[b, : n // 2 * 2].reshape(-1, 2, 4).mean(1), 4, [n // 2 for n in lens]),
                    [n // 2 for n in lens]),
         "down_f": (x.reshape(*x.shape[:2], 2, 2).max(-1), lens),
