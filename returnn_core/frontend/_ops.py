@@ -130,6 +130,11 @@ class Ops:
         """``x`` unchanged forward; the gradient flowing back through it is limited to [low, high]."""
         raise NotImplementedError
 
+    def filter_gradient(self, x: Tensor, threshold: float) -> Tensor:
+        """``x`` unchanged forward; backward, each frame's gradient whose norm over the last axis exceeds
+        ``threshold`` is dropped (RETURNN's ``grad_filter``)."""
+        raise NotImplementedError
+
     # -- linear algebra and reductions (primitive) -------------------------------------------------------
     def matmul(self, a: Tensor, b: Tensor) -> Tensor:
         """Matrix product of two 2-D tensors."""

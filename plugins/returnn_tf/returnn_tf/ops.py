@@ -236,6 +236,19 @@ class TFOps(Ops):
 
         return _clip(x)
 
+    def filter_gradient(self, x: Tensor, threshold: float) -> Tensor:
+        """``x`` with frames of too large a backward gradient norm dropped (``tf.custom_gradient``)."""
+
+        @tf.custom_gradient
+        def _filter(v: Tensor) -> tuple[Tensor, Callable[[Tensor], Tensor]]:
+            def grad(dy: Tensor) -> Tensor:
+                norm = tf.sqrt(tf.reduce_sum(tf.square(dy), axis=-1, keepdims=True))
+                return tf.where(norm <= threshold, dy, tf.zeros_like(dy))
+
+            return tf.identity(v), grad
+
+        return _filter(x)
+
     # -- linear algebra and reductions -------------------------------------------------------------------
     def matmul(self, a: Tensor, b: Tensor) -> Tensor:
         """Matrix product of two 2-D tensors."""

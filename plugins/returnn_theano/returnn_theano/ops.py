@@ -7,6 +7,7 @@ cannot draw random numbers or assign, which only the graph's own ops do).
 
 from __future__ import annotations
 
+import inspect
 import itertools
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -243,6 +244,22 @@ class PyTensorOps(Ops):
     def clip_gradient(self, x: Tensor, low: float, high: float) -> Tensor:
         """``x`` with its backward gradient clipped elementwise (Theano's ``grad_clip``)."""
         return pytensor.gradient.grad_clip(x, np.float32(low), np.float32(high))
+
+    def filter_gradient(self, x: Tensor, threshold: float) -> Tensor:
+        """``x`` with frames of too large a backward gradient norm dropped (an OpFromGraph with its own gradient)."""
+        # imported here: returnn_theano._pt must configure PyTensor before any of its modules load
+        from pytensor.compile.builders import OpFromGraph
+
+        v = x.type()
+
+        def grad(inputs: list[Tensor], outputs: list[Tensor], grads: list[Tensor]) -> list[Tensor]:
+            dy = grads[0]
+            norm = pt.sqrt(pt.sum(pt.sqr(dy), axis=-1, keepdims=True))
+            return [pt.switch(norm <= np.float32(threshold), dy, pt.zeros_like(dy))]
+
+        # PyTensor 3 names the override "pullback" (and deprecates "lop_overrides"); 2.x knows only the latter
+        override = "pullback" if "pullback" in inspect.signature(OpFromGraph).parameters else "lop_overrides"
+        return OpFromGraph([v], [pt.identity(v)], inline=True, **{override: grad})(x)
 
     # -- linear algebra and reductions ----------------------------------------------------------------------
     def matmul(self, a: Tensor, b: Tensor) -> Tensor:

@@ -28,12 +28,18 @@ class LinearLayer(Layer):
     """``activation(x W + b)`` (``with_bias``, ``forward_weights_init``, ``bias_init``); a single sparse source is
     an embedding lookup (a row of ``W``)."""
 
+    options = frozenset({"grad_filter"})
     handles_activation = True
     recurrent = False
 
     def call(self, sources: list[LayerOutput], ctx: Context) -> LayerOutput:
         """Affine transform over the feature axis, then the activation."""
-        return self.activate(self.affine(sources, ctx), ctx.ops)
+        out = self.affine(sources, ctx)
+        threshold = self.opts.get("grad_filter")
+        if threshold is not None:
+            # RETURNN: a frame whose gradient norm (before the activation) exceeds grad_filter gets no gradient
+            out = out.with_tensor(ctx.ops.filter_gradient(out.tensor, float(threshold)), dim=out.dim)
+        return self.activate(out, ctx.ops)
 
     def affine(self, sources: list[LayerOutput], ctx: Context) -> LayerOutput:
         """``x W + b`` without the activation."""
