@@ -22,6 +22,14 @@ def make_distribution(site: pathlib.Path, dist: str, module: str, code: str, *, 
     (info / "entry_points.txt").write_text(f"[returnn.plugins]\n{plugin_name or module} = {module}\n")
 
 
+def install_toy_plugin(tmp_path: pathlib.Path) -> pathlib.Path:
+    """A site folder under ``tmp_path`` holding the numpy toy backend (``toy_plugin``) as an installed plugin."""
+    site = tmp_path / "site"
+    site.mkdir()
+    make_distribution(site, "returnn-toy", "toy_entry", "from toy_plugin import *\n", plugin_name="toy")
+    return site
+
+
 def run_returnn(args: list[str], *, site: pathlib.Path | None = None, env: dict[str, str] | None = None,
                 cwd: str | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
     """Run the real ``returnn`` CLI in a subprocess (``site`` and this folder on PYTHONPATH)."""

@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 import pytest
-from fake_dist import HERE, make_distribution
+from fake_dist import HERE, install_toy_plugin
 
 from returnn_core.config import Config
 from returnn_core.engine import Engine, completed_epochs
@@ -126,9 +126,7 @@ def test_bad_configs_give_clear_errors(tmp_path, manager, extra, error, pattern)
 
 def test_killed_run_resumes_from_newest_complete_checkpoint(tmp_path):
     """A real `returnn CONFIG` process is SIGKILLed mid-training; the rerun resumes and finishes."""
-    site = tmp_path / "site"
-    site.mkdir()
-    make_distribution(site, "returnn-toy", "toy_entry", "from toy_plugin import *\n", plugin_name="toy")
+    site = install_toy_plugin(tmp_path)
     cfg = tmp_path / "train.config"
     cfg.write_text(
         "#!python\n"

@@ -7,7 +7,7 @@ import json
 import sys
 
 import pytest
-from fake_dist import make_distribution, run_returnn
+from fake_dist import install_toy_plugin, make_distribution, run_returnn
 
 from returnn_core.errors import PluginConflictError, PluginError, PluginUnavailableError, UnknownNameError
 from returnn_core.plugin import EXTENSION_POINTS, PluginManager, Registry, hookimpl
@@ -276,9 +276,7 @@ def returnn_register_datasets(registry):
 
 @pytest.fixture
 def hostile_site(tmp_path):
-    site = tmp_path / "site"
-    site.mkdir()
-    make_distribution(site, "returnn-toy", "toy_entry", "from toy_plugin import *\n", plugin_name="toy")
+    site = install_toy_plugin(tmp_path)
     make_distribution(site, "returnn-exits", "exits_mod", "import sys\nsys.exit(0)\n", plugin_name="exits")
     # "aaa" sorts before "toy": loaded first, it used to take ToyDataset and disable the whole toy plugin
     make_distribution(site, "returnn-aaa", "aaa_mod", CLAIMS_TOY_DATASET, plugin_name="aaa")

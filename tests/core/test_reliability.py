@@ -10,7 +10,7 @@ import sys
 import time
 
 import pytest
-from fake_dist import HERE, make_distribution
+from fake_dist import HERE, install_toy_plugin, make_distribution
 
 from returnn_core.engine import completed_epochs
 
@@ -19,9 +19,7 @@ NETWORK = {"output": {"class": "softmax", "loss": "ce", "n_out": 2}}
 
 @pytest.fixture
 def env(tmp_path) -> dict[str, str]:
-    site = tmp_path / "site"
-    site.mkdir()
-    make_distribution(site, "returnn-toy", "toy_entry", "from toy_plugin import *\n", plugin_name="toy")
+    site = install_toy_plugin(tmp_path)
     return {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), str(site), os.environ.get("PYTHONPATH", "")])}
 
 

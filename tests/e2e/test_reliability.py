@@ -6,7 +6,6 @@ backend in tests/core/test_reliability.py.)
 
 from __future__ import annotations
 
-import os
 import pathlib
 import subprocess
 import sys
@@ -23,20 +22,16 @@ CORE_TESTS = pathlib.Path(__file__).resolve().parents[1] / "core"
 def _toy_run(tmp_path, hdf: pathlib.Path, extra: str = "") -> subprocess.CompletedProcess:
     """``returnn`` on the numpy toy backend (tests/core), training from ``hdf``."""
     sys.path.insert(0, str(CORE_TESTS))
-    from fake_dist import make_distribution
+    from fake_dist import install_toy_plugin, run_returnn
 
-    site = tmp_path / "site"
-    site.mkdir()
-    make_distribution(site, "returnn-toy", "toy_entry", "from toy_plugin import *\n", plugin_name="toy")
+    site = install_toy_plugin(tmp_path)
     cfg = tmp_path / "hdf.config"
     cfg.write_text(
         f"#!python\nbackend = 'toy'\nmodel = {str(tmp_path / 'out' / 'model')!r}\n"
         f"train = {{'class': 'HDFDataset', 'files': [{str(hdf)!r}]}}\n"
         "network = {'output': {'class': 'softmax', 'loss': 'ce', 'n_out': 2}}\nnum_epochs = 1\n" + extra
     )
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(CORE_TESTS), str(site), os.environ.get("PYTHONPATH", "")])}
-    return subprocess.run([sys.executable, "-m", "returnn_core", str(cfg)], env=env, capture_output=True, text=True,
-                          timeout=120)
+    return run_returnn([str(cfg)], site=site)
 
 
 @pytest.mark.parametrize("with_classes", [True, False])
