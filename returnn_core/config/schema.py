@@ -30,6 +30,7 @@ from returnn_core.config.kinds import (
     WritablePath,
     literal,
 )
+from returnn_core.config.network_text import network_from_text
 from returnn_core.errors import ConfigError
 
 TASKS = ("train", "eval", "forward", "search", "compute_priors")
@@ -255,7 +256,9 @@ def validate_config(config: Any, manager: Any = None) -> None:
 
 
 def _check_network(config: Any) -> None:
-    net = literal(config.typed_value("network"))
+    net = config.typed_value("network")
+    if isinstance(net, str):
+        net = network_from_text(net)  # the same reading the driver's build makes of a line-based network
     if isinstance(net, Mapping):
         _check_layers(net, "")
 

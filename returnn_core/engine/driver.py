@@ -11,6 +11,7 @@ import numpy as np
 
 from returnn_core.atomic_write import atomic_write_text, disk_full, is_disk_full
 from returnn_core.config import Config
+from returnn_core.config.network_text import network_from_text
 from returnn_core.config.schema import warn_unread_keys
 from returnn_core.datasets import Dataset, ExternData, init_dataset
 from returnn_core.engine import signals
@@ -22,7 +23,7 @@ from returnn_core.engine.search import run_search
 from returnn_core.errors import ConfigError, TrainingError
 from returnn_core.learning_rate import LearningRateControl, learning_rate_control_from_config
 from returnn_core.log import Log, Progress, epoch_line
-from returnn_core.network import NetworkDescription, is_recurrent, network_from_text, resolve_network
+from returnn_core.network import NetworkDescription, is_recurrent, resolve_network
 from returnn_core.plugin import PluginManager, get_plugin_manager
 
 TASKS = ("train", "eval", "forward", "search", "compute_priors")

@@ -14,7 +14,6 @@ from returnn_core.network.description import (
 from returnn_core.network.init import initial_value
 from returnn_core.network.rec_unit import LSTM_GATE_ORDER, GatedUnit, ParamSpec, RecUnit
 from returnn_core.network.recurrence import is_recurrent
-from returnn_core.network.text import network_from_text
 
 __all__ = [
     "COMMON_OPTIONS",
@@ -31,6 +30,5 @@ __all__ = [
     "initial_value",
     "is_recurrent",
     "resolve_layer_class",
-    "network_from_text",
     "resolve_network",
 ]

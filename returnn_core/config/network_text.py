@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from returnn_core.config import parse_literal
+from returnn_core.config._literal import parse_literal
 from returnn_core.errors import ConfigError
 
 
