@@ -82,9 +82,11 @@ class Engine:
             return None
         batching = self.config.value("batching", None) if key == "train" else None
         defaults = {"seq_ordering": batching} if batching else None
-        return self._track(init_dataset(spec, defaults=defaults, manager=self.manager, config=self.config))
+        return self.dataset_from_spec(spec, defaults=defaults)
 
-    def _track(self, dataset: Dataset) -> Dataset:
+    def dataset_from_spec(self, spec: Any, *, defaults: dict[str, Any] | None = None) -> Dataset:
+        """A dataset from a config value (dict, dataset string, ...), read with this config; closed after the task."""
+        dataset = init_dataset(spec, defaults=defaults, manager=self.manager, config=self.config)
         self._datasets.append(dataset)
         return dataset
 
@@ -199,7 +201,7 @@ class Engine:
             if ds is not None:
                 out[key] = ds
         for name, spec in (self.config.typed_value("eval_datasets") or {}).items():
-            out[name] = self._track(init_dataset(spec, manager=self.manager, config=self.config))
+            out[name] = self.dataset_from_spec(spec)
         return out
 
     def train(self) -> None:

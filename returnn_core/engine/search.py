@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from returnn_core.atomic_write import atomic_write_text
-from returnn_core.datasets import Dataset, init_dataset
+from returnn_core.datasets import Dataset
 from returnn_core.errors import ConfigError, TrainingError
 
 if TYPE_CHECKING:
@@ -42,7 +42,7 @@ def _search_dataset(engine: Engine) -> Dataset:
         return dataset
     if not key:
         raise ConfigError("task search needs 'search_data' (a dataset, or 'train'/'dev'/'eval'; default 'eval')")
-    return engine._track(init_dataset(key, manager=engine.manager))
+    return engine.dataset_from_spec(key)
 
 
 def run_search(engine: Engine) -> None:
