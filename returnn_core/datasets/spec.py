@@ -83,8 +83,8 @@ class ExternData(dict):
         elif num_outputs is not None:
             out["classes"] = DataSpec(int(num_outputs), sparse=True)
         num_inputs = config.int("num_inputs") if config is not None else None
-        if num_inputs is not None:
-            out["data"] = DataSpec(num_inputs)
+        if num_inputs is not None and not (isinstance(num_outputs, Mapping) and "data" in num_outputs):
+            out["data"] = DataSpec(num_inputs)  # as RETURNN: num_outputs["data"] (e.g. [n, 1], sparse) wins
         if not out:
             raise ConfigError("no data description: set extern_data, or num_inputs/num_outputs, or a train dataset")
         return out

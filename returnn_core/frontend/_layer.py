@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -14,6 +14,9 @@ from returnn_core.network import COMMON_OPTIONS
 
 if TYPE_CHECKING:
     from returnn_core.frontend._network import Network
+
+#: a value's static shape after the batch axis (one frame inside a loop: no time axis), None for an unknown size
+FrameShape = tuple[int | None, ...]
 
 
 @dataclass
@@ -88,6 +91,24 @@ class Layer:
             raise NetworkError(f"layer {name!r} (class {layer_class!r}): n_out must be a positive integer, "
                                f"got {n_out!r}")
         self.n_out: int | None = n_out
+
+    @classmethod
+    def out_shape_from_opts(cls, opts: Mapping[str, Any], sources: Sequence[FrameShape | None],
+                            layer_shape: Callable[[str], FrameShape | None]) -> FrameShape | None:
+        """The output's frame shape before the layer runs (RETURNN's ``get_out_data_from_opts``), from its options
+        and its dense sources' frame shapes (None: unknown); ``layer_shape`` gives that of a layer an option names.
+
+        None where it cannot tell. Here: ``(n_out,)``, else ``out_type``'s ``shape``; classes whose output
+        follows from their sources say so by overriding this.
+        """
+        n_out = opts.get("n_out")
+        if isinstance(n_out, int) and not isinstance(n_out, bool):
+            return (n_out,)
+        out_type = opts.get("out_type")
+        shape = out_type.get("shape") if isinstance(out_type, Mapping) else None
+        if isinstance(shape, (list, tuple)) and shape and isinstance(shape[-1], int):
+            return tuple(d if isinstance(d, int) else None for d in shape)
+        return None
 
     def _owner_name(self, reuse: str) -> str:
         prefix = self.name.rpartition("/")[0]

@@ -8,11 +8,12 @@ once per query frame ((B, Tq, D) -> (B, Tq, n), the query's seq lengths).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from returnn_core.frontend._layer import Context, Layer
+from returnn_core.frontend._layer import Context, FrameShape, Layer
 from returnn_core.frontend._ops import Ops
 from returnn_core.frontend._output import LayerOutput
 
@@ -21,6 +22,13 @@ class AttentionBaseLayer(Layer):
     """An attention layer over ``base`` (a layer with time): its output has ``base``'s feature dim."""
 
     options = frozenset({"base"})
+
+    @classmethod
+    def out_shape_from_opts(cls, opts: Mapping[str, Any], sources: Sequence[FrameShape | None],
+                            layer_shape: Callable[[str], FrameShape | None]) -> FrameShape | None:
+        """A weighted sum of ``base`` frames: the base's feature dim."""
+        base = layer_shape(opts["base"]) if isinstance(opts.get("base"), str) else None
+        return super().out_shape_from_opts(opts, sources, layer_shape) or (base[-1:] if base else None)
 
     def base_output(self, ctx: Context, key: str = "base") -> LayerOutput:
         """The layer named by option ``key``, which must have a time axis and dense features (B, T, D)."""
@@ -111,6 +119,16 @@ class GaussWindowAttentionLayer(AttentionBaseLayer):
     * inner_size_step``, on an extra axis before the feature."""
 
     options = frozenset({"base", "window_size", "std", "inner_size", "inner_size_step"})
+
+    @classmethod
+    def out_shape_from_opts(cls, opts: Mapping[str, Any], sources: Sequence[FrameShape | None],
+                            layer_shape: Callable[[str], FrameShape | None]) -> FrameShape | None:
+        """The base's feature dim, after an ``inner_size`` axis if there is one."""
+        shape = super().out_shape_from_opts(opts, sources, layer_shape)
+        inner = opts.get("inner_size")
+        if shape is None or isinstance(inner, bool) or not isinstance(inner, int):
+            return shape
+        return (inner, shape[-1])
 
     def call(self, sources: list[LayerOutput], ctx: Context) -> LayerOutput:
         """Weighted sum of the base frames in the window."""

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from returnn_core.errors import NetworkError
-from returnn_core.frontend._layer import Context, Layer, concat_features
+from returnn_core.frontend._layer import Context, FrameShape, Layer, concat_features
 from returnn_core.frontend._output import LayerOutput
 from returnn_core.frontend.activations import get_activation
 from returnn_core.frontend.layers.theano_era import output as theano_output
@@ -86,6 +87,15 @@ class CopyLayer(Layer):
 
     recurrent = False
 
+    @classmethod
+    def out_shape_from_opts(cls, opts: Mapping[str, Any], sources: Sequence[FrameShape | None],
+                            layer_shape: Callable[[str], FrameShape | None]) -> FrameShape | None:
+        """The sources' shape, their features concatenated."""
+        own = super().out_shape_from_opts(opts, sources, layer_shape)
+        if own is not None or not sources or any(s is None or not s for s in sources):
+            return own
+        return (*sources[0][:-1], None if None in [s[-1] for s in sources] else sum(s[-1] for s in sources))
+
     def call(self, sources: list[LayerOutput], ctx: Context) -> LayerOutput:
         """Identity."""
         return self.single_source(sources)
@@ -101,6 +111,12 @@ class DropoutLayer(Layer):
     dropout_on_input = False
     recurrent = False
 
+    @classmethod
+    def out_shape_from_opts(cls, opts: Mapping[str, Any], sources: Sequence[FrameShape | None],
+                            layer_shape: Callable[[str], FrameShape | None]) -> FrameShape | None:
+        """The source's shape."""
+        return CopyLayer.out_shape_from_opts(opts, sources, layer_shape)
+
     def call(self, sources: list[LayerOutput], ctx: Context) -> LayerOutput:
         """Drop units during training."""
         src = self.single_source(sources)
@@ -115,6 +131,12 @@ class CombineLayer(Layer):
     options = frozenset({"kind"})
     recurrent = False
     KINDS = ("add", "sub", "mul", "truediv", "average", "maximum", "minimum")
+
+    @classmethod
+    def out_shape_from_opts(cls, opts: Mapping[str, Any], sources: Sequence[FrameShape | None],
+                            layer_shape: Callable[[str], FrameShape | None]) -> FrameShape | None:
+        """The broadcast shape of the sources; one whose shape is unknown (on a ``prev:`` cycle) takes the others'."""
+        return super().out_shape_from_opts(opts, sources, layer_shape) or elementwise_shape(sources)
 
     def call(self, sources: list[LayerOutput], ctx: Context) -> LayerOutput:
         """Combine the sources."""
@@ -149,6 +171,12 @@ class CombineLayer(Layer):
             out = out / float(len(tensors))
         ref = next((s for s in sources if s.has_time), sources[0])
         return LayerOutput(out, ref.seq_lens, dims.pop() if dims else 1)
+
+
+def elementwise_shape(sources: Sequence[FrameShape | None]) -> FrameShape | None:
+    """The shape of an element-wise result of sources that broadcast: the widest known one (None: none known)."""
+    known = [s for s in sources if s is not None]
+    return max(known, key=lambda s: (len(s), [d or 0 for d in s])) if known else None
 
 
 def broadcast_sources(sources: list[LayerOutput]) -> list:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from returnn_core.errors import NetworkError
-from returnn_core.frontend._layer import Context
+from returnn_core.frontend._layer import Context, FrameShape
 from returnn_core.frontend._network import Network
 from returnn_core.frontend._output import LayerOutput
 from returnn_core.network import DataRef, LayerRef, resolve_network
@@ -34,8 +34,6 @@ STEP_KEY = ":i"
 LOOP_OPTIONS = ("initial_output",)
 #: layer classes that only make sense step by step
 LOOP_ONLY_CLASSES = frozenset({"choice", "rnn_cell", "rec"})
-#: classes whose dim follows from their sources: concatenated ("sum") or element-wise ("first")
-_DIM_FROM_SOURCES = {"copy": "sum", "eval": "first", "combine": "first", "activation": "first", "dropout": "first"}
 #: a score low enough that a beam entry is never chosen
 NEG_INF = -1e30
 
@@ -134,6 +132,8 @@ class RecSubnet:
         self.carried = sorted(set(prev_refs) | self.cells)
         #: the loop state of the step being built (for ``choice`` and ``rnn_cell``), else None
         self.current: StepState | None = None
+        #: the frame shape of the rec layer's input (``data:source``) while it is built
+        self._source_shape: FrameShape | None = None
 
     # -- resolution -----------------------------------------------------------------------------------------
     def _rewrite(self, unit: Mapping[str, Any], extern: Mapping[str, Any]
@@ -231,6 +231,7 @@ class RecSubnet:
         if src is not None and not src.has_time:
             raise self.rec.error("the input of a rec sub-network needs a time axis")
         batch = ops.dynamic_dim(src.tensor, 0) if src is not None else ctx.batch_size
+        self._source_shape = self._outer_shape(src) if src is not None else None
         seq_lens, num_steps, by_end = self._length(ctx, src, search)
         train_ctx = Context(ops=ops, train=ctx.train, net=self.net, batch_size=batch)
         # layers moved out of the loop, computed over the whole sequence
@@ -304,33 +305,43 @@ class RecSubnet:
         return replace(out, tensor=repeat_beam(ops, out.tensor, beam), seq_lens=lens,
                        logits=None if out.logits is None else repeat_beam(ops, out.logits, beam))
 
-    def _static_dim(self, name: str, seen: frozenset[str] = frozenset()) -> int | None:
-        """The feature dim of sub-layer ``name`` before it ran: its ``n_out`` or ``out_type`` shape, else what its
-        sources give (summed for ``copy``, the first one's for element-wise classes), as RETURNN's templates do."""
+    def _static_shape(self, name: str, ctx: Context, seen: frozenset[str] = frozenset()) -> FrameShape | None:
+        """The frame shape of sub-layer ``name`` before it ran, as its class states it from its options and its
+        sources' shapes (:meth:`Layer.out_shape_from_opts`, RETURNN's templates); None where unknown."""
+        if name in seen:
+            return None  # on a cycle through prev:, the other sources decide
+        seen = seen | {name}
         layer, spec = self.net.layers[name], self.description[name]
-        if layer.n_out is not None:
-            return int(layer.n_out)
-        shape = (spec.opts.get("out_type") or {}).get("shape") if isinstance(spec.opts.get("out_type"), Mapping) \
-            else None
-        if shape and isinstance(shape[-1], int):
-            return shape[-1]
-        if spec.layer_class not in _DIM_FROM_SOURCES or name in seen:
-            return None
-        dims: list[int | None] = []
-        for src in spec.sources:
-            ref = src.name if isinstance(src, LayerRef) else None
-            if isinstance(src, DataRef) and src.key.startswith("prev:"):
-                ref = src.key[len("prev:"):]
+        opts = dict(spec.opts)
+        if layer.n_out is not None:  # n_out may come from a loss target
+            opts["n_out"] = layer.n_out
+
+        def layer_shape(ref: str) -> FrameShape | None:
+            if ref.startswith("prev:"):
+                ref = ref[len("prev:"):]
             if ref in self.description.layers:
-                dims.append(self._static_dim(ref, seen | {name}))
-            elif isinstance(src, DataRef) and src.key in self.net.root.extern_data:
-                dims.append(self.net.root.extern_data[src.key].dim)
-            else:
-                dims.append(None)
-        known = [d for d in dims if d is not None]
-        if _DIM_FROM_SOURCES[spec.layer_class] == "sum":
-            return sum(known) if known and len(known) == len(dims) else None
-        return known[0] if known else None  # element-wise: a source on a prev: cycle takes the others' dim
+                if self.description[ref].layer_class == "choice":
+                    return None  # sparse labels
+                return self._static_shape(ref, ctx, seen)
+            if ref.startswith("base:"):
+                return self._outer_shape(ctx.get(ref[len("base:"):], layer=f"{self.name}/{name}"))
+            if ref == SOURCE_KEY:
+                return self._source_shape
+            spec_ = self.net.root.extern_data.get(ref)
+            return None if spec_ is None or spec_.sparse or spec_.dim is None else (int(spec_.dim),)
+
+        sources = [layer_shape(s.name if isinstance(s, LayerRef) else s.key) for s in spec.sources]
+        return type(layer).out_shape_from_opts(opts, sources, layer_shape)
+
+    @staticmethod
+    def _outer_shape(out: LayerOutput) -> FrameShape | None:
+        """The frame shape (after batch and time) of a built dense output."""
+        if out.sparse:
+            return None
+        dims = list(out.ops.static_shape(out.tensor))[1 + int(out.has_time):]
+        if dims and out.dim is not None:
+            dims[-1] = int(out.dim)
+        return tuple(dims)
 
     def _initial(self, ctx: Context, name: str, batch: Any, beam: int) -> LayerOutput:
         """``prev:name`` before the first step: its ``initial_output`` (zeros by default)."""
@@ -343,18 +354,21 @@ class RecSubnet:
             if not isinstance(init, int):
                 raise NetworkError(f"layer '{self.name}/{name}': initial_output of a choice must be a label index")
             return LayerOutput(ops.cast(ops.fill([rows], float(init)), "int32"), None, dim, sparse=True)
-        n_out = self._static_dim(name)
-        if n_out is None:
+        shape = self._static_shape(name, ctx)
+        if not shape or None in shape:
             raise NetworkError(f"layer '{self.name}/{name}': needs 'n_out', since the loop reads it as "
-                               f"'prev:{name}' before the first step")
+                               f"'prev:{name}' before the first step (its class cannot tell its shape from its "
+                               "options and sources)")
+        n_out = shape[-1]
         if isinstance(init, str):
             ref = init[len("base:"):] if init.startswith("base:") else init
             out = ctx.get(ref, layer=f"{self.name}/{name}")
-            if out.has_time or out.dim != n_out:
-                raise NetworkError(f"layer '{self.name}/{name}': initial_output {init!r} must be (batch, {n_out})")
+            if out.has_time or self._outer_shape(out) != shape:
+                raise NetworkError(f"layer '{self.name}/{name}': initial_output {init!r} must be (batch, "
+                                   f"{', '.join(map(str, shape))})")
             tensor = repeat_beam(ops, out.tensor, beam)
         elif isinstance(init, (int, float)) and not isinstance(init, bool):
-            tensor = ops.fill([rows, n_out], float(init))
+            tensor = ops.fill([rows, *shape], float(init))
         else:
             raise NetworkError(f"layer '{self.name}/{name}': initial_output must be a number or a layer name, "
                                f"got {init!r}")

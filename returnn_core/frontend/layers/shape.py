@@ -6,11 +6,13 @@ batch axis as 0.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from returnn_core.frontend._layer import Context, Layer
+from returnn_core.errors import NetworkError
+from returnn_core.frontend._layer import Context, FrameShape, Layer
 from returnn_core.frontend._output import LayerOutput
 from returnn_core.network import axis_index as core_axis_index
 
@@ -59,6 +61,33 @@ class MergeDimsLayer(Layer):
     """Merge ``axes`` (a list, or ``"static"``: all but batch and time) into one axis at the first one's place."""
 
     options = frozenset({"axes", "keep_order"})
+    #: ``axes`` values that name every axis after batch and time (RETURNN 1.0: "non_spatial", the static ones)
+    ALL_STATIC = ("static", "except_time", "except_batch", "non_spatial")
+
+    @classmethod
+    def out_shape_from_opts(cls, opts: Mapping[str, Any], sources: Sequence[FrameShape | None],
+                            layer_shape: Callable[[str], FrameShape | None]) -> FrameShape | None:
+        """The source's shape with the merged axes' sizes multiplied at the first one's place."""
+        own = super().out_shape_from_opts(opts, sources, layer_shape)
+        if own is not None or len(sources) != 1 or sources[0] is None:
+            return own
+        shape = sources[0]
+        axes = opts.get("axes", "static")
+        if isinstance(axes, str) and axes in cls.ALL_STATIC:
+            idx = list(range(len(shape)))
+        else:
+            try:
+                idx = sorted({core_axis_index(a, rank=len(shape) + 1, has_time=False, sparse=False, layer="") - 1
+                              for a in (axes if isinstance(axes, (list, tuple)) else [axes])})
+            except (NetworkError, TypeError, ValueError):
+                return None  # the layer itself names the bad axis when it runs
+        if len(idx) < 2 or min(idx) < 0:
+            return shape
+        sizes = [shape[i] for i in idx]
+        merged = int(np.prod(sizes)) if None not in sizes else None
+        rest = [d for i, d in enumerate(shape) if i not in idx]
+        pos = min(idx)
+        return (*rest[:pos], merged, *rest[pos:])
 
     def call(self, sources: list[LayerOutput], ctx: Context) -> LayerOutput:
         """Reshape the merged axes into one (in the given order with ``keep_order``, else sorted)."""
@@ -67,7 +96,7 @@ class MergeDimsLayer(Layer):
         x = src.tensor
         rank = ops.ndim(x)
         axes = self.opts.get("axes", "static")
-        if isinstance(axes, str) and axes in ("static", "except_time", "except_batch"):
+        if isinstance(axes, str) and axes in self.ALL_STATIC:
             idx = list(range(2 if src.has_time else 1, rank))
         else:
             idx = axis_list(src, axes, layer=self.name)

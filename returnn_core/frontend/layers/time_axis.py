@@ -201,6 +201,9 @@ class CombineDimsLayer(MergeDimsLayer):
         if "axes" not in self.opts:
             raise self.error("needs 'axes'")
         axes = self.opts["axes"]
+        if isinstance(axes, str) and axes in self.ALL_STATIC:
+            self.opts = {**self.opts, "keep_order": True}
+            return super().call(sources, ctx)
         idx = [axis_index(src, a, layer=self.name) for a in (axes if isinstance(axes, (list, tuple)) else [axes])]
         if len(set(idx)) < 2:
             raise self.error(f"needs at least two different axes, got {axes!r}")

@@ -6,6 +6,7 @@ so it cannot be written once on the core's ops like the other layers.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -13,6 +14,8 @@ import tensorflow as tf
 
 from returnn_core.errors import NetworkError
 from returnn_core.frontend import Context, Layer, LayerOutput
+from returnn_core.frontend._layer import FrameShape
+from returnn_core.frontend.layers.basic import elementwise_shape
 
 
 def broadcast_sources(sources: list[LayerOutput]) -> list[tf.Tensor]:
@@ -31,6 +34,12 @@ class EvalLayer(Layer):
     """A TF expression in ``eval`` using ``source(i)``, ``tf`` and ``np`` (e.g. ``"tf.exp(source(0)) * 2"``)."""
 
     options = frozenset({"eval", "eval_locals"})
+
+    @classmethod
+    def out_shape_from_opts(cls, opts: Mapping[str, Any], sources: Sequence[FrameShape | None],
+                            layer_shape: Callable[[str], FrameShape | None]) -> FrameShape | None:
+        """``n_out``/``out_type``, else the sources' broadcast shape (most expressions are element-wise)."""
+        return super().out_shape_from_opts(opts, sources, layer_shape) or elementwise_shape(sources)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
