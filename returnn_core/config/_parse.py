@@ -9,6 +9,7 @@ import traceback
 import types
 from typing import Any
 
+from returnn_core.compat import legacy_modules
 from returnn_core.errors import ConfigError
 
 _OPENING = {"{": "}", "[": "]", "(": ")"}
@@ -63,7 +64,8 @@ def exec_python(text: str, path: str, namespace: dict[str, Any]) -> dict[str, An
     bound = _bound_names(tree)
     namespace.update({"__file__": os.path.abspath(path), "__name__": "__returnn_config__"})
     try:
-        exec(code, namespace)  # noqa: S102 - a Python config is code the user asked us to run
+        with legacy_modules():  # `from Util import get_login_username`, as configs of RETURNN 1.0 do
+            exec(code, namespace)  # noqa: S102 - a Python config is code the user asked us to run
     except Exception as exc:  # noqa: BLE001 - report any error in the config with its line
         frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == path]
         line = frames[-1].lineno if frames else "?"

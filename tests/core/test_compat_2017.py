@@ -1,0 +1,54 @@
+"""Python configs importing RETURNN's 2017 top-level modules: the provided helpers work, the rest fail clearly."""
+
+from __future__ import annotations
+
+import getpass
+import pathlib
+import sys
+
+import pytest
+
+from returnn_core.config import Config
+from returnn_core.errors import ConfigError
+
+
+def _load(tmp_path: pathlib.Path, text: str) -> Config:
+    path = tmp_path / "setup.config"
+    path.write_text("#!rnn.py\n" + text)
+    config = Config()
+    config.load_file(str(path))
+    return config
+
+
+def test_util_get_login_username_works_in_a_config(tmp_path: pathlib.Path) -> None:
+    config = _load(tmp_path, "from Util import get_login_username\nmodel = '/tmp/%s/model' % get_login_username()\n")
+    assert config.value("model", None) == f"/tmp/{getpass.getuser()}/model"
+
+
+def test_the_names_are_only_importable_while_a_config_runs(tmp_path: pathlib.Path) -> None:
+    _load(tmp_path, "import Util\n")
+    sys.modules.pop("Util", None)
+    with pytest.raises(ModuleNotFoundError):
+        import Util  # noqa: F401
+
+
+@pytest.mark.parametrize(("line", "message"), [
+    ("from TFUtil import nd_indices", "setup.config:2: ImportError: the config imports RETURNN's 2017 module "
+                                      "'TFUtil', which this RETURNN does not provide: its helpers work on"),
+    ("from Util import hms", "the config uses RETURNN's 2017 Util.hms, which this RETURNN does not provide "
+                             "(of Util only get_login_username)"),
+])
+def test_what_is_not_provided_names_the_module_and_what_to_do(tmp_path: pathlib.Path, line: str,
+                                                               message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        _load(tmp_path, line + "\n")
+    assert message in str(info.value)
+
+
+def test_a_real_module_of_that_name_wins(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "TFUtil.py").write_text("def nd_indices():\n    return 'mine'\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "TFUtil", raising=False)
+    config = _load(tmp_path, "from TFUtil import nd_indices\nwhich = nd_indices()\n")
+    assert config.value("which", None) == "mine"
+    sys.modules.pop("TFUtil", None)
