@@ -207,7 +207,9 @@ class NativeLstmGradOp(_NativeLstmCOp):
 
 def native_lstm_op(direction: int = 1) -> Any:
     """The forward op instance for one direction (outputs y, h_final, c_final and three workspace tensors)."""
-    return NativeLstmOp(direction)
+    from returnn_native.pytensor_cuda_ops import cuda_op_for_pytensor
+
+    return cuda_op_for_pytensor(direction) or NativeLstmOp(direction)  # the GPU one only with $RETURNN_NATIVE_CUDA=1
 
 
 def native_lstm(z: Any, w_re: Any, mask: Any, h0: Any, c0: Any, *, direction: int = 1) -> tuple[Any, Any, Any]:

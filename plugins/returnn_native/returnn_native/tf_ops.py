@@ -20,7 +20,7 @@ _lock = threading.Lock()
 def tf_op_spec() -> BuildSpec:
     """How the TensorFlow op library is built (and keyed: TF version, compile flags, kernel library).
 
-    CPU kernels only: no CUDA code is compiled into it (the GPU kernels of ``cuda_kernels`` have no TF binding yet).
+    CPU kernels only: no CUDA code is compiled into it; the GPU kernels are a library of their own (``tf_gpu_op``).
     """
     import tensorflow as tf
 
@@ -60,6 +60,9 @@ def load_tf_op_library() -> Any:
         except tf.errors.NotFoundError as exc:
             raise NativeOpError(f"cannot load the NativeLstm TensorFlow op {path}: {exc}") from exc
         _register_gradient(module)
+    from returnn_native.tf_gpu_op import load_tf_gpu_kernels
+
+    load_tf_gpu_kernels()  # adds GPU kernels to the ops when TF sees a GPU; nothing on CPU-only machines
     return module
 
 
