@@ -52,12 +52,10 @@ CASES: dict[str, tuple[dict[str, Any], dict[str, Any], str]] = {
     ),
     "theano-era-gated-act-adam": (
         {"gru": {"class": "gru", "n_out": 3, "reverse": True, "from": ["data", "data:classes"]},
-         "sru": {"class": "sru", "n_out": 3, "psize": 2, "pdepth": 2, "pact": "tanh"},
-         "carry": {"class": "sru", "n_out": 3, "carry_time": True, "from": "gru"},
-         "act": {"class": "act_lstm", "n_out": 3, "n_max_calc_steps": 3, "time_penalty": 0.1, "grad_clip": 1.0},
-         "act_back": {"class": "act_lstm", "n_out": 2, "n_max_calc_steps": 2, "direction": -1, "eps": 0.3,
-                      "time_penalty_type": "linear", "total_halt_penalty": 0.05, "from": "sru"},
-         "output": {"class": "softmax", "loss": "ce", "from": ["gru", "sru", "carry", "act", "act_back"]}},
+         "sru": {"class": "sru", "n_out": 3, "psize": 2, "carry_time": True, "from": "gru"},
+         "act": {"class": "act_lstm", "n_out": 2, "n_max_calc_steps": 2, "time_penalty": 0.1, "grad_clip": 1.0,
+                 "direction": -1},
+         "output": {"class": "softmax", "loss": "ce", "from": ["sru", "act"]}},
         {"optimizer": {"class": "adam"}}, "ce",
     ),
 }
