@@ -171,7 +171,9 @@ _KEYS: tuple[Key, ...] = (
     Key("search_output_layer", Text("a layer name"), "output", "inference", "The layer task search decodes."),
     Key("search_output_file", Text("a path"), None, "inference", "Where task search writes its hypotheses."),
     Key("search_output_file_format", Choice(SEARCH_OUTPUT_FORMATS), "txt", "inference",
-        "txt: one hypothesis per line; py: a dict literal by seq tag."),
+        "txt: one hypothesis per line; py: a dict literal by seq tag (with a beam: [(score, hyp), ...])."),
+    Key("search_do_eval", Bool(), True, "inference",
+        "Task search: log the label and seq error rates of the best hypotheses against the target."),
     # -- logging -----------------------------------------------------------------------------------------
     Key("log_verbosity", Number(int, lo=0, hi=5), 3, "logging", "What stdout gets: 0 (nothing) to 5 (debug)."),
     Key("log", OneOf(Text(), Container((list, tuple), "", Text()), allowed="a path or a list of paths"), [],

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -90,14 +90,18 @@ class Engine:
         self._datasets.append(dataset)
         return dataset
 
-    def build(self, reference: Dataset | None, *, train: bool, search: bool = False) -> Backend:
-        """Resolve the network against the data and let the backend build it (``search``: RETURNN's search flag)."""
+    def build(self, reference: Dataset | None, *, train: bool, search: bool = False,
+              extra_layers: Mapping[str, Any] | None = None) -> Backend:
+        """Resolve the network against the data and let the backend build it (``search``: RETURNN's search flag;
+        ``extra_layers``: layers a task adds to the config's network, e.g. search's beam scores)."""
         self.extern_data = ExternData.from_config(self.config, reference)
         net_dict = self.config.typed_value("network")
         if net_dict is None:
             raise ConfigError("the config has no 'network'")
         if isinstance(net_dict, str):
             net_dict = network_from_text(net_dict)
+        if extra_layers:
+            net_dict = {**net_dict, **extra_layers}
         self.network = resolve_network(net_dict, list(self.extern_data))
         self.network.search_flag = search
         backend = self.backend_cls(self.config, self.manager, self.log)
@@ -260,8 +264,9 @@ class Engine:
             self.backend.load(self.config.value("load"))  # type: ignore[arg-type]
         return 1
 
-    def _load_for_inference(self, reference: Dataset | None, *, search: bool = False) -> int:
-        self.build(reference, train=False, search=search)
+    def _load_for_inference(self, reference: Dataset | None, *, search: bool = False,
+                            extra_layers: Mapping[str, Any] | None = None) -> int:
+        self.build(reference, train=False, search=search, extra_layers=extra_layers)
         assert self.backend is not None
         path = self.config.value("load", None)
         epoch = self.config.int("load_epoch", None) or self.last_epoch()

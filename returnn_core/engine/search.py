@@ -10,6 +10,8 @@ import numpy as np
 
 from returnn_core.atomic_write import atomic_write_text
 from returnn_core.datasets import Dataset
+from returnn_core.engine import signals
+from returnn_core.engine.data_check import check_batch, network_keys
 from returnn_core.errors import ConfigError, TrainingError
 
 if TYPE_CHECKING:
@@ -26,11 +28,26 @@ def serialize_hypothesis(labels: Sequence[int], vocab: Sequence[str] | None) -> 
     return " ".join(str(int(i)) for i in labels)
 
 
-def format_results(results: list[tuple[str, str]], fmt: str) -> str:
-    """The search output file: ``txt`` one hypothesis per line, ``py`` a dict literal ``{seq_tag: hypothesis, ...}``."""
+#: a seq's search result: its best hypothesis, or with a beam left in, [(score, hypothesis), ...] best first
+Result = str | list[tuple[float, str]]
+
+
+def format_results(results: list[tuple[str, Result]], fmt: str) -> str:
+    """The search output file as RETURNN writes it: ``txt`` one result per line, ``py`` a dict literal
+    ``{seq_tag: result, ...}``; a result with a beam is the list ``[(score, hypothesis), ...]``."""
     if fmt == "txt":
-        return "".join(f"{hyp}\n" for _, hyp in results)
-    return "{\n" + "".join(f"{tag!r}: {hyp!r},\n" for tag, hyp in results) + "}\n"
+        return "".join(f"{res}\n" for _, res in results)
+    return "{\n" + "".join(f"{tag!r}: {res!r},\n" for tag, res in results) + "}\n"
+
+
+def edit_distance(hyp: Sequence[int], ref: Sequence[int]) -> int:
+    """Levenshtein distance between two label sequences."""
+    row = list(range(len(ref) + 1))
+    for i, h in enumerate(hyp, 1):
+        prev, row[0] = row[0], i
+        for j, r in enumerate(ref, 1):
+            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (h != r))
+    return row[-1]
 
 
 def _search_dataset(engine: Engine) -> Dataset:
@@ -45,37 +62,79 @@ def _search_dataset(engine: Engine) -> Dataset:
     return engine.dataset_from_spec(key)
 
 
+def _scores_layer(engine: Engine, layer: str) -> str:
+    """A name for the beam-scores layer the search adds (not one of the config's layers)."""
+    net = engine.config.typed_value("network")
+    names = set(net) if isinstance(net, dict) else set()
+    if isinstance(net, dict) and layer not in net:
+        raise ConfigError(f"search_output_layer {layer!r} is not in the network ({', '.join(net)})")
+    name = f"{layer}_beam_scores"
+    while name in names:
+        name += "_"
+    return name
+
+
 def run_search(engine: Engine) -> None:
-    """Beam search over ``search_data``; log each hypothesis and write ``search_output_file`` if set."""
+    """Beam search over ``search_data``; log each hypothesis (and, with ``search_do_eval``, the error rates of the
+    best ones against the target) and write ``search_output_file`` if set, as RETURNN's ``Engine.search``."""
     config = engine.config
     fmt = config.value("search_output_file_format", "txt")
     if fmt not in OUTPUT_FORMATS:
         raise ConfigError(f"search_output_file_format must be one of {', '.join(OUTPUT_FORMATS)}, got {fmt!r}")
     output_file = config.value("search_output_file", "")
+    do_eval = config.bool("search_do_eval", True)
     dataset = _search_dataset(engine)
-    engine._load_for_inference(dataset, search=True)
-    assert engine.network is not None and engine.extern_data is not None
     layer = config.value("search_output_layer", "output")
+    scores_layer = _scores_layer(engine, layer)
+    engine._load_for_inference(dataset, search=True,
+                               extra_layers={scores_layer: {"class": "beam_scores", "from": [layer]}})
+    assert engine.network is not None and engine.extern_data is not None and engine.backend is not None
     if layer not in engine.network.layers:
         raise ConfigError(f"search_output_layer {layer!r} is not in the network ({', '.join(engine.network.layers)})")
     target = engine.network[layer].opts.get("target") or "classes"
     spec = engine.extern_data.get(target) if target in engine.extern_data else None
     vocab = spec.labels if spec is not None else None
-    results: list[tuple[str, str]] = []
-    for out, lens, tags in engine._forward_batches(dataset, layer):
-        if out.shape[0] != len(tags):
-            raise ConfigError(f"search_output_layer {layer!r} still has a beam ({out.shape[0] // max(len(tags), 1)} "
-                              "hypotheses per seq); put a 'decide' layer on it and name that one")
-        if out.ndim != 2 or not np.issubdtype(out.dtype, np.integer):
-            raise ConfigError(f"search_output_layer {layer!r} must give label indices (a sparse output, e.g. a "
-                              f"'decide' on a 'choice'), got shape {out.shape} {out.dtype}")
-        for row, n, tag in zip(out, lens, tags):
-            hyp = serialize_hypothesis(row[: int(n)], vocab)
-            engine.log.v4(f"search: seq {tag!r}: {hyp!r}")
-            results.append((tag, hyp))
+    results: list[tuple[str, Result]] = []
+    errors = [0, 0, 0, 0]  # label edits, ref labels, wrong seqs, seqs
+    dataset.init_seq_order(1)
+    for batch in dataset.generate_batches(chunking=None, **engine.batch_opts):
+        signals.check()
+        data = batch.to_data(engine.extern_data)
+        check_batch(dataset, data, engine.extern_data, network_keys(engine.network, targets=False))
+        out, lens = engine.backend.forward_step(data, layer)
+        num = len(data.tags)
+        beam = out.shape[0] // max(num, 1)
+        scores = np.zeros((num, 1), np.float32)
+        if beam > 1:
+            # the scores come from a second run of the search: the backends return one layer per forward step
+            scores = engine.backend.forward_step(data, scores_layer)[0].reshape(num, -1)
+        if out.shape[0] != num * scores.shape[1] or out.ndim != 2 or not np.issubdtype(out.dtype, np.integer):
+            raise ConfigError(f"search_output_layer {layer!r} must give label indices (a sparse output: a 'choice' "
+                              f"or a 'decide' on it), got shape {out.shape} {out.dtype} for {num} seqs")
+        refs = data.data.get(target) if do_eval else None
+        for i, tag in enumerate(data.tags):
+            rows = range(i * scores.shape[1], (i + 1) * scores.shape[1])
+            hyps = [serialize_hypothesis(out[r, : int(lens[r])], vocab) for r in rows]
+            if beam > 1:
+                entries = [(float(scores[i, k]), hyp) for k, hyp in enumerate(hyps)]
+                results.append((tag, entries))
+                engine.log.v4(f"search: seq {tag!r}: " + "; ".join(f"{sc:.4g} {h!r}" for sc, h in entries))
+            else:
+                results.append((tag, hyps[0]))
+                engine.log.v4(f"search: seq {tag!r}: {hyps[0]!r}")
+            if refs is not None and refs.ndim == 2:
+                ref = list(refs[i, : int(data.seq_lens[target][i])])
+                best = list(out[rows[0], : int(lens[rows[0]])])
+                edits = edit_distance(best, ref)
+                errors = [errors[0] + edits, errors[1] + len(ref), errors[2] + int(best != ref), errors[3] + 1]
+    dataset.finish_epoch()
     if not results:
         raise TrainingError(f"search: dataset {dataset.name} gave no seqs")
-    engine.log.v1(f"search done: {len(results)} seqs")
+    line = f"search done: {len(results)} seqs"
+    if errors[3]:
+        line += (f", label error rate {errors[0] / max(errors[1], 1):.4g} (edit distance of the best hypothesis to "
+                 f"{target!r}), seq error rate {errors[2] / errors[3]:.4g}")
+    engine.log.v1(line)
     if output_file:
         atomic_write_text(output_file, format_results(results, fmt))
         engine.log.v2(f"search: wrote {output_file}")

@@ -30,6 +30,7 @@ CATALOGUE: dict[str, dict[str, tuple[str, tuple[str, ...]]]] = {
         "rnn_cell": ("layers.rec:RnnCellLayer", ()),
         "choice": ("layers.search:ChoiceLayer", ()),
         "decide": ("layers.search:DecideLayer", ()),
+        "beam_scores": ("layers.search:BeamScoresLayer", ()),
         "conv": ("layers.conv:ConvLayer", ()),
         "pool": ("layers.conv:PoolLayer", ()),
         "batch_norm": ("layers.norm:BatchNormLayer", ()),

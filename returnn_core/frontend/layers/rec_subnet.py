@@ -502,6 +502,18 @@ class RecSubnet:
             seq_lens = lengths
         elif search:
             seq_lens = repeat_beam(ops, seq_lens, beam)
+        beam_scores = finals[-1] if search else None
+        normalize = search and self.net.layers[self.choice].length_normalization
+        if normalize:
+            # the choice's length_normalization: the final beam ranked by score per label, best first, as RETURNN
+            from returnn_core.frontend.layers.search import top_k
+
+            lens_bk = ops.reshape(ops.cast(seq_lens, "float32"), [batch, beam])
+            beam_scores, order = top_k(ops, beam_scores / ops.maximum(lens_bk, 1.0), beam)
+            rows = ops.reshape(order + ops.expand_dims(ops.arange(batch) * beam, 1), [batch * beam])
+            seq_lens = ops.gather(seq_lens, rows, axis=0)
+            pieces = {n: (ops.gather(v, rows, axis=1), None if lg is None else ops.gather(lg, rows, axis=1))
+                      for n, (v, lg) in pieces.items()}
         for name, (value, logits) in pieces.items():
             width, sparse, activation, has_logits, dim = meta[name]
             if sparse:
@@ -511,8 +523,8 @@ class RecSubnet:
             result[name] = LayerOutput(bm, seq_lens, dim[0] if dim else width, sparse=sparse, logits=lg,
                                        activation=activation)
             if search:
-                result[name].extra.update(beam_size=beam, beam_scores=finals[-1],
-                                          length_normalization=self.net.layers[self.choice].length_normalization)
+                # normalised here already: decide takes the best entry as it is
+                result[name].extra.update(beam_size=beam, beam_scores=beam_scores, length_normalization=False)
         result["__lens__"] = LayerOutput(seq_lens, None, None)
         return result
 

@@ -111,3 +111,18 @@ class DecideLayer(Layer):
         return LayerOutput(ops.gather(src.tensor, rows, axis=0), lens, src.dim, sparse=src.sparse,
                            activation=src.activation)
 
+
+class BeamScoresLayer(Layer):
+    """The (batch, beam) log scores of its source's hypotheses, best first (RETURNN's search writes each hypothesis
+    with its score); a source without a beam gives one score 0 per seq. The search task adds one for its output."""
+
+    def call(self, sources: list[LayerOutput], ctx: Context) -> LayerOutput:
+        """The beam scores that the loop recorded with the searched output."""
+        if len(sources) != 1:
+            raise self.error("needs exactly one source")
+        src = sources[0]
+        ops = ctx.ops
+        if not src.extra.get("beam_size"):
+            return LayerOutput(ops.zeros([ops.dynamic_dim(src.tensor, 0), 1]), None, 1)
+        return LayerOutput(src.extra["beam_scores"], None, int(src.extra["beam_size"]))
+
