@@ -58,6 +58,9 @@ def _cdll() -> ctypes.CDLL:
     declare_lstm_functions(lib, "returnn_lstm_fwd_cpu", "returnn_lstm_bwd_cpu")
     lib.returnn_native_set_num_threads.argtypes = [ctypes.c_int]
     lib.returnn_native_get_num_threads.restype = ctypes.c_int
+    lib.returnn_native_set_isa.argtypes = [ctypes.c_int]
+    lib.returnn_native_set_isa.restype = ctypes.c_int
+    lib.returnn_native_get_isa.restype = ctypes.c_int
     return lib
 
 
@@ -70,13 +73,31 @@ def declare_lstm_functions(lib: ctypes.CDLL, fwd: str, bwd: str) -> None:
 
 
 def set_num_threads(num_threads: int) -> None:
-    """Threads the kernels' BLAS may use."""
+    """Threads the kernels use (their own OpenMP threads, and the BLAS for the weight gradient)."""
     _cdll().returnn_native_set_num_threads(int(num_threads))
 
 
 def get_num_threads() -> int:
-    """Threads the kernels' BLAS uses."""
+    """Threads the kernels use."""
     return int(_cdll().returnn_native_get_num_threads())
+
+
+#: Step GEMM implementations of the kernel library (``returnn_native_set_isa`` in ``kernels/lstm.h``).
+ISAS = {"auto": 0, "generic": 1, "avx512": 2}
+
+
+def set_isa(name: str) -> None:
+    """Choose the kernels' step GEMM: ``generic`` (BLAS per step), ``avx512`` (packed micro-kernel) or ``auto``."""
+    if name not in ISAS:
+        raise NativeOpError(f"NativeLstm: unknown ISA {name!r}; choose one of {', '.join(ISAS)}")
+    if _cdll().returnn_native_set_isa(ISAS[name]):
+        raise NativeOpError(f"NativeLstm: ISA {name!r} is not available in the kernel library built for this CPU")
+
+
+def get_isa() -> str:
+    """The kernels' step GEMM in use (``generic`` or ``avx512``); env ``RETURNN_NATIVE_ISA=generic`` forces BLAS."""
+    code = int(_cdll().returnn_native_get_isa())
+    return next(name for name, value in ISAS.items() if value == code)
 
 
 def _arr(a: Any, shape: tuple[int, ...], what: str) -> Any:

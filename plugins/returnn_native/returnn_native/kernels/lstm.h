@@ -31,6 +31,11 @@ int returnn_lstm_bwd_cpu(int B, int T, int n, int direction, const float* w_re, 
 void returnn_native_set_num_threads(int num_threads);
 int returnn_native_get_num_threads(void);
 
+/* Step GEMM implementation: 0 = best available, 1 = generic (a BLAS sgemm per step), 2 = AVX-512 packed
+ * micro-kernel. set returns nonzero when the choice is not compiled in (the library is built for the host CPU). */
+int returnn_native_set_isa(int isa);
+int returnn_native_get_isa(void);
+
 #ifdef __cplusplus
 }
 #endif

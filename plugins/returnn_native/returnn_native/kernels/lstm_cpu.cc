@@ -1,11 +1,23 @@
-// NativeLSTM CPU kernels: per step a (B,n)x(n,4n) sgemm plus fused, vectorised gate math; the recurrent weight
+// NativeLSTM CPU kernels: per step a (B,n)x(n,4n) GEMM plus fused, vectorised gate math; the recurrent weight
 // gradient is one big GEMM after the time loop. Threads split the n units (each owns the four gate columns of its
 // units), so a step needs one barrier. See lstm.h for the layout.
+//
+// The per-step GEMMs have few rows (B) and always the same weights. A BLAS sgemm repacks the 4n^2 weights on every
+// call, which costs about as much as the multiplication at B=40; so on AVX-512 CPUs the weights are packed once per
+// kernel call into 32-column panels and a register-blocked micro-kernel runs the steps (ISA "avx512"). Elsewhere, or
+// when asked for (returnn_native_set_isa), each step calls the BLAS (ISA "generic").
 #include "lstm.h"
 
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#define RN_HAVE_AVX512 1
+#else
+#define RN_HAVE_AVX512 0
+#endif
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -32,8 +44,24 @@ namespace {
 
 const int kRowMajor = 101, kNoTrans = 111, kTrans = 112;
 
-// Threads of our own (OpenMP), each owning a slice of the n units; BLAS calls run single-threaded inside them.
+// Threads of our own (OpenMP), each owning a slice of the n units; BLAS calls inside them run single-threaded.
 int g_num_threads = 0;
+
+// Columns per packed weight panel (two AVX-512 vectors); unit slices of threads are multiples of it.
+const int kPanel = 32;
+
+enum Isa { kIsaAuto = 0, kIsaGeneric = 1, kIsaAvx512 = 2 };
+int g_isa = -1;  // -1: not yet read from RETURNN_NATIVE_ISA
+
+int best_isa() { return RN_HAVE_AVX512 ? kIsaAvx512 : kIsaGeneric; }
+
+int current_isa() {
+  if (g_isa < 0) {
+    const char* env = std::getenv("RETURNN_NATIVE_ISA");
+    g_isa = (env && std::strcmp(env, "generic") == 0) ? kIsaGeneric : best_isa();
+  }
+  return g_isa;
+}
 
 int default_threads() {
   const char* env = std::getenv("RETURNN_NATIVE_NUM_THREADS");
@@ -45,35 +73,76 @@ int default_threads() {
 #endif
 }
 
-// Threads used for n units: slices of at least 64 units, so small layers stay single-threaded.
-int threads_for(int n) {
-  if (g_num_threads <= 0) {
-    g_num_threads = default_threads();
-#ifdef RETURNN_BLAS_OPENBLAS
-    RN_BLAS(openblas_set_num_threads)(1);
-#endif
-  }
-  int nt = n / 64;
+// Threads for a (B, n) problem: one per 64 units or 8 sequences, so small problems stay single-threaded.
+int threads_for(int B, int n) {
+  if (g_num_threads <= 0) g_num_threads = default_threads();
+  int nt = n / 64 > B / 8 ? n / 64 : B / 8;
   if (nt < 1) nt = 1;
   return nt < g_num_threads ? nt : g_num_threads;
 }
 
-// The unit slice [j0, j1) of thread tid: chunks rounded to 16 floats (one AVX-512 vector).
-void unit_slice(int n, int nt, int tid, int* j0, int* j1) {
-  int chunk = (n + nt - 1) / nt;
-  chunk = (chunk + 15) / 16 * 16;
-  *j0 = tid * chunk < n ? tid * chunk : n;
-  *j1 = *j0 + chunk < n ? *j0 + chunk : n;
+// The part of a thread: sequences [b0, b1) x units [j0, j1), and the weight panels [p0, p1) it packs.
+// With enough sequences the threads split the batch: each runs its own sequences through all time steps, with no
+// barrier per step (a thread the OS preempts does not hold up the others). Otherwise they split the units, and all
+// meet once per step. Unit slices are whole panels.
+struct Part {
+  int b0, b1, j0, j1, p0, p1;
+  bool by_batch;
+};
+
+const int kMinRowsPerThread = 8;
+
+void slice(int len, int parts, int k, int round, int* lo, int* hi) {
+  int chunk = (len + parts - 1) / parts;
+  chunk = (chunk + round - 1) / round * round;
+  *lo = k * chunk < len ? k * chunk : len;
+  *hi = *lo + chunk < len ? *lo + chunk : len;
 }
 
-// My unit slice inside a parallel region; uses the actual team size (a nested region may get fewer threads).
-void my_slice(int n, int* j0, int* j1) {
+int panels(int N) { return (N + kPanel - 1) / kPanel; }
+
+// My part inside a parallel region; uses the actual team size (a nested region may get fewer threads).
+Part my_part(int B, int n) {
 #ifdef _OPENMP
-  unit_slice(n, omp_get_num_threads(), omp_get_thread_num(), j0, j1);
+  const int team = omp_get_num_threads(), tid = omp_get_thread_num();
 #else
-  unit_slice(n, 1, 0, j0, j1);
+  const int team = 1, tid = 0;
 #endif
+  Part p;
+  const char* env = std::getenv("RETURNN_NATIVE_SPLIT");
+  p.by_batch = team > 1 && (env ? std::strcmp(env, "units") != 0 : B >= kMinRowsPerThread * team);
+  int u0, u1;
+  slice(n, team, tid, kPanel, &u0, &u1);
+  p.p0 = u1 > u0 ? u0 / kPanel : 0;
+  p.p1 = u1 > u0 ? panels(u1) : 0;
+  if (p.by_batch) {
+    slice(B, team, tid, 1, &p.b0, &p.b1);
+    p.j0 = 0;
+    p.j1 = n;
+  } else {
+    p.b0 = 0;
+    p.b1 = B;
+    p.j0 = u0;
+    p.j1 = u1;
+  }
+  return p;
 }
+
+// The BLAS runs with `threads` threads (1 while our own threads call it) for the guard's lifetime; the caller's
+// setting is restored afterwards, so other users of the same OpenBLAS (e.g. PyTensor's dot products) keep theirs.
+struct BlasThreads {
+#ifdef RETURNN_BLAS_OPENBLAS
+  int saved;
+  explicit BlasThreads(int threads) : saved(RN_BLAS(openblas_get_num_threads)()) {
+    if (saved != threads) RN_BLAS(openblas_set_num_threads)(threads);
+  }
+  ~BlasThreads() {
+    if (RN_BLAS(openblas_get_num_threads)() != saved) RN_BLAS(openblas_set_num_threads)(saved);
+  }
+#else
+  explicit BlasThreads(int) {}
+#endif
+};
 
 inline float sigmoid(float x) {
   x = x < -40.f ? -40.f : (x > 40.f ? 40.f : x);
@@ -133,6 +202,87 @@ inline void gate_backward(int len, int n, const float* __restrict g, const float
 
 inline void copy(float* dst, const float* src, int len) { std::memcpy(dst, src, sizeof(float) * len); }
 
+// ---- packed weights: a K x N matrix (element (k, j) at src[k * stride_k + j * stride_j]) as ceil(N / kPanel)
+// panels of K rows x kPanel columns, row-major, zero beyond column N. Panel p starts at p * K * kPanel.
+
+struct Packed {
+  float* data = nullptr;
+  ~Packed() { std::free(data); }
+  bool alloc(long floats) {
+    // 64-byte aligned, size rounded up as aligned_alloc requires
+    size_t bytes = (sizeof(float) * (size_t)floats + 63) / 64 * 64;
+    data = static_cast<float*>(std::aligned_alloc(64, bytes ? bytes : 64));
+    return data != nullptr;
+  }
+};
+
+// Panels [p0, p1) of the matrix into out (each thread packs the panels it will use, so they sit in its cache).
+void pack_panels(const float* src, long stride_k, long stride_j, int K, int N, int p0, int p1, float* out) {
+  for (int p = p0; p < p1; ++p) {
+    float* dst = out + (long)p * K * kPanel;
+    const int jn = N - p * kPanel < kPanel ? N - p * kPanel : kPanel;
+    for (int k = 0; k < K; ++k) {
+      const float* s = src + k * stride_k + (long)p * kPanel * stride_j;
+      float* d = dst + (long)k * kPanel;
+      for (int j = 0; j < jn; ++j) d[j] = s[j * stride_j];
+      for (int j = jn; j < kPanel; ++j) d[j] = 0.f;
+    }
+  }
+}
+
+#if RN_HAVE_AVX512
+// C[0:MR, 0:cols] = A[0:MR, 0:K] x panel (K x kPanel); A row-major with row stride lda, C with row stride ldc.
+template <int MR>
+void micro_kernel(int K, const float* __restrict a, long lda, const float* __restrict panel, float* __restrict c,
+                  long ldc, int cols) {
+  __m512 acc0[MR], acc1[MR];
+  for (int r = 0; r < MR; ++r) acc0[r] = acc1[r] = _mm512_setzero_ps();
+  for (int k = 0; k < K; ++k) {
+    const __m512 w0 = _mm512_load_ps(panel + (long)k * kPanel);
+    const __m512 w1 = _mm512_load_ps(panel + (long)k * kPanel + 16);
+    for (int r = 0; r < MR; ++r) {
+      const __m512 x = _mm512_set1_ps(a[r * lda + k]);
+      acc0[r] = _mm512_fmadd_ps(x, w0, acc0[r]);
+      acc1[r] = _mm512_fmadd_ps(x, w1, acc1[r]);
+    }
+  }
+  const __mmask16 m0 = cols >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << cols) - 1);
+  const __mmask16 m1 = cols >= 32 ? (__mmask16)0xFFFF : (cols > 16 ? (__mmask16)((1u << (cols - 16)) - 1) : 0);
+  for (int r = 0; r < MR; ++r) {
+    _mm512_mask_storeu_ps(c + r * ldc, m0, acc0[r]);
+    _mm512_mask_storeu_ps(c + r * ldc + 16, m1, acc1[r]);
+  }
+}
+
+const int kMaxRows = 12;  // 24 accumulators + 2 weight vectors + 1 broadcast of the 32 vector registers
+typedef void (*MicroKernel)(int, const float*, long, const float*, float*, long, int);
+const MicroKernel kMicroKernels[kMaxRows + 1] = {
+    nullptr,          micro_kernel<1>, micro_kernel<2>,  micro_kernel<3>,  micro_kernel<4>,
+    micro_kernel<5>,  micro_kernel<6>, micro_kernel<7>,  micro_kernel<8>,  micro_kernel<9>,
+    micro_kernel<10>, micro_kernel<11>, micro_kernel<12>};
+#endif
+
+// C[0:M, columns of panels p0..p1) clipped to N] = A (M x K, row stride lda) x packed matrix (K x N).
+void packed_gemm(int M, int N, int K, const float* a, long lda, const float* packed, int p0, int p1, float* c,
+                 long ldc) {
+#if RN_HAVE_AVX512
+  // rows in equal blocks of at most kMaxRows (B=40: four of 10), each panel stays in cache across the blocks
+  const int blocks = (M + kMaxRows - 1) / kMaxRows;
+  for (int p = p0; p < p1; ++p) {
+    const float* panel = packed + (long)p * K * kPanel;
+    const int col = p * kPanel;
+    const int cols = N - col < kPanel ? N - col : kPanel;
+    for (int blk = 0, r0 = 0; blk < blocks; ++blk) {
+      const int r1 = (int)((long)M * (blk + 1) / blocks);
+      kMicroKernels[r1 - r0](K, a + r0 * lda, lda, panel, c + r0 * ldc + col, ldc, cols);
+      r0 = r1;
+    }
+  }
+#else
+  (void)M, (void)N, (void)K, (void)a, (void)lda, (void)packed, (void)p0, (void)p1, (void)c, (void)ldc;
+#endif
+}
+
 }  // namespace
 
 extern "C" int returnn_lstm_fwd_cpu(int B, int T, int n, int direction, const float* z, const float* w_re,
@@ -147,28 +297,44 @@ extern "C" int returnn_lstm_fwd_cpu(int B, int T, int n, int direction, const fl
     }
     return 0;
   }
-  const int nt = threads_for(n);
+  const int nt = threads_for(B, n);
+  const bool use_packed = current_isa() == kIsaAvx512;
+  // w_re's four gate blocks, each n x n, packed separately: block g at g * np * n * kPanel
+  const int np = panels(n);
+  Packed packed;
+  if (use_packed && !packed.alloc(4L * np * n * kPanel)) return 2;
+  BlasThreads blas_guard(1);
   const int t_first = direction > 0 ? 0 : T - 1, t_end = direction > 0 ? T - 1 : 0;
 #pragma omp parallel num_threads(nt)
   {
-    int j0, j1;
-    my_slice(n, &j0, &j1);
-    const int len = j1 - j0;
-    for (int b = 0; b < B && len > 0; ++b) copy(h_prev + ((long)b * T + t_first) * n + j0, h0 + (long)b * n + j0, len);
+    const Part part = my_part(B, n);
+    const int j0 = part.j0, len = part.j1 - part.j0, b0 = part.b0, rows = part.b1 - part.b0;
+    const int q0 = j0 / kPanel, q1 = panels(part.j1);
+    if (use_packed)
+      for (int g = 0; g < 4; ++g)
+        pack_panels(w_re + g * n, n4, 1, n, n, part.p0, part.p1, packed.data + (long)g * np * n * kPanel);
+    for (int b = part.b0; b < part.b1 && len > 0; ++b)
+      copy(h_prev + ((long)b * T + t_first) * n + j0, h0 + (long)b * n + j0, len);
 #pragma omp barrier
     for (int s = 0; s < T; ++s) {
       const int t = direction > 0 ? s : T - 1 - s;
       const int t_last = t - direction;  // frame of the previous step
-      if (len > 0) {
-        // recurrent part of my units' four gate blocks: gates[:, t, blk*n + j0 : blk*n + j1] = h_prev[:, t] @ w_re
-        if (len == n)  // one thread: all four blocks in one GEMM
-          RN_BLAS(cblas_sgemm)(kRowMajor, kNoTrans, kNoTrans, B, (int)n4, n, 1.f, h_prev + (long)t * n, T * n, w_re,
-                               (int)n4, 0.f, gates + t * n4, (int)(T * n4));
+      if (len > 0 && rows > 0) {
+        // recurrent part of my units' four gate blocks: gates[rows, t, g*n + j0 : g*n + j1] = h_prev[rows, t] @ w_re
+        const float* hp_t = h_prev + ((long)b0 * T + t) * n;
+        float* g_t = gates + ((long)b0 * T + t) * n4;
+        if (use_packed)
+          for (int g = 0; g < 4; ++g)
+            packed_gemm(rows, n, n, hp_t, (long)T * n, packed.data + (long)g * np * n * kPanel, q0, q1, g_t + g * n,
+                        T * n4);
+        else if (len == n)  // all four blocks in one GEMM
+          RN_BLAS(cblas_sgemm)(kRowMajor, kNoTrans, kNoTrans, rows, (int)n4, n, 1.f, hp_t, T * n, w_re, (int)n4, 0.f,
+                               g_t, (int)(T * n4));
         else
-          for (int blk = 0; blk < 4; ++blk)
-            RN_BLAS(cblas_sgemm)(kRowMajor, kNoTrans, kNoTrans, B, len, n, 1.f, h_prev + (long)t * n, T * n,
-                                 w_re + blk * n + j0, (int)n4, 0.f, gates + t * n4 + blk * n + j0, (int)(T * n4));
-        for (int b = 0; b < B; ++b) {
+          for (int g = 0; g < 4; ++g)
+            RN_BLAS(cblas_sgemm)(kRowMajor, kNoTrans, kNoTrans, rows, len, n, 1.f, hp_t, T * n, w_re + g * n + j0,
+                                 (int)n4, 0.f, g_t + g * n + j0, (int)(T * n4));
+        for (int b = part.b0; b < part.b1; ++b) {
           const long bt = (long)b * T + t;
           const float* hp = h_prev + bt * n + j0;
           const float* cp = (s == 0 ? c0 + (long)b * n : cells + ((long)b * T + t_last) * n) + j0;
@@ -185,9 +351,12 @@ extern "C" int returnn_lstm_fwd_cpu(int B, int T, int n, int direction, const fl
           }
         }
       }
+      if (!part.by_batch) {
 #pragma omp barrier
+      }
     }
-    for (int b = 0; b < B && len > 0; ++b) copy(c_final + (long)b * n + j0, cells + ((long)b * T + t_end) * n + j0, len);
+    for (int b = part.b0; b < part.b1 && len > 0; ++b)
+      copy(c_final + (long)b * n + j0, cells + ((long)b * T + t_end) * n + j0, len);
   }
   return 0;
 }
@@ -209,59 +378,89 @@ extern "C" int returnn_lstm_bwd_cpu(int B, int T, int n, int direction, const fl
   }
   float* tmp = static_cast<float*>(std::malloc(sizeof(float) * (size_t)B * n));
   if (!tmp) return 2;
+  const int nt = threads_for(B, n);
+  const bool use_packed = current_isa() == kIsaAvx512;
+  // w_re^T (4n x n) packed: the step's dh_prev = dz_t @ w_re^T
+  Packed packed;
+  if (use_packed && !packed.alloc((long)panels(n) * n4 * kPanel)) {
+    std::free(tmp);
+    return 2;
+  }
   // dh0 and dc0 double as the carried gradients of h and c
   float* dh = dh0;
   float* dc = dc0;
   copy(dh, dh_final, B * n);
   copy(dc, dc_final, B * n);
-  const int nt = threads_for(n);
-#pragma omp parallel num_threads(nt)
   {
-    int j0, j1;
-    my_slice(n, &j0, &j1);
-    const int len = j1 - j0;
-    for (int s = T - 1; s >= 0; --s) {
-      const int t = direction > 0 ? s : T - 1 - s;
-      const int t_last = t - direction;
-      for (int b = 0; b < B && len > 0; ++b) {
-        const long bt = (long)b * T + t;
-        float* dz_bt = dz + bt * n4 + j0;
-        if (mask[bt] > 0.f) {
-          const float* cp = (s == 0 ? c0 + (long)b * n : cells + ((long)b * T + t_last) * n) + j0;
-          gate_backward(len, n, gates + bt * n4 + j0, cells + bt * n + j0, cp, dh + (long)b * n + j0,
-                        dy + bt * n + j0, dc + (long)b * n + j0, dz_bt);
-        } else {
-          for (int blk = 0; blk < 4; ++blk) std::memset(dz_bt + blk * n, 0, sizeof(float) * len);
+    BlasThreads blas_guard(1);
+#pragma omp parallel num_threads(nt)
+    {
+      const Part part = my_part(B, n);
+      const int j0 = part.j0, len = part.j1 - part.j0, b0 = part.b0, rows = part.b1 - part.b0;
+      const int q0 = j0 / kPanel, q1 = panels(part.j1);
+      if (use_packed) pack_panels(w_re, 1, n4, (int)n4, n, part.p0, part.p1, packed.data);
+#pragma omp barrier
+      for (int s = T - 1; s >= 0; --s) {
+        const int t = direction > 0 ? s : T - 1 - s;
+        const int t_last = t - direction;
+        for (int b = part.b0; b < part.b1 && len > 0; ++b) {
+          const long bt = (long)b * T + t;
+          float* dz_bt = dz + bt * n4 + j0;
+          if (mask[bt] > 0.f) {
+            const float* cp = (s == 0 ? c0 + (long)b * n : cells + ((long)b * T + t_last) * n) + j0;
+            gate_backward(len, n, gates + bt * n4 + j0, cells + bt * n + j0, cp, dh + (long)b * n + j0,
+                          dy + bt * n + j0, dc + (long)b * n + j0, dz_bt);
+          } else {
+            for (int g = 0; g < 4; ++g) std::memset(dz_bt + g * n, 0, sizeof(float) * len);
+          }
+        }
+        if (!part.by_batch) {
+#pragma omp barrier
+        }
+        if (len > 0 && rows > 0) {
+          // dh_prev[rows, my units] = dz[rows, t] @ w_re[my units]^T; masked frames pass dh through unchanged
+          const float* dz_t = dz + ((long)b0 * T + t) * n4;
+          if (use_packed)
+            packed_gemm(rows, n, (int)n4, dz_t, T * n4, packed.data, q0, q1, tmp + (long)b0 * n, n);
+          else
+            RN_BLAS(cblas_sgemm)(kRowMajor, kNoTrans, kTrans, rows, len, (int)n4, 1.f, dz_t, (int)(T * n4),
+                                 w_re + (long)j0 * n4, (int)n4, 0.f, tmp + (long)b0 * n + j0, n);
+          for (int b = part.b0; b < part.b1; ++b)
+            if (mask[(long)b * T + t] > 0.f) copy(dh + (long)b * n + j0, tmp + (long)b * n + j0, len);
         }
       }
+      // dw_re[:, my panels' gate columns] = h_prev^T @ dz over all frames at once (masked frames have dz = 0).
+      // Our threads split it rather than the BLAS's own, which would spin-wait on the cores after the call.
 #pragma omp barrier
-      if (len > 0) {
-        // dh_prev[:, my units] = dz[:, t] @ w_re[my units]^T; masked frames pass dh through unchanged
-        RN_BLAS(cblas_sgemm)(kRowMajor, kNoTrans, kTrans, B, len, (int)n4, 1.f, dz + t * n4, (int)(T * n4),
-                             w_re + (long)j0 * n4, (int)n4, 0.f, tmp + j0, n);
-        for (int b = 0; b < B; ++b)
-          if (mask[(long)b * T + t] > 0.f) copy(dh + (long)b * n + j0, tmp + (long)b * n + j0, len);
-      }
+      const int u0 = part.p0 * kPanel, u1 = part.p1 * kPanel < n ? part.p1 * kPanel : n;
+      if (u1 == n && u0 == 0)
+        RN_BLAS(cblas_sgemm)(kRowMajor, kTrans, kNoTrans, n, (int)n4, B * T, 1.f, h_prev, n, dz, (int)n4, 0.f, dw_re,
+                             (int)n4);
+      else
+        for (int g = 0; g < 4 && u1 > u0; ++g)
+          RN_BLAS(cblas_sgemm)(kRowMajor, kTrans, kNoTrans, n, u1 - u0, B * T, 1.f, h_prev, n, dz + g * n + u0,
+                               (int)n4, 0.f, dw_re + g * n + u0, (int)n4);
     }
-    // dw_re[:, my units' gate columns] = h_prev^T @ dz over all frames at once (masked frames have dz = 0)
-    if (len == n)
-      RN_BLAS(cblas_sgemm)(kRowMajor, kTrans, kNoTrans, n, (int)n4, B * T, 1.f, h_prev, n, dz, (int)n4, 0.f, dw_re,
-                           (int)n4);
-    else
-      for (int blk = 0; blk < 4 && len > 0; ++blk)
-        RN_BLAS(cblas_sgemm)(kRowMajor, kTrans, kNoTrans, n, len, B * T, 1.f, h_prev, n, dz + blk * n + j0,
-                             (int)n4, 0.f, dw_re + blk * n + j0, (int)n4);
   }
   std::free(tmp);
   return 0;
 }
 
 extern "C" void returnn_native_set_num_threads(int num_threads) {
-  threads_for(1);  // initialise (and pin the BLAS to one thread per caller)
   g_num_threads = num_threads > 0 ? num_threads : default_threads();
 }
 
 extern "C" int returnn_native_get_num_threads(void) {
-  threads_for(1);
+  threads_for(1, 1);
   return g_num_threads;
 }
+
+extern "C" int returnn_native_set_isa(int isa) {
+  if (isa == kIsaAuto) isa = best_isa();
+  if (isa != kIsaGeneric && isa != kIsaAvx512) return 1;
+  if (isa == kIsaAvx512 && !RN_HAVE_AVX512) return 1;
+  g_isa = isa;
+  return 0;
+}
+
+extern "C" int returnn_native_get_isa(void) { return current_isa(); }

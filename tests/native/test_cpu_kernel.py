@@ -1,0 +1,113 @@
+"""The CPU kernel library's code paths agree: AVX-512 packed step GEMMs vs the BLAS per step, batch vs unit split."""
+
+from __future__ import annotations
+
+import ctypes
+
+import numpy as np
+import pytest
+from returnn_native import cpu_kernels
+from returnn_native.errors import NativeOpError
+
+
+def _problem(B: int, T: int, n: int, seed: int = 0) -> tuple[np.ndarray, ...]:
+    rng = np.random.default_rng(seed)
+    z = rng.normal(size=(B, T, 4 * n)).astype(np.float32)
+    w = (rng.normal(size=(n, 4 * n)) * 0.2).astype(np.float32)
+    lengths = rng.integers(0, T + 1, size=B)
+    lengths[0] = T
+    mask = (np.arange(T)[None, :] < lengths[:, None]).astype(np.float32)
+    h0 = (rng.normal(size=(B, n)) * 0.5).astype(np.float32)
+    c0 = (rng.normal(size=(B, n)) * 0.5).astype(np.float32)
+    dy = rng.normal(size=(B, T, n)).astype(np.float32)
+    return z, w, mask, h0, c0, dy
+
+
+def _fwd_bwd(z, w, mask, h0, c0, dy, direction: int) -> tuple[np.ndarray, ...]:
+    fwd = cpu_kernels.lstm_fwd(z, w, mask, h0, c0, direction=direction)
+    bwd = cpu_kernels.lstm_bwd(w, mask, h0, c0, *fwd[3:], dy, fwd[1], fwd[2], direction=direction)
+    return (*fwd, *bwd)
+
+
+def _numpy_lstm(z, w, mask, h0, c0, direction: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Float64 reference forward: y, h_final, c_final."""
+    z, w = z.astype(np.float64), w.astype(np.float64)
+    n = w.shape[0]
+    h, c = h0.astype(np.float64), c0.astype(np.float64)
+    y = np.zeros(z.shape[:2] + (n,))
+    T = z.shape[1]
+    for t in range(T) if direction == 1 else reversed(range(T)):
+        g = z[:, t] + h @ w
+        a, i, f, o = np.tanh(g[:, :n]), *(1 / (1 + np.exp(-g[:, k * n : (k + 1) * n])) for k in (1, 2, 3))
+        c_new = f * c + i * a
+        h_new = o * np.tanh(c_new)
+        m = mask[:, t : t + 1]
+        c, h = m * c_new + (1 - m) * c, m * h_new + (1 - m) * h
+        y[:, t] = m * h_new
+    return y, h, c
+
+
+@pytest.fixture
+def isa_and_threads():
+    """Restores the kernel library's ISA and thread count after the test."""
+    isa, threads = cpu_kernels.get_isa(), cpu_kernels.get_num_threads()
+    yield
+    cpu_kernels.set_isa(isa)
+    cpu_kernels.set_num_threads(threads)
+
+
+# B=25: row blocks of 12 and 13 -> micro-kernels of 8 and 9 rows; n=70: panels of 32, 32 and a tail of 6 columns
+@pytest.mark.parametrize("direction", [1, -1])
+def test_avx512_matches_generic_blas(direction: int, isa_and_threads) -> None:
+    """The packed AVX-512 micro-kernel and the BLAS-per-step path give the same forward and backward results."""
+    try:
+        cpu_kernels.set_isa("avx512")
+    except NativeOpError:
+        pytest.skip("kernel library built without AVX-512 (host CPU lacks it)")
+    problem = _problem(25, 7, 70, seed=direction + 2)
+    cpu_kernels.set_num_threads(1)
+    packed = _fwd_bwd(*problem, direction)
+    cpu_kernels.set_isa("generic")
+    assert cpu_kernels.get_isa() == "generic"
+    blas = _fwd_bwd(*problem, direction)
+    for got, want in zip(packed, blas):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    y, h, c = _numpy_lstm(*problem[:5], direction)
+    for got, want in zip(packed[:3], (y, h, c)):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("B,n", [(20, 20), (40, 70), (3, 136)])
+def test_two_threads_match_one(B: int, n: int, isa_and_threads) -> None:
+    """Threads splitting the batch (B >= 16) or the units (B=3, n=136) match a single thread, on every ISA."""
+    problem = _problem(B, 5, n, seed=B)
+    for isa in ("generic", cpu_kernels.get_isa()):
+        cpu_kernels.set_isa(isa)
+        results = []
+        for threads in (1, 2):
+            cpu_kernels.set_num_threads(threads)
+            results.append(_fwd_bwd(*problem, direction=-1))
+        for one, two in zip(*results):
+            np.testing.assert_allclose(one, two, rtol=1e-5, atol=1e-5)
+
+
+def test_unknown_isa_is_clear() -> None:
+    with pytest.raises(NativeOpError, match="unknown ISA 'sse9'.*generic"):
+        cpu_kernels.set_isa("sse9")
+
+
+def test_kernels_leave_the_blas_thread_count_alone() -> None:
+    """A kernel call restores OpenBLAS's thread count: PyTensor's dot products share this OpenBLAS and keep theirs."""
+    from returnn_native.toolchain import find_blas
+
+    blas = find_blas()
+    lib = ctypes.CDLL(f"{blas.lib_dir}/lib{blas.library}.so")
+    get = getattr(lib, f"{blas.symbol_prefix}openblas_get_num_threads")
+    set_ = getattr(lib, f"{blas.symbol_prefix}openblas_set_num_threads")
+    before = get()
+    try:
+        set_(2)
+        _fwd_bwd(*_problem(4, 3, 8), direction=1)
+        assert get() == 2
+    finally:
+        set_(before)
