@@ -213,9 +213,18 @@ def test_bad_sub_networks_name_the_layer_and_the_loop(unit: dict, message: str) 
     assert message in str(info.value)
 
 
-def test_search_without_an_end_layer_is_an_error() -> None:
-    net = _search_net(2)
+def test_search_without_an_end_layer_runs_max_seq_len_steps() -> None:
+    net = _search_net(3)
     del net["output"]["unit"]["end"]
+    backend = _backend(net, search=True)
+    backend.set_param_values({"output/rec/prob/W": TRANSITIONS, "output/rec/prob/b": np.zeros(3, "f")})
+    paths = itertools.product(range(3), repeat=MAX_LEN)
+    best = max(paths, key=lambda h: sum(TRANSITIONS[p, lab] for p, lab in zip((0, *h[:-1]), h)))
+    for batch in _batches(num=3):
+        labels, lens = backend.forward_step(batch, "decision")
+        assert list(lens) == [MAX_LEN] * batch.num_seqs
+        assert all(list(row) == list(best) for row in labels)
+    del net["output"]["max_seq_len"]
     with pytest.raises(NetworkError, match="layer 'output': the loop does not know its length: add an 'end' layer"):
         _backend(net, search=True)
 

@@ -282,9 +282,10 @@ class RecSubnet:
         if src is not None and not has_end:
             return src.seq_lens, ops.dynamic_dim(src.tensor, 1), False
         max_len = opts.get("max_seq_len")
-        if not has_end:
+        if not has_end and max_len is None:
             raise NetworkError(f"layer {self.name!r}: the loop does not know its length: add an 'end' layer to the "
-                               "unit (or give 'target' outside search, or a source with a time axis)")
+                               "unit or set 'max_seq_len' (or give 'target' outside search, or a source with a "
+                               "time axis)")
         if max_len is None:
             if src is None:
                 raise NetworkError(f"layer {self.name!r}: a loop that ends by its 'end' layer needs 'max_seq_len' "
@@ -292,12 +293,16 @@ class RecSubnet:
             return None, ops.dynamic_dim(src.tensor, 1), True
         ref, const, factor = _parse_max_len(max_len, layer=self.name)
         if ref is None:
-            return None, const, True
-        base = ctx.get(ref, layer=self.name)
-        if not base.has_time:
-            raise NetworkError(f"layer {self.name!r}: max_seq_len refers to {ref!r}, which has no time axis")
-        longest = ops.reduce(ops.cast(base.seq_lens, "float32"), "max")
-        return None, ops.cast(longest * np.float32(factor) + np.float32(const), "int32"), True
+            steps = const
+        else:
+            base = ctx.get(ref, layer=self.name)
+            if not base.has_time:
+                raise NetworkError(f"layer {self.name!r}: max_seq_len refers to {ref!r}, which has no time axis")
+            longest = ops.reduce(ops.cast(base.seq_lens, "float32"), "max")
+            steps = ops.cast(longest * np.float32(factor) + np.float32(const), "int32")
+        if not has_end:  # no end layer: every seq runs max_seq_len steps, as RETURNN's loop without one
+            return ops.cast(ops.fill([ctx.batch_size], 1.0), "int32") * steps, steps, False
+        return None, steps, True
 
     @staticmethod
     def _tile_seq(ops: Ops, out: LayerOutput, beam: int) -> LayerOutput:
