@@ -9,10 +9,18 @@ One step = forward, a sum loss, and gradients w.r.t. the input and all parameter
 builds every implementation with the same thread count for every library (``--threads``, default 2: TF
 intra/inter-op pools, torch.set_num_threads, NativeLSTM's OpenMP threads, OpenBLAS/OpenMP env vars), then times
 them round-robin, one step each per round (so changing load on a shared machine hits all alike), and reports the
-best and the median of ``--repeat`` steps. The GEMM-bound limit is the step's GEMM FLOPs divided by the sgemm GFLOP/s measured on this machine
-(NumPy's OpenBLAS) at the per-step recurrent shape (B, n) x (n, 4n) and at a large square size.
+best and the median of ``--repeat`` steps. The sgemm rate (NumPy's OpenBLAS) is timed in the same rounds, at a
+large square size and at the per-step recurrent shape (B, n) x (n, 4n); the GEMM-bound limit is the step's GEMM
+FLOPs divided by it. The PyTensor op runs with the PyTensor configuration of the theano backend (its dots on
+OpenBLAS). Below each table the ratios the NativeLSTM goals are stated in: TF op vs torch, TF op vs the large-sgemm
+bound, PyTensor op vs TF op.
 
     python benchmarks/lstm.py [--threads 2] [--repeat 10] [--only native_tf,torch]
+    python benchmarks/lstm.py --gpu [--repeat 10] [--only native_tf,keras,torch,native_pytensor]
+
+``--gpu`` times NativeLSTM's CUDA kernels (TF op; PyTensor op with host copies) against cuDNN (keras LSTM on the
+GPU, torch.nn.LSTM on CUDA), all in full float32 (TF32 off), one process per library; without a GPU it says so
+and measures nothing.
 
 torch is a benchmark-only dependency: ``pip install torch==2.13.0`` (CPU wheel).
 """
@@ -206,9 +214,14 @@ def run_torch(s: dict, threads: int, repeat: int) -> Callable[[], object]:
 def run_native_pytensor(s: dict, threads: int, repeat: int) -> Callable[[], object]:
     import numpy as np
 
-    from returnn_core.paths import cache_dir
+    try:  # PyTensor as the theano backend configures it (C linker, its dots on OpenBLAS)
+        from returnn_theano.pytensor_setup import configure
+    except ImportError:
+        from returnn_core.paths import cache_dir
 
-    os.environ.setdefault("PYTENSOR_FLAGS", f"base_compiledir={cache_dir('pytensor')},blas__ldflags=")
+        os.environ.setdefault("PYTENSOR_FLAGS", f"base_compiledir={cache_dir('pytensor')}")
+    else:
+        configure()
     import pytensor
     import pytensor.tensor as pt
     from returnn_native.cpu_kernels import set_num_threads
@@ -238,19 +251,19 @@ def run_native_pytensor(s: dict, threads: int, repeat: int) -> Callable[[], obje
     return lambda: f(x_val)
 
 
-def run_sgemm(s: dict, threads: int, repeat: int) -> dict:
-    """sgemm GFLOP/s (NumPy's OpenBLAS) at the recurrent step shape and at 2000^3."""
+#: sgemm shapes (m, k, n, calls per timed step) timed with the implementations: 2000^3 and 50 recurrent steps
+SGEMM_SHAPES = {"square": lambda s: (2000, 2000, 2000, 1), "step": lambda s: (s["B"], s["n"], 4 * s["n"], s["T"])}
+
+
+def run_sgemm(s: dict, shape: str) -> tuple[Callable[[], object], float]:
+    """A step of NumPy sgemm calls at one of ``SGEMM_SHAPES`` and its FLOPs."""
     import numpy as np
 
+    m, k, n, calls = SGEMM_SHAPES[shape](s)
     rng = np.random.default_rng(0)
-    out = {}
-    for name, (m, k, n) in {"step": (s["B"], s["n"], 4 * s["n"]), "square": (2000, 2000, 2000)}.items():
-        a = rng.normal(size=(m, k)).astype(np.float32)
-        b = rng.normal(size=(k, n)).astype(np.float32)
-        reps = max(1, int(2e9 / (2 * m * k * n)))
-        sec = _time_steps(lambda a=a, b=b, reps=reps: [a @ b for _ in range(reps)], max(repeat, 5))["best"] / reps
-        out[name] = 2 * m * k * n / sec / 1e9
-    return out
+    a = rng.normal(size=(m, k)).astype(np.float32)
+    b = rng.normal(size=(k, n)).astype(np.float32)
+    return (lambda: [a @ b for _ in range(calls)]), 2.0 * m * k * n * calls
 
 
 RUNNERS = {
@@ -259,7 +272,6 @@ RUNNERS = {
     "blocklstm": run_blocklstm,
     "keras": run_keras,
     "torch": run_torch,
-    "sgemm": run_sgemm,
 }
 
 
@@ -269,16 +281,17 @@ def _worker(args: argparse.Namespace) -> None:
         # torch's own libgomp reads OMP_* when it loads; load it before returnn_native sets OMP_WAIT_POLICY for
         # its kernels, so torch runs with its default settings
         import torch  # noqa: F401
-    if args.worker == "sgemm":
-        result = run_sgemm(s, args.threads, args.repeat)
-    else:
-        steps = {}
-        for impl in args.worker.split(","):
-            try:
-                steps[impl] = RUNNERS[impl](s, args.threads, args.repeat)
-            except Exception as exc:  # one broken library should not sink the table
-                sys.stderr.write(f"{impl}: {type(exc).__name__}: {exc}\n")
-        result = _time_interleaved(steps, args.repeat)
+    steps, sgemm_flops = {}, {}
+    for impl in args.worker.split(","):
+        try:
+            steps[impl] = RUNNERS[impl](s, args.threads, args.repeat)
+        except Exception as exc:  # one broken library should not sink the table
+            sys.stderr.write(f"{impl}: {type(exc).__name__}: {exc}\n")
+    for shape in SGEMM_SHAPES:
+        steps[f"sgemm_{shape}"], sgemm_flops[shape] = run_sgemm(s, shape)
+    result = _time_interleaved(steps, args.repeat)
+    for shape, flops in sgemm_flops.items():
+        result[f"sgemm_{shape}"]["gflops"] = flops / result[f"sgemm_{shape}"]["best"] / 1e9
     print("RESULT " + json.dumps(result))
 
 
@@ -286,6 +299,9 @@ def _spawn(impl: str, setting: str, threads: int, repeat: int) -> object:
     env = dict(os.environ)
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         env[var] = str(threads)
+    # NumPy's OpenBLAS (the sgemm rounds) frees its cores soon after a call instead of spinning ~0.1 s into the
+    # next implementation's step; returnn_native sets the same for the OpenBLAS it uses
+    env.setdefault("OPENBLAS_THREAD_TIMEOUT", "16")
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     cmd = [
         sys.executable,
@@ -307,6 +323,114 @@ def _spawn(impl: str, setting: str, threads: int, repeat: int) -> object:
     return None
 
 
+GPU_IMPLS = {
+    "native_tf": "NativeLSTM (TF op, CUDA kernels)",
+    "keras": "tf.keras LSTM (cuDNN)",
+    "torch": "torch.nn.LSTM (cuDNN)",
+    "native_pytensor": "NativeLSTM (PyTensor CUDA op, host copies)",
+}
+
+
+def _tf_gpu(threads: int):
+    """TF on the GPU in full float32 (no TF32, like the NativeLSTM kernels' cuBLAS calls), memory grown on demand."""
+    tf = _tf_setup(threads)
+    gpus = tf.config.list_physical_devices("GPU")
+    if not gpus:
+        raise RuntimeError("TensorFlow sees no GPU (tf.config.list_physical_devices('GPU') is empty)")
+    for gpu in gpus:
+        tf.config.experimental.set_memory_growth(gpu, True)
+    tf.config.experimental.enable_tensor_float_32_execution(False)
+    return tf
+
+
+def _gpu_runner(impl: str, s: dict, threads: int, repeat: int) -> Callable[[], object]:
+    """One GPU implementation's step; raises when it cannot run on the GPU (never falls back to the CPU)."""
+    if impl == "torch":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise RuntimeError("torch.cuda.is_available() is False")
+        torch.backends.cudnn.enabled = True
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.manual_seed(1)
+        lstm = torch.nn.LSTM(
+            s["n_in"], s["n"], num_layers=s["layers"], bidirectional=s["bidirectional"], batch_first=True
+        ).cuda()
+        x = torch.randn(s["B"], s["T"], s["n_in"], device="cuda", requires_grad=True)
+
+        def step():
+            lstm.zero_grad(set_to_none=True)
+            x.grad = None
+            y, _ = lstm(x)
+            y.sum().backward()
+            torch.cuda.synchronize()
+
+        return step
+    if impl == "native_pytensor":
+        os.environ["RETURNN_NATIVE_CUDA"] = "1"  # the PyTensor op runs the CUDA kernels only when asked
+        return run_native_pytensor(s, threads, repeat)
+    tf = _tf_gpu(threads)
+    if impl == "native_tf":
+        from returnn_native.tf_gpu_op import load_tf_gpu_kernels
+        from returnn_native.tf_ops import load_tf_op_library
+
+        load_tf_op_library()
+        if not load_tf_gpu_kernels():
+            raise RuntimeError("the NativeLstm GPU kernels were not loaded (see the warning above)")
+    with tf.device("/GPU:0"):
+        step = (run_native_tf if impl == "native_tf" else run_keras)(s, threads, repeat)
+        step()  # traces the tf.function under the GPU device scope
+    return step
+
+
+def _gpu_worker(args: argparse.Namespace) -> None:
+    s = SETTINGS[args.setting]
+    step = _gpu_runner(args.gpu_worker, s, args.threads, args.repeat)
+    print("RESULT " + json.dumps(_time_steps(step, args.repeat)))
+
+
+def gpu_main(args: argparse.Namespace) -> None:
+    """``--gpu``: NativeLSTM's CUDA kernels against cuDNN (keras, torch), one subprocess per implementation."""
+    from returnn_native.cuda_kernels import gpu_count
+
+    if gpu_count() == 0:
+        print(
+            "--gpu: no CUDA GPU here (the NVIDIA driver reports none, or there is no driver): nothing was measured. "
+            "Run this on a machine with a GPU; the CPU comparison is `python benchmarks/lstm.py` without --gpu."
+        )
+        return
+    impls = [i for i in (args.only.split(",") if args.only else GPU_IMPLS) if i]
+    print(
+        f"LSTM fwd+bwd, float32 (TF32 off everywhere), GPU, {args.repeat} timed steps each, one process per library\n"
+    )
+    for setting in args.settings.split(","):
+        s = SETTINGS[setting]
+        results = {}
+        for impl in impls:
+            cmd = [sys.executable, os.path.abspath(__file__), "--gpu-worker", impl, "--setting", setting]
+            cmd += ["--threads", str(args.threads), "--repeat", str(args.repeat)]
+            env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
+            proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+            lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+            results[impl] = json.loads(lines[-1][len("RESULT ") :]) if lines else proc.stderr.strip().splitlines()[-1:]
+        print(
+            f"### {setting}: T={s['T']} B={s['B']} in={s['n_in']} n={s['n']} layers={s['layers']}"
+            f"{' bidirectional' if s['bidirectional'] else ''}; {gemm_flops(s) / 1e9:.1f} GFLOP per step"
+        )
+        print("| implementation | best ms / step | median ms | NativeLSTM (TF) speedup (best) |")
+        print("|---|---:|---:|---:|")
+        ref = results.get("native_tf")
+        for impl in impls:
+            res = results[impl]
+            if not isinstance(res, dict):
+                print(f"| {GPU_IMPLS[impl]} | failed: {' '.join(res) or 'no output'} | | |")
+                continue
+            rel = f"{res['best'] / ref['best']:.2f}x" if isinstance(ref, dict) and impl != "native_tf" else ""
+            print(f"| {GPU_IMPLS[impl]} | {res['best'] * 1e3:.2f} | {res['median'] * 1e3:.2f} | {rel} |")
+        print()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--threads", type=int, default=2)
@@ -315,7 +439,15 @@ def main() -> None:
     parser.add_argument("--settings", default=",".join(SETTINGS), help="comma-separated settings")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--setting", help=argparse.SUPPRESS)
+    parser.add_argument("--gpu", action="store_true", help="compare on the GPU against cuDNN (keras, torch) instead")
+    parser.add_argument("--gpu-worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.gpu_worker:
+        _gpu_worker(args)
+        return
+    if args.gpu:
+        gpu_main(args)
+        return
     if args.worker:
         _worker(args)
         return
@@ -327,7 +459,6 @@ def main() -> None:
     for setting in args.settings.split(","):
         s = SETTINGS[setting]
         flops = gemm_flops(s)
-        sgemm = _spawn("sgemm", setting, args.threads, args.repeat) or {}
         results = _spawn(",".join(impls), setting, args.threads, args.repeat) or {}
         print(
             f"### {setting}: T={s['T']} B={s['B']} in={s['n_in']} n={s['n']} layers={s['layers']}"
@@ -344,12 +475,23 @@ def main() -> None:
             sec = res["best"]
             rel = f"{sec / ref['best']:.2f}x" if ref and impl != "native_tf" else ""
             print(f"| {IMPLS[impl]} | {sec * 1e3:.1f} | {res['median'] * 1e3:.1f} | {flops / sec / 1e9:.0f} | {rel} |")
-        for name, gflops in sgemm.items():
-            label = "(B,n)x(n,4n)" if name == "step" else "2000^3"
-            print(
-                f"| GEMM-bound limit, {label} sgemm at {gflops:.0f} GFLOP/s | {flops / gflops / 1e6:.1f} | | "
-                f"{gflops:.0f} | |"
-            )
+        bound = {}
+        for shape, label in (("step", "(B,n)x(n,4n)"), ("square", "2000^3")):
+            gflops = results.get(f"sgemm_{shape}", {}).get("gflops")
+            if gflops:
+                bound[shape] = flops / gflops / 1e9
+                print(f"| GEMM-bound limit, {label} sgemm at {gflops:.0f} GFLOP/s | {bound[shape] * 1e3:.1f} | | "
+                      f"{gflops:.0f} | |")
+        print()
+        ratios = []
+        if ref and results.get("torch"):
+            ratios.append(f"TF op {results['torch']['best'] / ref['best']:.2f}x faster than torch.nn.LSTM")
+        if ref and bound.get("square"):
+            ratios.append(f"TF op at {ref['best'] / bound['square']:.2f}x the large-sgemm bound")
+        if ref and results.get("native_pytensor"):
+            ratios.append(f"PyTensor op at {results['native_pytensor']['best'] / ref['best']:.2f}x the TF op")
+        if ratios:
+            print(f"NativeLSTM ratios ({setting}, best steps of this run): " + "; ".join(ratios))
         print()
 
 
