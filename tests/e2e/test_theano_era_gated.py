@@ -1,4 +1,5 @@
-"""The Theano-era layer classes ``gru``, ``sru`` and ``act_lstm`` on both backends, against NumPy versions."""
+"""The Theano-era layer classes ``gru``, ``sru``, ``act_lstm`` and ``constant`` over time on both backends, against
+NumPy versions."""
 
 from __future__ import annotations
 
@@ -24,7 +25,10 @@ NET = {
     "sru_p": {"class": "sru", "n_out": N, "psize": 2, "pdepth": 2, "pact": "tanh"},
     "sru_carry": {"class": "sru", "n_out": 4, "carry_time": True},
     "act": {"class": "act_lstm", "n_out": N, **ACT},
-    "output": {"class": "softmax", "loss": "ce", "n_out": 3, "from": ["gru", "sru_p", "sru_carry", "act"]},
+    "const": {"class": "constant", "value": [0.5, -1.0], "n_out": 2},
+    "const_scalar": {"class": "constant", "value": 2, "n_out": 3, "from": "act"},
+    "output": {"class": "softmax", "loss": "ce", "n_out": 3,
+               "from": ["gru", "sru_p", "sru_carry", "act", "const", "const_scalar"]},
 }
 
 
@@ -38,7 +42,7 @@ def outputs() -> tuple[tuple[Any, Any], dict[str, np.ndarray], dict[str, np.ndar
         params[key] = rng.uniform(-1.0, 1.0, value.shape).astype("f")
     for backend in backends:
         backend.set_param_values(params)
-    outs = {name: _forward(backends, name)[0] for name in ("gru", "sru_p", "sru_carry", "act")}
+    outs = {name: _forward(backends, name)[0] for name in ("gru", "sru_p", "sru_carry", "act", "const", "const_scalar")}
     return backends, outs, params
 
 
@@ -124,7 +128,15 @@ def test_act_lstm_output_and_time_penalty(outputs) -> None:
         np.testing.assert_allclose(result.losses["act"], penalty.sum(), rtol=1e-4)  # the objective gets 0.5 * this
 
 
+def test_constant_over_time(outputs) -> None:
+    """Theano's constant: the value in every frame of its source, n_out wide (the tf era's has no time axis)."""
+    _, outs, _ = outputs
+    np.testing.assert_array_equal(outs["const"], MASK[..., None] * np.array([0.5, -1.0], "f"))
+    np.testing.assert_array_equal(outs["const_scalar"], MASK[..., None] * np.full(3, 2.0, "f"))
+
+
 @pytest.mark.parametrize(("layer", "message"), [
+    ({"class": "constant", "value": [1, 2], "n_out": 3}, "a vector of 1 or n_out=3 entries"),
     ({"class": "act_lstm", "n_out": 2, "time_penalty_type": "cubic"}, "time_penalty_type 'cubic'"),
     ({"class": "act_lstm", "n_out": 2, "eps": 1.0}, "eps must be in (0, 1)"),
     ({"class": "sru", "n_out": 2, "carry_time": True}, "carry_time needs the input dim (4) to equal n_out (2)"),

@@ -11,6 +11,7 @@ from returnn_core.errors import NetworkError
 from returnn_core.frontend._layer import Context, FrameShape, Layer, concat_features
 from returnn_core.frontend._output import LayerOutput
 from returnn_core.frontend.activations import get_activation
+from returnn_core.frontend.layers.theano_era import constant as theano_constant
 from returnn_core.frontend.layers.theano_era import output as theano_output
 
 
@@ -213,6 +214,8 @@ class ConstantLayer(Layer):
 
     def call(self, sources: list[LayerOutput], ctx: Context) -> LayerOutput:
         """Broadcast the constant over the batch."""
+        if self.n_out is not None and sources and sources[0].has_time:  # the Theano era's form: over the frames
+            return theano_constant.constant_over_time(self, self.single_source(sources), ctx)
         ops = ctx.ops
         dtype = str(self.opts.get("dtype", "float32"))
         value = np.asarray(self.opts.get("value", 0.0), dtype=dtype)
