@@ -260,3 +260,62 @@ def test_read_ahead_reads_consecutive_seqs_in_few_calls(tmp_path, monkeypatch) -
         rand.get_seq(i)
         rand.get_seq(max(i - 3, 0))  # revisiting a recent seq hits the cache
     assert sorted(s for a, b in calls for s in range(a, b)) == list(range(300))  # each seq read exactly once
+
+
+def _write_chunked(path: str, inputs, classes, chunk_rows: int, **filters) -> None:
+    """RETURNN's layout in small chunks, the two streams appended in turn, so that a stream's chunks are not
+    back to back in the file and seqs cross from one stored run to the next."""
+    dim = inputs[0].shape[1]
+    with h5py.File(path, "w", rdcc_nbytes=0) as f:  # no chunk cache: each chunk gets its place when first written
+        x = f.create_dataset("inputs", (0, dim), maxshape=(None, dim), chunks=(chunk_rows, dim), dtype="float32", **filters)
+        y = f.create_group("targets/data").create_dataset(
+            "classes", (0,), maxshape=(None,), chunks=(chunk_rows,), dtype="int32", **filters
+        )
+        f.create_group("targets/size").attrs["classes"] = [7, 1]
+        for a, b in zip(inputs, classes):
+            for ds, arr in ((x, a), (y, b)):
+                ds.resize(ds.shape[0] + len(arr), axis=0)
+                ds[-len(arr) :] = arr
+        f.create_dataset("seqLengths", data=np.array([[len(a), len(b)] for a, b in zip(inputs, classes)], dtype="int32"))
+        f.create_dataset("seqTags", data=np.array([f"s{i}".encode() for i in range(len(inputs))], dtype="S8"))
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "chunked", "gzip"])
+def test_batches_built_from_mapped_seqs_equal_the_h5py_read(tmp_path, monkeypatch, layout) -> None:
+    """Padded batches filled straight from the mapped file hold what reading through h5py and padding gives."""
+    from returnn_datasets.hdf import extents, reader
+
+    inputs, classes, _ = _corpus(120, dim=5, seed=7)
+    path = str(tmp_path / f"{layout}.hdf")
+    if layout == "contiguous":
+        write_returnn_style(path, inputs, {"classes": classes}, sizes={"classes": (7, 1)})
+    else:
+        _write_chunked(path, inputs, classes, chunk_rows=37, **({"compression": "gzip"} if layout == "gzip" else {}))
+    with h5py.File(path, "r") as f:
+        runs = extents.row_extents(f["inputs"])
+        reference = {"data": f["inputs"][...], "classes": f["targets/data/classes"][...]}
+    assert (runs is None) == (layout == "gzip")  # compressed chunks are read through HDF5
+    if layout == "chunked":
+        assert len(runs.offsets) > 10  # the runs are broken up, so some seqs straddle two of them
+
+    def batches(ds: HDFDataset) -> list:
+        ds.init_seq_order(epoch=1)
+        return [b.to_data(ds.output_specs()) for b in ds.generate_batches(batch_size=90, max_seqs=6)]
+
+    mapped_ds = HDFDataset(path, cache_size="2k")  # small blocks: many reads, each crossing runs
+    new = batches(mapped_ds)
+    assert mapped_ds.files[0].mapped(["data", "classes"]) == (layout != "gzip")
+    monkeypatch.setattr(reader, "row_extents", lambda ds: None)  # the h5py read, as before mapping
+    old = batches(HDFDataset(path, cache_size="2k"))
+    assert len(new) == len(old) > 10
+    starts = np.cumsum([0] + [len(x) for x in inputs])
+    for a, b in zip(new, old):
+        assert a.tags == b.tags
+        for key in ("data", "classes"):
+            assert a.data[key].dtype == b.data[key].dtype == (np.float32 if key == "data" else np.int32)
+            np.testing.assert_array_equal(a.data[key], b.data[key])
+            np.testing.assert_array_equal(a.seq_lens[key], b.seq_lens[key])
+        for row, idx in enumerate(a.seq_idx):  # and both hold the file's frames, zero-padded
+            t = len(inputs[idx])
+            np.testing.assert_array_equal(a.data["data"][row, :t], reference["data"][starts[idx] : starts[idx] + t])
+            assert not a.data["data"][row, t:].any()

@@ -14,10 +14,13 @@ import numpy as np
 from returnn_core.datasets import Dataset, DatasetSeq, DataSpec
 from returnn_core.errors import DatasetError
 from returnn_datasets.hdf import layout as L
+from returnn_datasets.hdf.extents import RowExtents, map_rows, row_extents
 
 #: the most one read-ahead block may hold: big enough to amortise h5py's per-call cost, small enough to
 #: stay in the CPU cache until the seqs are batched (bigger blocks measured slower)
 MAX_BLOCK_BYTES = 4 << 20
+#: the same for mapped streams, which are not copied: bigger blocks mean fewer mappings and disk requests
+MAX_MAPPED_BLOCK_BYTES = 16 << 20
 #: delivered seqs kept for repeated access (get_data, get_seq_length) before they leave the cache
 KEEP_DELIVERED = 16
 
@@ -33,6 +36,8 @@ class HDFFile:
         self.path = path
         if not os.path.exists(path):
             raise DatasetError(f"HDF file {path} does not exist")
+        self._fd: int | None = None
+        self._extents: dict[str, RowExtents | None] = {}  # key -> row runs to map (None: read through HDF5)
         try:
             self.h5: h5py.File | None = h5py.File(path, "r")
         except OSError as exc:
@@ -138,7 +143,7 @@ class HDFFile:
 
     def __getstate__(self) -> dict[str, Any]:
         """Pickle (and deep-copy) without the open handle; the copy reopens the file on its first read."""
-        return {**self.__dict__, "h5": None, "datasets": {}}
+        return {**self.__dict__, "h5": None, "datasets": {}, "_fd": None, "_extents": {}}
 
     def _open(self) -> h5py.File:
         if self.h5 is None:
@@ -172,24 +177,78 @@ class HDFFile:
                 )
         return self._tags
 
+    def _row_extents(self, key: str) -> RowExtents | None:
+        """The row runs of ``key`` if its bytes can be mapped and the mapping reads what HDF5 reads, else None."""
+        if key in self._extents:
+            return self._extents[key]
+        self._extents[key] = None
+        ds = self.datasets[key]
+        ext = row_extents(ds)
+        if ext is None:
+            return None
+        if self._fd is None:
+            self._fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        if os.fstat(self._fd).st_size < ext.end_offset:
+            return None  # truncated: HDF5's read reports it
+        n = int(ds.shape[0])
+        for row in (0, n - 1):  # the same file and the same bytes as HDF5 sees (a user block would shift them)
+            (_, _, mapped), = map_rows(self._fd, ext, row, row + 1)
+            if not np.array_equal(mapped, ds[row : row + 1], equal_nan=ds.dtype.kind == "f"):
+                return None
+        self._extents[key] = ext
+        return ext
+
+    def _read_rows(self, key: str, lo: int, hi: int) -> list[tuple[int, int, np.ndarray]]:
+        """Rows ``lo:hi`` of ``key`` as ``(first_row, end_row, array)`` pieces: mapped where possible, else one read."""
+        ext = self._row_extents(key) if hi > lo else None
+        if ext is not None:
+            return map_rows(self._fd, ext, lo, hi)
+        try:
+            return [(lo, hi, self.datasets[key][lo:hi])]
+        except (OSError, ValueError) as exc:
+            raise DatasetError(f"HDF file {self.path}: cannot read {key!r} frames {lo}:{hi}: {exc}") from None
+
+    def mapped(self, keys: Sequence[str]) -> bool:
+        """Whether every stream of ``keys`` is mapped from the file rather than read through HDF5."""
+        self._open()
+        return all(self._row_extents(k) is not None for k in keys)
+
+    def prefetch(self, keys: Sequence[str], start: int, end: int) -> None:
+        """Start reading the mapped bytes of seqs ``start:end`` into the page cache, without waiting."""
+        if self._fd is None or not hasattr(os, "posix_fadvise"):
+            return
+        for key in keys:
+            ext = self._extents.get(key)
+            if ext is not None:
+                starts = self.starts[key]
+                for a, b, offset in ext.pieces(int(starts[start]), int(starts[end])):
+                    os.posix_fadvise(self._fd, offset, (b - a) * ext.row_bytes, os.POSIX_FADV_WILLNEED)
+
     def read(self, keys: Sequence[str], start: int, end: int) -> list[dict[str, np.ndarray]]:
-        """Seqs ``start:end`` (local indices), each stream read in one contiguous call and split."""
+        """Seqs ``start:end`` (local indices), each stream read (or mapped) as one range and split."""
         out: list[dict[str, np.ndarray]] = [{} for _ in range(end - start)]
         self._open()
         for key in keys:
-            starts = self.starts[key]
-            lo, hi = int(starts[start]), int(starts[end])
-            try:
-                block = self.datasets[key][lo:hi]
-            except (OSError, ValueError) as exc:
-                raise DatasetError(f"HDF file {self.path}: cannot read {key!r} frames {lo}:{hi}: {exc}") from None
-            for i in range(start, end):
-                out[i - start][key] = block[int(starts[i]) - lo : int(starts[i + 1]) - lo]
+            bounds = self.starts[key][start : end + 1].tolist()
+            pieces = self._read_rows(key, bounds[0], bounds[-1])
+            p = 0
+            for i in range(end - start):
+                a, b = bounds[i], bounds[i + 1]
+                while p + 1 < len(pieces) and pieces[p][1] <= a and pieces[p][1] < b:
+                    p += 1
+                first, last, arr = pieces[p]
+                if b <= last:
+                    out[i][key] = arr[a - first : b - first]
+                else:  # the seq crosses from one stored run to the next: join its parts
+                    out[i][key] = np.concatenate([x[max(a - f, 0) : min(b, e) - f] for f, e, x in pieces if f < b and e > a])
         return out
 
     def close(self) -> None:
         """Close the file (a later read reopens it)."""
         h5, self.h5, self.datasets = self.h5, None, {}
+        fd, self._fd, self._extents = self._fd, None, {}
+        if fd is not None:
+            os.close(fd)  # mapped arrays stay valid: a mapping outlives its descriptor
         if h5 is None:
             return
         try:
@@ -240,6 +299,8 @@ class HDFDataset(Dataset):
         self._cursor = -1
         self._delivered: deque[int] = deque()
         self._tag_index: dict[str, int] | None = None
+        self._all_tags: list[str] | None = None  # every file's tags in corpus order, read on first use
+        self._planned: tuple[int, HDFFile, int] | None = None  # (epoch position, file, end) of the prefetched block
 
     def _add_file(self, path: str) -> None:
         new = HDFFile(path)
@@ -279,8 +340,9 @@ class HDFDataset(Dataset):
         return f.seq_length(local)
 
     def _seq_tag(self, corpus_idx: int) -> str:
-        f, local = self._locate(corpus_idx)
-        return f.tags()[local]
+        if self._all_tags is None:
+            self._all_tags = [t for f in self.files for t in f.tags()]
+        return self._all_tags[corpus_idx]
 
     def init_seq_order(self, epoch: int | None = None, seq_list: list[str] | None = None) -> None:
         """As the base, but looks tags up through one index over all files."""
@@ -296,6 +358,7 @@ class HDFDataset(Dataset):
         else:
             super().init_seq_order(epoch)
         self._cursor = -1
+        self._planned = None
 
     def _tags_to_index(self) -> dict[str, int]:
         if self._tag_index is None:
@@ -308,10 +371,16 @@ class HDFDataset(Dataset):
 
     def get_seq(self, seq_idx: int) -> DatasetSeq:
         """The ``seq_idx``-th seq of the epoch (its position steers the read-ahead)."""
+        order = self.epoch_order()
+        if not 0 <= seq_idx < len(order):
+            return super().get_seq(seq_idx)  # the base names the range in its error
         self._cursor = seq_idx
-        seq = super().get_seq(seq_idx)
-        self._forget_delivered(self.epoch_order()[seq_idx])
-        return seq
+        corpus_idx = order[seq_idx]
+        features = self._load_seq(corpus_idx)
+        self._forget_delivered(corpus_idx)
+        if self.window > 1:
+            features = self._apply_window(features)
+        return DatasetSeq(seq_idx, self._seq_tag(corpus_idx), features)
 
     def _forget_delivered(self, corpus_idx: int) -> None:
         """Drop seqs delivered a while ago: read-ahead is what the cache is for, and reusing freed memory
@@ -338,6 +407,7 @@ class HDFDataset(Dataset):
         seqs = f.read(list(self._specs), local, end)
         if self.cache_size <= 0:
             return seqs[0]
+        self._prefetch_next(f, local, end)
         for i, feats in enumerate(seqs):
             size = _nbytes(feats)
             old = self._cache.pop(corpus_idx + i, None)
@@ -349,10 +419,19 @@ class HDFDataset(Dataset):
 
     def _read_ahead_end(self, f: HDFFile, local: int) -> int:
         """End of the run of seqs that the epoch order visits next, consecutively in this file."""
-        budget = min(self.cache_size // 2, MAX_BLOCK_BYTES)
-        order, pos = self.epoch_order(), self._cursor
+        pos = self._cursor
+        planned, self._planned = self._planned, None
+        if planned is not None and planned[:2] == (pos, f):
+            return planned[2]
+        order = self.epoch_order()
         if not (0 <= pos < len(order)) or order[pos] != self._file_start[self.files.index(f)] + local:
             return local + 1
+        return self._run_end(f, local, pos)
+
+    def _run_end(self, f: HDFFile, local: int, pos: int) -> int:
+        """End of the consecutive run of ``f``'s seqs from ``local`` (at epoch position ``pos``) within one block."""
+        budget = min(self.cache_size // 2, MAX_MAPPED_BLOCK_BYTES if f.mapped(self._specs) else MAX_BLOCK_BYTES)
+        order = self.epoch_order()
         total, end = f.seq_bytes(local), local + 1
         j = pos + 1
         while j < len(order) and end < f.num_seqs and order[j] == order[pos] + (end - local):
@@ -363,6 +442,16 @@ class HDFDataset(Dataset):
             end += 1
             j += 1
         return end
+
+    def _prefetch_next(self, f: HDFFile, local: int, end: int) -> None:
+        """Ask the OS for the block after seqs ``local:end`` now, so the disk reads it while these are batched."""
+        pos = self._cursor + (end - local)
+        order = self.epoch_order()
+        if not (0 <= pos < len(order)) or end >= f.num_seqs or order[pos] != order[self._cursor] + (end - local):
+            return
+        next_end = self._run_end(f, end, pos)
+        self._planned = (pos, f, next_end)
+        f.prefetch(list(self._specs), end, next_end)
 
     def _evict(self, keep: int) -> None:
         while self._cache_bytes > self.cache_size and len(self._cache) > 1:
@@ -379,7 +468,8 @@ class HDFDataset(Dataset):
 
     def get_all_tags(self) -> list[str]:
         """Tags of every seq of every file, in corpus order."""
-        return [t for f in self.files for t in f.tags()]
+        self._seq_tag(0)
+        return list(self._all_tags or ())
 
     def close(self) -> None:
         """Close all files and drop the cache."""
