@@ -202,7 +202,10 @@ class HDFFile:
         """Rows ``lo:hi`` of ``key`` as ``(first_row, end_row, array)`` pieces: mapped where possible, else one read."""
         ext = self._row_extents(key) if hi > lo else None
         if ext is not None:
-            return map_rows(self._fd, ext, lo, hi)
+            try:
+                return map_rows(self._fd, ext, lo, hi)
+            except OSError:
+                pass  # out of mappings (vm.max_map_count) or address space: HDF5 reads this block instead
         try:
             return [(lo, hi, self.datasets[key][lo:hi])]
         except (OSError, ValueError) as exc:
@@ -263,6 +266,9 @@ class HDFDataset(Dataset):
     Frames are read on demand. When the epoch order visits consecutive seqs of a file, they are read
     ahead in one block per stream; everything read is kept in an LRU cache of at most ``cache_size``
     bytes (``"512M"``, ``"2G"`` or an int; 0 reads every seq on its own and keeps nothing).
+    Uncompressed streams are mapped from the file rather than copied through HDF5, so the padded batch
+    is the one copy of the frames; replace a file that is being read by renaming a new one over it, not
+    by rewriting it in place (a mapped file that shrinks under a reader ends it with SIGBUS).
     """
 
     def __init__(
