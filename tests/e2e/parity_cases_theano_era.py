@@ -59,3 +59,17 @@ CASES: dict[str, tuple[dict[str, Any], dict[str, Any], str]] = {
         {"optimizer": {"class": "adam"}}, "ce",
     ),
 }
+CASES["theano-era-images-rmsprop"] = (
+    {"sizes": {"class": "constant", "value": 2, "n_out": 1},  # every image 2 x 2 from the first 4 frames
+     "img": {"class": "1Dto2D", "from": ["data", "sizes"]},
+     "conv": {"class": "conv2", "n_features": 2, "filter": [1, 2], "pool_size": [2, 1], "from": "img"},
+     "rows": {"class": "2Dto1D", "from": "conv"},
+     "stretch": {"class": "upsample", "factor": 1, "axis": "T", "time_like_last_source": True,
+                 "from": ["rows", "data"]},
+     "fixed": {"class": "1Dto2D_fixed_size", "d_row": 2},
+     "conv_f": {"class": "conv2", "n_features": 3, "filter": [2, 1], "pool_size": [1, 1], "activation": "relu",
+                "from": "fixed"},
+     "cols": {"class": "2Dto1D", "collapse": "pad_2", "maxout": True, "from": "conv_f"},
+     "output": {"class": "softmax", "loss": "ce", "from": ["cols", "stretch"]}},
+    {"optimizer": {"class": "rmsprop"}}, "ce",
+)
