@@ -165,3 +165,19 @@ def test_pytensor_uses_the_cpu_op_unless_asked_and_says_why_it_cannot(monkeypatc
     monkeypatch.setenv("RETURNN_NATIVE_CUDA", "1")
     with pytest.raises(NativeOpError, match="RETURNN_NATIVE_CUDA=1 asks for NativeLstm on the GPU, but"):
         native_lstm_op(1)
+
+
+def test_arch_flags_machine_code_ptx_for_newer_gpus_and_error_for_older(monkeypatch, tmp_path, fresh_toolkit) -> None:
+    monkeypatch.setenv("RETURNN_NATIVE_NVCC", _fake_nvcc(tmp_path, "13.0"))
+    toolkit = cuda_kernels.find_cuda_toolkit()
+    supported = (75, 80, 90, 120)
+    assert cuda_kernels.arch_flags(("90", "90", "130", "86"), supported, toolkit) == [
+        "-gencode",
+        "arch=compute_90,code=[sm_90,compute_90]",
+        "-gencode",
+        "arch=compute_120,code=compute_120",  # newer than nvcc knows: PTX the driver compiles
+        "-gencode",
+        "arch=compute_80,code=compute_80",
+    ]
+    with pytest.raises(NativeOpError, match=r"sm_70 is older than any nvcc .*\(CUDA 13\.0\).*from sm_75"):
+        cuda_kernels.arch_flags(("70",), supported, toolkit)

@@ -13,6 +13,7 @@ import functools
 import importlib.util
 import os
 import re
+import subprocess
 from dataclasses import dataclass
 from typing import Any
 
@@ -163,18 +164,47 @@ def check_cuda_runtime(toolkit: CudaToolkit | None = None) -> None:
         )
 
 
+@functools.cache
+def nvcc_architectures(nvcc_path: str) -> tuple[int, ...]:
+    """The virtual architectures nvcc compiles for (``--list-gpu-arch``), e.g. ``(75, 80, ..., 120)``."""
+    try:
+        out = subprocess.run([nvcc_path, "--list-gpu-arch"], capture_output=True, text=True, timeout=60, check=False)
+    except OSError:
+        return ()
+    return tuple(sorted({int(a) for a in re.findall(r"compute_(\d+)", out.stdout)}))
+
+
+def arch_flags(gpu_archs: tuple[str, ...], supported: tuple[int, ...], toolkit: CudaToolkit) -> list[str]:
+    """nvcc -gencode flags: machine code for each GPU nvcc knows, else PTX of the newest older architecture it knows
+    (the driver compiles that for the GPU); a GPU older than every architecture of this nvcc is an error."""
+    flags: list[str] = []
+    for arch in dict.fromkeys(int(a) for a in gpu_archs):
+        if not supported or arch in supported:
+            gencode = f"arch=compute_{arch},code=[sm_{arch},compute_{arch}]"
+        else:
+            older = [a for a in supported if a < arch]
+            if not older:
+                raise NativeOpError(
+                    f"the GPU's architecture sm_{arch} is older than any {toolkit.describe()} compiles for (from "
+                    f"sm_{supported[0]}): set ${NVCC_ENV} to the nvcc of an older CUDA toolkit"
+                )
+            gencode = f"arch=compute_{older[-1]},code=compute_{older[-1]}"
+        if gencode not in flags:
+            flags += ["-gencode", gencode]
+    return flags
+
+
 def cuda_kernel_spec(toolkit: CudaToolkit | None = None) -> BuildSpec:
     """How the CUDA kernel library is built: for the visible GPUs' architectures (nvcc's default without a GPU)."""
     toolkit = toolkit or find_cuda_toolkit()
-    arch_flags: list[str] = []
-    for arch in gpu_architectures():
-        arch_flags += ["-gencode", f"arch=compute_{arch},code=[sm_{arch},compute_{arch}]"]
+    archs = gpu_architectures()
+    flags = arch_flags(archs, nvcc_architectures(toolkit.nvcc.path) if archs else (), toolkit)
     cublas = [f'-DRETURNN_CUBLAS_LIBRARY="{toolkit.cublas}"'] if toolkit.cublas else []
     return BuildSpec(
         name="returnn_native_cuda",
         sources=(source_path("lstm_cuda.cu"),),
         compiler=toolkit.nvcc,
-        flags=(*NVCC_FLAGS, *arch_flags, f"-I{source_path()}", *cublas),
+        flags=(*NVCC_FLAGS, *flags, f"-I{source_path()}", *cublas),
         link_flags=NVCC_LINK_FLAGS,
         depends=(source_path("lstm_cuda.h"),),
         shared_flags=("-shared", "-Xcompiler", "-fPIC"),
