@@ -111,3 +111,17 @@ def test_kernels_leave_the_blas_thread_count_alone() -> None:
         assert get() == 2
     finally:
         set_(before)
+
+
+def test_concurrent_calls_match_sequential(isa_and_threads) -> None:
+    """Calls running at once (TF runs a BLSTM's directions in parallel) share the threads and get the same results."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    cpu_kernels.set_num_threads(2)
+    problems = [(_problem(24, 6, 40, seed=s), d) for s, d in ((5, 1), (6, -1), (7, 1), (8, -1))]
+    sequential = [_fwd_bwd(*p, direction=d) for p, d in problems]
+    with ThreadPoolExecutor(4) as pool:
+        concurrent = list(pool.map(lambda pd: _fwd_bwd(*pd[0], direction=pd[1]), problems * 3))
+    for got, want in zip(concurrent, sequential * 3):
+        for a, b in zip(got, want):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)

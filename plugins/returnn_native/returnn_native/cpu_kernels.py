@@ -21,6 +21,10 @@ _lock = threading.Lock()
 # cores when the machine is shared; waiting passively costs only microseconds per step. Read when libgomp loads.
 if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
     os.environ["OMP_WAIT_POLICY"] = "passive"
+# Likewise OpenBLAS's worker threads spin 2^28 cycles (~0.1 s) after each threaded call: after an input-projection
+# dot (PyTensor's Dot22 runs on this OpenBLAS) they would hold a core while the LSTM kernel's threads want it.
+# 2^16 cycles (tens of microseconds) keeps back-to-back calls warm. Read when the OpenBLAS library loads.
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "16")
 
 
 def cpu_kernel_spec() -> BuildSpec:

@@ -8,6 +8,7 @@
 // when asked for (returnn_native_set_isa), each step calls the BLAS (ISA "generic").
 #include "lstm.h"
 
+#include <atomic>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -73,13 +74,25 @@ int default_threads() {
 #endif
 }
 
-// Threads for a (B, n) problem: one per 64 units or 8 sequences, so small problems stay single-threaded.
+// Kernel calls running right now in this process (TF runs a BLSTM's two directions at once).
+std::atomic<int> g_active{0};
+
+// Threads for a (B, n) problem: one per 64 units or 8 sequences, so small problems stay single-threaded; calls that
+// run at the same time share the threads instead of each taking all of them.
 int threads_for(int B, int n) {
   if (g_num_threads <= 0) g_num_threads = default_threads();
   int nt = n / 64 > B / 8 ? n / 64 : B / 8;
+  const int active = g_active.load() > 1 ? g_active.load() : 1;
+  const int share = g_num_threads / active > 1 ? g_num_threads / active : 1;
   if (nt < 1) nt = 1;
-  return nt < g_num_threads ? nt : g_num_threads;
+  return nt < share ? nt : share;
 }
+
+// Counts a kernel call as running for its lifetime.
+struct ActiveCall {
+  ActiveCall() { ++g_active; }
+  ~ActiveCall() { --g_active; }
+};
 
 // The part of a thread: sequences [b0, b1) x units [j0, j1), and the weight panels [p0, p1) it packs.
 // With enough sequences the threads split the batch: each runs its own sequences through all time steps, with no
@@ -109,8 +122,7 @@ Part my_part(int B, int n) {
   const int team = 1, tid = 0;
 #endif
   Part p;
-  const char* env = std::getenv("RETURNN_NATIVE_SPLIT");
-  p.by_batch = team > 1 && (env ? std::strcmp(env, "units") != 0 : B >= kMinRowsPerThread * team);
+  p.by_batch = team > 1 && B >= kMinRowsPerThread * team;
   int u0, u1;
   slice(n, team, tid, kPanel, &u0, &u1);
   p.p0 = u1 > u0 ? u0 / kPanel : 0;
@@ -297,6 +309,7 @@ extern "C" int returnn_lstm_fwd_cpu(int B, int T, int n, int direction, const fl
     }
     return 0;
   }
+  ActiveCall active;
   const int nt = threads_for(B, n);
   const bool use_packed = current_isa() == kIsaAvx512;
   // w_re's four gate blocks, each n x n, packed separately: block g at g * np * n * kPanel
@@ -378,6 +391,7 @@ extern "C" int returnn_lstm_bwd_cpu(int B, int T, int n, int direction, const fl
   }
   float* tmp = static_cast<float*>(std::malloc(sizeof(float) * (size_t)B * n));
   if (!tmp) return 2;
+  ActiveCall active;
   const int nt = threads_for(B, n);
   const bool use_packed = current_isa() == kIsaAvx512;
   // w_re^T (4n x n) packed: the step's dh_prev = dz_t @ w_re^T
@@ -451,7 +465,7 @@ extern "C" void returnn_native_set_num_threads(int num_threads) {
 }
 
 extern "C" int returnn_native_get_num_threads(void) {
-  threads_for(1, 1);
+  if (g_num_threads <= 0) g_num_threads = default_threads();
   return g_num_threads;
 }
 
