@@ -54,11 +54,12 @@ def tf_gpu():
     tf = pytest.importorskip("tensorflow")
     if not tf.config.list_physical_devices("GPU"):
         pytest.skip("TensorFlow sees no GPU (tf.config.list_physical_devices('GPU') is empty)")
-    from returnn_native.tf_gpu_op import load_tf_gpu_kernels, registered_devices
+    from returnn_native.tf_gpu_op import load_tf_gpu_op_library, registered_devices
     from returnn_native.tf_ops import load_tf_op_library
 
-    module = load_tf_op_library()
-    assert load_tf_gpu_kernels(), "a GPU is visible, so the GPU kernels must have been built and loaded"
+    module = load_tf_op_library()  # loads the GPU kernels too when it can; the two calls below say why not
+    cuda_kernels.check_cuda_runtime()
+    load_tf_gpu_op_library()
     assert "GPU" in registered_devices()["ReturnnNativeLstm"]
     return tf, module
 
