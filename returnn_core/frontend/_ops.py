@@ -148,6 +148,11 @@ class Ops:
         """int32 index of the maximum along ``axis``."""
         raise NotImplementedError
 
+    def top_k(self, x: Tensor, k: int) -> tuple[Tensor, Tensor]:
+        """The ``k`` largest entries along the last axis, largest first, and their int32 indices (of equal entries
+        the lower index first); gradients flow to the chosen entries."""
+        raise NotImplementedError
+
     # -- shape (primitive) ------------------------------------------------------------------------------
     def reshape(self, x: Tensor, shape: Shape) -> Tensor:
         """``x`` reshaped (entries are ints or scalar tensors; one may be -1)."""

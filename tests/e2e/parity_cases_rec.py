@@ -25,4 +25,18 @@ CASES: dict[str, tuple[dict[str, Any], dict[str, Any], str]] = {
          "decision": {"class": "decide", "from": ["output"]}},
         {"optimizer": {"class": "adam"}}, "ce",
     ),
+    # search forced on (the choice's search option): beam search through the loop with the top_k primitive, decide,
+    # and the beam's scores; the loss reads the decided labels and the scores, so both backends must agree on them
+    "rec-subnet-search-top-k-beam-scores": (
+        {"output": {"class": "rec", "from": ["data"], "unit": {
+            "prob": {"class": "softmax", "from": ["prev:output", "data:source"], "n_out": 3},
+            "output": {"class": "choice", "beam_size": 3, "target": "classes", "from": ["prob"], "search": True},
+        }},
+         "decision": {"class": "decide", "from": ["output"]},
+         "scores": {"class": "beam_scores", "from": ["output"]},
+         "embed": {"class": "linear", "activation": "tanh", "n_out": 3, "from": ["decision"]},
+         "mix": {"class": "combine", "kind": "add", "from": ["embed", "scores"]},
+         "final": {"class": "softmax", "from": ["mix"], "loss": "ce"}},
+        {"optimizer": {"class": "adam"}}, "eval_only",
+    ),
 }

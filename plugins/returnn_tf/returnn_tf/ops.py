@@ -277,6 +277,11 @@ class TFOps(Ops):
         """int32 index of the maximum along ``axis``."""
         return tf.argmax(x, axis=axis, output_type=tf.int32)
 
+    def top_k(self, x: Tensor, k: int) -> tuple[Tensor, Tensor]:
+        """``tf.math.top_k`` (sorted; of equal entries the lower index first) with int32 indices."""
+        values, indices = tf.math.top_k(x, k=k, sorted=True)
+        return values, tf.cast(indices, tf.int32)
+
     def softmax(self, x: Tensor, axis: int = -1) -> Tensor:
         """Normalised exponentials along ``axis``."""
         return tf.nn.softmax(x, axis=axis)

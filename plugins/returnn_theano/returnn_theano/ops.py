@@ -298,6 +298,11 @@ class PyTensorOps(Ops):
         """int32 index of the maximum along ``axis``."""
         return pt.cast(pt.argmax(x, axis=axis), "int32")
 
+    def top_k(self, x: Tensor, k: int) -> tuple[Tensor, Tensor]:
+        """A stable descending argsort cut to ``k`` (of equal entries the lower index first, as tf.math.top_k)."""
+        indices = pt.cast(pt.argsort(-x, axis=-1, kind="stable")[..., :k], "int32")
+        return self.take_along_axis(x, indices, axis=-1), indices
+
     # -- shape ----------------------------------------------------------------------------------------------
     def reshape(self, x: Tensor, shape: Shape) -> Tensor:
         """``x`` reshaped."""

@@ -511,10 +511,8 @@ class RecSubnet:
         normalize = search and self.net.layers[self.choice].length_normalization
         if normalize:
             # the choice's length_normalization: the final beam ranked by score per label, best first, as RETURNN
-            from returnn_core.frontend.layers.search import top_k
-
             lens_bk = ops.reshape(ops.cast(seq_lens, "float32"), [batch, beam])
-            beam_scores, order = top_k(ops, beam_scores / ops.maximum(lens_bk, 1.0), beam)
+            beam_scores, order = ops.top_k(beam_scores / ops.maximum(lens_bk, 1.0), beam)
             rows = ops.reshape(order + ops.expand_dims(ops.arange(batch) * beam, 1), [batch * beam])
             seq_lens = ops.gather(seq_lens, rows, axis=0)
             pieces = {n: (ops.gather(v, rows, axis=1), None if lg is None else ops.gather(lg, rows, axis=1))

@@ -14,23 +14,6 @@ from returnn_core.frontend.layers.rec_subnet import NEG_INF
 
 if TYPE_CHECKING:
     from returnn_core.frontend._network import Network
-    from returnn_core.frontend._ops import Ops
-
-
-def top_k(ops: Ops, x: Any, k: int) -> tuple[Any, Any]:
-    """The ``k`` largest entries of each row of ``x`` (B, N), descending, and their int32 indices (B, k).
-
-    ``k`` argmax passes: cheap for a beam size, and written once on :class:`Ops` (ties: the lower index first).
-    """
-    n = ops.dynamic_dim(x, 1)
-    cols = ops.expand_dims(ops.arange(n), 0)
-    values, indices = [], []
-    for _ in range(k):
-        idx = ops.argmax(x, axis=1)
-        values.append(ops.squeeze(ops.take_along_axis(x, ops.expand_dims(idx, 1), axis=1), 1))
-        indices.append(idx)
-        x = ops.where(ops.equal(cols, ops.expand_dims(idx, 1)), 2 * NEG_INF, x)
-    return ops.stack(values, axis=1), ops.stack(indices, axis=1)
 
 
 class ChoiceLayer(Layer):
@@ -81,7 +64,7 @@ class ChoiceLayer(Layer):
         batch = ops.dynamic_dim(state.scores, 0)
         beam = self.beam_size
         total = ops.reshape(ops.reshape(state.scores, [batch * beam, 1]) + logp, [batch, beam * dim])
-        scores, idx = top_k(ops, total, beam)
+        scores, idx = ops.top_k(total, beam)
         from_beam = ops.floordiv(idx, dim)
         labels = ops.reshape(idx - from_beam * dim, [batch * beam])
         rows = ops.reshape(from_beam + ops.expand_dims(ops.arange(batch) * beam, 1), [batch * beam])
