@@ -111,11 +111,12 @@ def load_tf_gpu_kernels() -> bool:
     mode = cuda_mode()
     if mode == "off":
         return False
-    # libcuda first: on a machine without an NVIDIA driver this costs nothing, unlike TF's device setup
-    if gpu_count() == 0 or not tf.config.list_physical_devices("GPU"):
+    # libcuda first: on a machine without an NVIDIA driver this costs nothing, unlike TF's device setup. Visible,
+    # not physical, devices: the tf backend's device = "cpu" hides the GPUs from TF
+    if gpu_count() == 0 or not tf.config.get_visible_devices("GPU"):
         if mode == "on":
             raise NativeOpError(
-                f"${CUDA_ENV}=1 but TensorFlow sees no GPU (tf.config.list_physical_devices('GPU') is empty)"
+                f"${CUDA_ENV}=1 but TensorFlow has no visible GPU (tf.config.get_visible_devices('GPU') is empty)"
             )
         return False
     try:
