@@ -60,13 +60,17 @@ def test_tf_gpu_kernels_build_register_and_leave_the_cpu_kernel_in_charge() -> N
 
 
 @no_gpu
-def test_no_gpu_means_cpu_kernel_without_a_warning() -> None:
+def test_no_gpu_means_cpu_kernel_without_a_warning_unless_the_gpu_is_required(monkeypatch) -> None:
     _tf_with_cuda()
     from returnn_native.tf_gpu_op import load_tf_gpu_kernels
 
+    monkeypatch.delenv("RETURNN_NATIVE_CUDA", raising=False)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert load_tf_gpu_kernels.__wrapped__() is False
+    monkeypatch.setenv("RETURNN_NATIVE_CUDA", "1")
+    with pytest.raises(NativeOpError, match=r"RETURNN_NATIVE_CUDA=1 but TensorFlow has no visible GPU"):
+        load_tf_gpu_kernels.__wrapped__()
 
 
 @needs_nvcc
