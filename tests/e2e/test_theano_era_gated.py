@@ -1,5 +1,5 @@
-"""The Theano-era layer classes ``gru``, ``sru``, ``act_lstm`` and ``constant`` over time on both backends, against
-NumPy versions."""
+"""The Theano-era layer classes ``gru``, ``sru``, ``act_lstm``, the LSTMs with other gate shapes and ``constant``
+over time on both backends, against NumPy versions."""
 
 from __future__ import annotations
 
@@ -25,11 +25,16 @@ NET = {
     "sru_p": {"class": "sru", "n_out": N, "psize": 2, "pdepth": 2, "pact": "tanh"},
     "sru_carry": {"class": "sru", "n_out": 4, "carry_time": True},
     "act": {"class": "act_lstm", "n_out": N, **ACT},
+    "half": {"class": "lstm_half_gates", "n_out": 4, "activation": "relu"},
+    "proj": {"class": "lstm_proj_gates", "n_out": N, "n_gate_proj": 2, "direction": -1},
+    "cplx": {"class": "lstm_complex", "n_out": 4, "use_complex": "1:0:1:1", "activation": "tanh,relu"},
     "const": {"class": "constant", "value": [0.5, -1.0], "n_out": 2},
     "const_scalar": {"class": "constant", "value": 2, "n_out": 3, "from": "act"},
     "output": {"class": "softmax", "loss": "ce", "n_out": 3,
-               "from": ["gru", "sru_p", "sru_carry", "act", "const", "const_scalar"]},
+               "from": ["gru", "sru_p", "sru_carry", "act", "half", "proj", "cplx", "const", "const_scalar"]},
 }
+LAYERS = list(NET)[:-1]
+NET["all"] = {"class": "copy", "from": LAYERS, "is_output_layer": True}
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +47,9 @@ def outputs() -> tuple[tuple[Any, Any], dict[str, np.ndarray], dict[str, np.ndar
         params[key] = rng.uniform(-1.0, 1.0, value.shape).astype("f")
     for backend in backends:
         backend.set_param_values(params)
-    outs = {name: _forward(backends, name)[0] for name in ("gru", "sru_p", "sru_carry", "act", "const", "const_scalar")}
+    out, _ = _forward(backends, "all")  # one forward (one compiled function) for all layers
+    ends = np.cumsum([NET[name]["n_out"] for name in LAYERS])
+    outs = {name: out[..., end - NET[name]["n_out"] : end] for name, end in zip(LAYERS, ends)}
     return backends, outs, params
 
 
@@ -126,6 +133,45 @@ def test_act_lstm_output_and_time_penalty(outputs) -> None:
         result = backend.eval_step(BATCH)
         assert result.frames["act"] == sum(SEQ_LENS)
         np.testing.assert_allclose(result.losses["act"], penalty.sum(), rtol=1e-4)  # the objective gets 0.5 * this
+
+
+def _cmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    half = a.shape[-1] // 2
+    prod = (a[..., :half] + 1j * a[..., half:]) * (b[..., :half] + 1j * b[..., half:])
+    return np.concatenate([prod.real, prod.imag], -1).astype("f")
+
+
+def test_lstms_with_other_gate_shapes(outputs) -> None:
+    _, outs, p = outputs
+    relu = lambda v: np.maximum(v, 0)  # noqa: E731
+
+    def half(x_t: np.ndarray, h: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
+        z = x_t @ p["half/W"] + p["half/b"] + h @ p["half/W_re"]
+        i_g, f_g, o_g = (np.tile(_sig(z[k * 2 : k * 2 + 2]), 2) for k in range(3))  # 2 gates for 4 cells
+        c = relu(z[6:]) * i_g + c * f_g  # one name: cell input and output
+        h = relu(c) * o_g
+        return h, (h, c)
+
+    def proj(x_t: np.ndarray, h: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
+        z = x_t @ p["proj/W"] + p["proj/b"] + h @ p["proj/W_re"]
+        i_g, f_g, o_g = (_sig(relu(z[k * 2 : k * 2 + 2]) @ p[f"proj/W_{g}gate_proj"]) for k, g in enumerate("ifo"))
+        c = np.tanh(z[6:]) * i_g + c * f_g
+        h = np.tanh(c) * o_g
+        return h, (h, c)
+
+    def cplx(x_t: np.ndarray, h: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
+        w_re = p["cplx/W_re"]  # (4, 8): the complex recurrent product gives 16 values
+        rec = np.concatenate([h[:2] @ w_re[:2] - h[2:] @ w_re[2:], h[:2] @ w_re[2:] + h[2:] @ w_re[:2]])
+        z = x_t @ p["cplx/W"] + p["cplx/b"] + rec
+        i_g, f_g, o_g = _sig(z[:4]), _sig(z[4:8]), _sig(z[8:12])
+        c = np.tanh(z[12:]) * i_g + _cmul(c, f_g)  # use_complex 1:0:1:1: only the input gate product is real
+        h = _cmul(np.maximum(c, 0), o_g)
+        return h, (h, c)
+
+    zeros3, zeros4 = (np.zeros(N, "f"),) * 2, (np.zeros(4, "f"),) * 2
+    np.testing.assert_allclose(outs["half"], _over_time(half, X, zeros4), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(outs["proj"], _over_time(proj, X, zeros3, direction=-1), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(outs["cplx"], _over_time(cplx, X, zeros4), rtol=1e-4, atol=1e-5)
 
 
 def test_constant_over_time(outputs) -> None:
