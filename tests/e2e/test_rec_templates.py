@@ -70,3 +70,17 @@ def test_prev_combine_dims_of_a_gauss_window_has_its_inner_times_base_dim() -> N
             t = t + float(1 / (1 + np.exp(-(comb @ w + b)))[0])
             comb = _gauss(x[i, :n], n, t).reshape(-1)
             np.testing.assert_allclose(out[i, step], comb, rtol=1e-4, atol=1e-5)
+
+
+def test_a_sub_layer_with_a_target_and_no_loss_takes_the_targets_dim() -> None:
+    """The manual's attention demo: the loss is on the rec layer, its unit's softmax names only the target."""
+    net = {"output": {"class": "rec", "from": "data", "target": "classes", "loss": "ce", "unit": {
+        "embed": {"class": "linear", "activation": None, "n_out": 2, "from": ["data:classes"]},
+        "output": {"class": "softmax", "from": ["prev:embed", "data:source"], "target": "classes"}}}}
+    backend = _backend(net, extern=EXTERN)
+    assert backend.get_param_values()["output/rec/output/W"].shape == (2 + 4, 3)
+    rng = np.random.RandomState(2)
+    seqs = [DatasetSeq(0, "s0", {"data": rng.randn(4, 4).astype("f"), "classes": np.array([0, 2, 1, 1], "int32")})]
+    batch = next(iter(generate_batches(seqs, batch_size=100, max_seqs=1))).to_data(ExternData(EXTERN))
+    res = backend.eval_step(batch)
+    assert res.frames["output"] == 4 and 0 < res.losses["output"] < 4 * 10

@@ -113,8 +113,12 @@ class RecSubnet:
             if layer.param_owner.startswith(f"{self.name}/"):
                 layer.param_owner = f"{self.name}/rec/{layer.param_owner[len(self.name) + 1:]}"
             spec = desc[short]
-            if layer.n_out is None and spec.loss and spec.target in root.extern_data:
-                dim = root.extern_data[spec.target].dim
+            # as RETURNN's templates: a sub-layer with a target (and a loss, or none, e.g. an output whose loss is
+            # on the rec layer) takes its n_out from that target
+            target = spec.target if spec.loss else spec.opts.get("target")
+            if (layer.n_out is None and isinstance(target, str) and target in root.extern_data
+                    and spec.layer_class not in LOOP_ONLY_CLASSES):
+                dim = root.extern_data[target].dim
                 layer.n_out = None if dim is None else dim + (1 if spec.loss == "ctc" else 0)
         self.loss_terms: list[LossTerm] = [replace(t, layer=f"{self.name}/{t.layer}")
                                            for t in self.net._make_loss_terms()]
