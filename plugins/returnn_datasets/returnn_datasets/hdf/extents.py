@@ -9,7 +9,10 @@ chunk cache, into the read buffer, into the batch).
 from __future__ import annotations
 
 import bisect
+import ctypes
+import ctypes.util
 import mmap
+import os
 from dataclasses import dataclass
 
 import h5py
@@ -91,20 +94,63 @@ def row_extents(ds: h5py.Dataset) -> RowExtents | None:
     return RowExtents(rows, offsets, ds.dtype, tail, row_bytes)
 
 
-def map_rows(fd: int, ext: RowExtents, lo: int, hi: int) -> list[tuple[int, int, np.ndarray]]:
-    """Rows ``lo:hi`` as ``(first_row, end_row, array)`` views of the file, one per run they cross.
+def read_rows(fd: int, ext: RowExtents, lo: int, hi: int) -> list[tuple[int, int, np.ndarray]]:
+    """Rows ``lo:hi`` as ``(first_row, end_row, array)``, one per run they cross: views of the file where it is
+    in the page cache, else read with ``pread``.
 
-    The views are copy-on-write (writing to one changes neither the file nor other readers) and keep their
-    mapping alive; it is unmapped when the last view goes.
+    Mapped views are copy-on-write (writing to one changes neither the file nor other readers) and keep their
+    mapping alive; it is unmapped when the last view goes. Bytes on the disk are read instead: the kernel's
+    sequential read-ahead then keeps the disk busy while the previous block is batched, where faulting mapped
+    pages in one by one waits for each.
     """
     out = []
     for a, b, offset in ext.pieces(lo, hi):
+        shape = (b - a, *ext.tail)
         start = offset - offset % _GRAIN
-        length = offset + (b - a) * ext.row_bytes - start
-        m = mmap.mmap(fd, length, access=mmap.ACCESS_COPY, offset=start)
-        if hasattr(m, "madvise"):
-            m.madvise(mmap.MADV_WILLNEED)  # one read-ahead for the whole range when it is not in RAM
-        arr = np.frombuffer(m, dtype=ext.dtype, count=(b - a) * int(np.prod(ext.tail, dtype=np.int64)),
-                            offset=offset - start)
-        out.append((a, b, arr.reshape(b - a, *ext.tail)))
+        m = mmap.mmap(fd, offset + (b - a) * ext.row_bytes - start, access=mmap.ACCESS_COPY, offset=start)
+        if _resident(m):
+            arr = np.frombuffer(m, dtype=ext.dtype, count=int(np.prod(shape)), offset=offset - start).reshape(shape)
+        else:
+            m.close()
+            arr = np.empty(shape, dtype=ext.dtype)
+            _pread_into(fd, arr, offset)
+        out.append((a, b, arr))
     return out
+
+
+def _pread_into(fd: int, arr: np.ndarray, offset: int) -> None:
+    view = memoryview(arr).cast("B")
+    done = 0
+    while done < len(view):
+        n = os.preadv(fd, [view[done:]], offset + done)
+        if n <= 0:
+            raise OSError(f"unexpected end of file at byte {offset + done}")
+        done += n
+
+
+def _libc_mincore():
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        mincore = libc.mincore
+    except (OSError, AttributeError):
+        return None
+    mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
+    return mincore
+
+
+_mincore = _libc_mincore() if hasattr(os, "preadv") else None
+
+
+def _resident(m: mmap.mmap) -> bool:
+    """Whether every page of the mapping is in the page cache (True where that cannot be asked)."""
+    if _mincore is None or len(m) == 0:
+        return True
+    pages = -(-len(m) // mmap.PAGESIZE)
+    vec = np.empty(pages, dtype=np.uint8)
+    anchor = ctypes.c_char.from_buffer(m)  # the mapping's address; ACCESS_COPY makes it a writable buffer
+    try:
+        if _mincore(ctypes.addressof(anchor), len(m), vec.ctypes.data) != 0:
+            return True
+    finally:
+        del anchor
+    return bool((vec & 1).all())

@@ -14,12 +14,13 @@ import numpy as np
 from returnn_core.datasets import Dataset, DatasetSeq, DataSpec
 from returnn_core.errors import DatasetError
 from returnn_datasets.hdf import layout as L
-from returnn_datasets.hdf.extents import RowExtents, map_rows, row_extents
+from returnn_datasets.hdf.extents import RowExtents, read_rows, row_extents
 
 #: the most one read-ahead block may hold: big enough to amortise h5py's per-call cost, small enough to
 #: stay in the CPU cache until the seqs are batched (bigger blocks measured slower)
 MAX_BLOCK_BYTES = 4 << 20
-#: the same for mapped streams, which are not copied: bigger blocks mean fewer mappings and disk requests
+#: the same for streams read from the file directly (mapped where in RAM, else one pread): no copy is made
+#: to keep in the CPU cache, and bigger blocks mean fewer mappings and larger disk reads
 MAX_MAPPED_BLOCK_BYTES = 16 << 20
 #: delivered seqs kept for repeated access (get_data, get_seq_length) before they leave the cache
 KEEP_DELIVERED = 16
@@ -192,7 +193,7 @@ class HDFFile:
             return None  # truncated: HDF5's read reports it
         n = int(ds.shape[0])
         for row in (0, n - 1):  # the same file and the same bytes as HDF5 sees (a user block would shift them)
-            (_, _, mapped), = map_rows(self._fd, ext, row, row + 1)
+            (_, _, mapped), = read_rows(self._fd, ext, row, row + 1)
             if not np.array_equal(mapped, ds[row : row + 1], equal_nan=ds.dtype.kind == "f"):
                 return None
         self._extents[key] = ext
@@ -203,7 +204,7 @@ class HDFFile:
         ext = self._row_extents(key) if hi > lo else None
         if ext is not None:
             try:
-                return map_rows(self._fd, ext, lo, hi)
+                return read_rows(self._fd, ext, lo, hi)
             except OSError:
                 pass  # out of mappings (vm.max_map_count) or address space: HDF5 reads this block instead
         try:
@@ -215,17 +216,6 @@ class HDFFile:
         """Whether every stream of ``keys`` is mapped from the file rather than read through HDF5."""
         self._open()
         return all(self._row_extents(k) is not None for k in keys)
-
-    def prefetch(self, keys: Sequence[str], start: int, end: int) -> None:
-        """Start reading the mapped bytes of seqs ``start:end`` into the page cache, without waiting."""
-        if self._fd is None or not hasattr(os, "posix_fadvise"):
-            return
-        for key in keys:
-            ext = self._extents.get(key)
-            if ext is not None:
-                starts = self.starts[key]
-                for a, b, offset in ext.pieces(int(starts[start]), int(starts[end])):
-                    os.posix_fadvise(self._fd, offset, (b - a) * ext.row_bytes, os.POSIX_FADV_WILLNEED)
 
     def read(self, keys: Sequence[str], start: int, end: int) -> list[dict[str, np.ndarray]]:
         """Seqs ``start:end`` (local indices), each stream read (or mapped) as one range and split."""
@@ -306,7 +296,6 @@ class HDFDataset(Dataset):
         self._delivered: deque[int] = deque()
         self._tag_index: dict[str, int] | None = None
         self._all_tags: list[str] | None = None  # every file's tags in corpus order, read on first use
-        self._planned: tuple[int, HDFFile, int] | None = None  # (epoch position, file, end) of the prefetched block
 
     def _add_file(self, path: str) -> None:
         new = HDFFile(path)
@@ -364,7 +353,6 @@ class HDFDataset(Dataset):
         else:
             super().init_seq_order(epoch)
         self._cursor = -1
-        self._planned = None
 
     def _tags_to_index(self) -> dict[str, int]:
         if self._tag_index is None:
@@ -413,7 +401,6 @@ class HDFDataset(Dataset):
         seqs = f.read(list(self._specs), local, end)
         if self.cache_size <= 0:
             return seqs[0]
-        self._prefetch_next(f, local, end)
         for i, feats in enumerate(seqs):
             size = _nbytes(feats)
             old = self._cache.pop(corpus_idx + i, None)
@@ -425,19 +412,10 @@ class HDFDataset(Dataset):
 
     def _read_ahead_end(self, f: HDFFile, local: int) -> int:
         """End of the run of seqs that the epoch order visits next, consecutively in this file."""
-        pos = self._cursor
-        planned, self._planned = self._planned, None
-        if planned is not None and planned[:2] == (pos, f):
-            return planned[2]
-        order = self.epoch_order()
+        order, pos = self.epoch_order(), self._cursor
         if not (0 <= pos < len(order)) or order[pos] != self._file_start[self.files.index(f)] + local:
             return local + 1
-        return self._run_end(f, local, pos)
-
-    def _run_end(self, f: HDFFile, local: int, pos: int) -> int:
-        """End of the consecutive run of ``f``'s seqs from ``local`` (at epoch position ``pos``) within one block."""
         budget = min(self.cache_size // 2, MAX_MAPPED_BLOCK_BYTES if f.mapped(self._specs) else MAX_BLOCK_BYTES)
-        order = self.epoch_order()
         total, end = f.seq_bytes(local), local + 1
         j = pos + 1
         while j < len(order) and end < f.num_seqs and order[j] == order[pos] + (end - local):
@@ -448,16 +426,6 @@ class HDFDataset(Dataset):
             end += 1
             j += 1
         return end
-
-    def _prefetch_next(self, f: HDFFile, local: int, end: int) -> None:
-        """Ask the OS for the block after seqs ``local:end`` now, so the disk reads it while these are batched."""
-        pos = self._cursor + (end - local)
-        order = self.epoch_order()
-        if not (0 <= pos < len(order)) or end >= f.num_seqs or order[pos] != order[self._cursor] + (end - local):
-            return
-        next_end = self._run_end(f, end, pos)
-        self._planned = (pos, f, next_end)
-        f.prefetch(list(self._specs), end, next_end)
 
     def _evict(self, keep: int) -> None:
         while self._cache_bytes > self.cache_size and len(self._cache) > 1:
