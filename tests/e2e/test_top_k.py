@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 
 X = np.array([[0.5, 2.0, -1.0, 2.0, 0.1],
-              [3.0, 3.0, 3.0, -2.0, 0.0]], dtype=np.float32)
+              [3.0, 3.0, 3.0, -2.0, 0.0],
+              [1.0, 5.0, 1.0, 1.0, 0.0]], dtype=np.float32)  # equal entries at the k-th place: the first ones
 K = 3
-WEIGHTS = np.array([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]], dtype=np.float32)
+WEIGHTS = np.array([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0], [7.0, 8.0, 9.0]], dtype=np.float32)
 
 
 def _expected() -> tuple[np.ndarray, np.ndarray, np.ndarray]:

