@@ -37,7 +37,7 @@ class HDFFile:
         self.path = path
         if not os.path.exists(path):
             raise DatasetError(f"HDF file {path} does not exist")
-        self._fd: int | None = None
+        self._fds: dict[str, int] = {}  # key -> descriptor: one per stream keeps the kernel's read-ahead sequential
         self._extents: dict[str, RowExtents | None] = {}  # key -> row runs to map (None: read through HDF5)
         try:
             self.h5: h5py.File | None = h5py.File(path, "r")
@@ -144,7 +144,7 @@ class HDFFile:
 
     def __getstate__(self) -> dict[str, Any]:
         """Pickle (and deep-copy) without the open handle; the copy reopens the file on its first read."""
-        return {**self.__dict__, "h5": None, "datasets": {}, "_fd": None, "_extents": {}}
+        return {**self.__dict__, "h5": None, "datasets": {}, "_fds": {}, "_extents": {}}
 
     def _open(self) -> h5py.File:
         if self.h5 is None:
@@ -187,13 +187,14 @@ class HDFFile:
         ext = row_extents(ds)
         if ext is None:
             return None
-        if self._fd is None:
-            self._fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-        if os.fstat(self._fd).st_size < ext.end_offset:
+        fd = self._fds.get(key)
+        if fd is None:
+            fd = self._fds[key] = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        if os.fstat(fd).st_size < ext.end_offset:
             return None  # truncated: HDF5's read reports it
         n = int(ds.shape[0])
         for row in (0, n - 1):  # the same file and the same bytes as HDF5 sees (a user block would shift them)
-            (_, _, mapped), = read_rows(self._fd, ext, row, row + 1)
+            (_, _, mapped), = read_rows(fd, ext, row, row + 1)
             if not np.array_equal(mapped, ds[row : row + 1], equal_nan=ds.dtype.kind == "f"):
                 return None
         self._extents[key] = ext
@@ -204,7 +205,7 @@ class HDFFile:
         ext = self._row_extents(key) if hi > lo else None
         if ext is not None:
             try:
-                return read_rows(self._fd, ext, lo, hi)
+                return read_rows(self._fds[key], ext, lo, hi)
             except OSError:
                 pass  # out of mappings (vm.max_map_count) or address space: HDF5 reads this block instead
         try:
@@ -239,8 +240,8 @@ class HDFFile:
     def close(self) -> None:
         """Close the file (a later read reopens it)."""
         h5, self.h5, self.datasets = self.h5, None, {}
-        fd, self._fd, self._extents = self._fd, None, {}
-        if fd is not None:
+        fds, self._fds, self._extents = self._fds, {}, {}
+        for fd in fds.values():
             os.close(fd)  # mapped arrays stay valid: a mapping outlives its descriptor
         if h5 is None:
             return
