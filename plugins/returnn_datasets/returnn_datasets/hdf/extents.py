@@ -141,16 +141,19 @@ def _libc_mincore():
 _mincore = _libc_mincore() if hasattr(os, "preadv") else None
 
 
-def _resident(m: mmap.mmap) -> bool:
-    """Whether every page of the mapping is in the page cache (True where that cannot be asked)."""
+def _resident(m: mmap.mmap, samples: int = 8) -> bool:
+    """Whether the mapping's pages are in the page cache, judged by ``samples`` pages spread over it and its
+    last page (asking for all 4096 pages of a block measured 3x slower); True where it cannot be asked."""
     if _mincore is None or len(m) == 0:
         return True
     pages = -(-len(m) // mmap.PAGESIZE)
-    vec = np.empty(pages, dtype=np.uint8)
     anchor = ctypes.c_char.from_buffer(m)  # the mapping's address; ACCESS_COPY makes it a writable buffer
     try:
-        if _mincore(ctypes.addressof(anchor), len(m), vec.ctypes.data) != 0:
-            return True
+        addr = ctypes.addressof(anchor)
+        vec = ctypes.c_ubyte()
+        for page in (*range(0, pages - 1, max(pages // samples, 1)), pages - 1):
+            if _mincore(addr + page * mmap.PAGESIZE, 1, ctypes.byref(vec)) == 0 and not vec.value & 1:
+                return False
     finally:
         del anchor
-    return bool((vec & 1).all())
+    return True
