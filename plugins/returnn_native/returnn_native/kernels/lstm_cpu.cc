@@ -228,7 +228,7 @@ struct Packed {
   }
 };
 
-// Panels [p0, p1) of the matrix into out (each thread packs the panels it will use, so they sit in its cache).
+// Panels [p0, p1) of the matrix into out (the threads pack a share each; with units split, the ones they use).
 void pack_panels(const float* src, long stride_k, long stride_j, int K, int N, int p0, int p1, float* out) {
   for (int p = p0; p < p1; ++p) {
     float* dst = out + (long)p * K * kPanel;
