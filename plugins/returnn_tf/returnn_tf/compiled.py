@@ -21,7 +21,7 @@ class CompiledStep:
 
     def __init__(self, fn: Callable[..., Any], signature: Sequence[Any], *, name: str) -> None:
         self.name = name
-        self.function = tf.function(fn, input_signature=tuple(signature))
+        self.function = tf.function(fn, input_signature=tuple(signature), autograph=False)
         self.specs: list[tf.TensorSpec] = tf.nest.flatten(tuple(signature))
         self._concrete: Any = None
         self._flat_call: Callable[..., Any] | None = None
