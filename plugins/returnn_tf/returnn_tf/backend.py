@@ -7,9 +7,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from returnn_tf.tf_logging import quiet_tensorflow
+from returnn_tf.tf_import import import_tensorflow
 
-quiet_tensorflow()  # before TensorFlow's first import: it reads its log level from the environment only then
+import_tensorflow()  # the first import: quiet, without Keras
 import tensorflow as tf
 
 from returnn_core.engine.backend import Backend, StepResult
