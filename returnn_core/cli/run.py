@@ -29,6 +29,7 @@ def _stopped_message(engine: Any, signum: int) -> str:
 def run_config(args: Sequence[str]) -> int:
     """Run the task of the config given on the command line; exit status 0 on success."""
     from returnn_core.atomic_write import is_disk_full
+    from returnn_core.cli.process_exit import skip_final_collection
     from returnn_core.config.schema import validate_config
     from returnn_core.engine import Engine, relayed_errors
     from returnn_core.engine.run_lock import training_guard
@@ -36,6 +37,7 @@ def run_config(args: Sequence[str]) -> int:
     from returnn_core.log import Log
     from returnn_core.plugin import get_plugin_manager
 
+    skip_final_collection()
     config = Config.from_args(args)
     get_plugin_manager().prefer(config.list("prefer_plugins"))
     validate_config(config, get_plugin_manager())  # every mistake found now, before a backend is imported
