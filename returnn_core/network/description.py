@@ -14,7 +14,8 @@ LAYER_REF_OPTIONS = ("reuse_params", "initial_state", "chunking_layer", "size_ba
 #: options every layer accepts and the core interprets
 COMMON_OPTIONS = frozenset(
     {"class", "from", "is_output_layer", "loss", "target", "loss_scale", "loss_opts", "n_out", "activation",
-     "dropout", "L2", "trainable", "reuse_params", "with_bias", "forward_weights_init", "bias_init", "out_type"}
+     "dropout", "L2", "trainable", "reuse_params", "with_bias", "forward_weights_init", "bias_init", "out_type",
+     "register_as_extern_data"}
 )
 
 
@@ -131,6 +132,9 @@ def resolve_network(
         raise NetworkError("the network must be a non-empty dict of layers")
     data_keys = list(data_keys)
     names = list(net_dict)
+    # register_as_extern_data: a layer's output serves as that data key; layers whose target it is come after it
+    registered = {layer["register_as_extern_data"]: name for name, layer in net_dict.items()
+                  if isinstance(layer, Mapping) and isinstance(layer.get("register_as_extern_data"), str)}
     specs: dict[str, LayerSpec] = {}
     for name in names:
         layer = net_dict[name]
@@ -153,6 +157,7 @@ def resolve_network(
                 deps.append(ref)
         deps += [ref for ref in _base_refs(opts.get("subnetwork")) + _base_refs(opts.get("unit"))
                  if ref in net_dict and ref not in deps]
+        deps += [registered[t] for t in _targets(opts) if t in registered and registered[t] not in (*deps, name)]
         is_output = bool(opts.get("is_output_layer")) or bool(opts.get("loss")) or name == "output"
         specs[name] = LayerSpec(name, layer_class, sources, opts, is_output, deps)
     order = _topological_order(specs)
@@ -160,6 +165,17 @@ def resolve_network(
     if not outputs:
         raise NetworkError("the network has no output layer (name one 'output', or set a loss or is_output_layer)")
     return NetworkDescription({n: specs[n] for n in order}, outputs, data_keys)
+
+
+def _targets(opts: Mapping[str, Any]) -> list[str]:
+    """The data keys a layer names as ``target``/``size_target``, its own and those of its unit's layers."""
+    found = [opts[k] for k in ("target", "size_target") if isinstance(opts.get(k), str)]
+    for sub in (opts.get("unit"), opts.get("subnetwork")):
+        if isinstance(sub, Mapping):
+            for layer in sub.values():
+                if isinstance(layer, Mapping):
+                    found += _targets(layer)
+    return found
 
 
 def _base_refs(subnetwork: Any) -> list[str]:

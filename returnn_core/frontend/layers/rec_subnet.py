@@ -16,7 +16,7 @@ import numpy as np
 
 from returnn_core.errors import NetworkError
 from returnn_core.frontend._layer import Context, FrameShape
-from returnn_core.frontend._network import Network
+from returnn_core.frontend._network import Network, registered_data
 from returnn_core.frontend._output import LayerOutput
 from returnn_core.network import DataRef, LayerRef, resolve_network
 from returnn_core.network.description import LAYER_REF_OPTIONS
@@ -34,6 +34,9 @@ STEP_KEY = ":i"
 LOOP_OPTIONS = ("initial_output",)
 #: layer classes that only make sense step by step
 LOOP_ONLY_CLASSES = frozenset({"choice", "rnn_cell", "rec"})
+#: without max_seq_len and an input time axis, a loop that ends by its end layer runs at most this many times the
+#: longest 'data' seq
+DEFAULT_MAX_LEN_FACTOR = 10
 #: a score low enough that a beam entry is never chosen
 NEG_INF = -1e30
 
@@ -93,7 +96,10 @@ class RecSubnet:
         if "output" not in unit:
             raise NetworkError(f"layer {self.name!r}: its unit sub-network needs a layer named 'output'")
         self.initial_outputs: dict[str, Any] = {}
-        rewritten, self.base_refs, prev_refs, extern_keys = self._rewrite(unit, rec.net.extern_data)
+        #: data keys that outer layers register (register_as_extern_data) -> those layers
+        self.registered = registered_data(rec.net.root.description)
+        rewritten, self.base_refs, prev_refs, extern_keys = self._rewrite(
+            unit, {**rec.net.extern_data, **dict.fromkeys(self.registered)})
         data_keys = ["data", SOURCE_KEY, STEP_KEY, *extern_keys, *[f"prev:{p}" for p in unit],
                      *[f"base:{b}" for b in self.base_refs]]
         try:
@@ -242,7 +248,12 @@ class RecSubnet:
         seq_data = {SOURCE_KEY: src} if src is not None else {}
         for key in self.extern_keys:
             if not search or self._reads_in_search(key):
-                seq_data[key] = ctx.net.data_output(key, layer=self.name)
+                seq_data[key] = self._extern(ctx, key)
+        for name, layer in self.net.layers.items():  # n_out from a target an outer layer registers
+            target = self.description[name].opts.get("target")
+            if layer.n_out is None and target in self.registered \
+                    and self.description[name].layer_class not in LOOP_ONLY_CLASSES:
+                layer.n_out = self._extern(ctx, target).dim
         moved: dict[str, LayerOutput] = {}
         for spec in self.description:
             if spec.name in self.loop_dependent:
@@ -264,6 +275,12 @@ class RecSubnet:
             ctx.outputs[f"{self.name}/{name}"] = out
         return outputs["output"]
 
+    def _extern(self, ctx: Context, key: str) -> LayerOutput:
+        """Data ``key`` over the whole sequence: extern data, or the output of the outer layer registering it."""
+        if key in self.registered:
+            return ctx.get(self.registered[key], layer=self.name)
+        return ctx.net.data_output(key, layer=self.name)
+
     def _reads_in_search(self, key: str) -> bool:
         """Whether data ``key`` is read in search other than as a choice target."""
         return any(isinstance(s, DataRef) and s.key == key for spec in self.description for s in spec.sources)
@@ -280,7 +297,7 @@ class RecSubnet:
         opts = self.rec.opts
         key = opts.get("size_target") or (opts.get("target") if not search else None)
         if key:
-            data = ctx.net.data_output(key, layer=self.name)
+            data = self._extern(ctx, key)
             return data.seq_lens, ops.dynamic_dim(data.tensor, 1), False
         has_end = "end" in self.description.layers
         if src is not None and not has_end:
@@ -291,10 +308,22 @@ class RecSubnet:
                                "unit or set 'max_seq_len' (or give 'target' outside search, or a source with a "
                                "time axis)")
         if max_len is None:
-            if src is None:
+            if src is not None:
+                return None, ops.dynamic_dim(src.tensor, 1), True
+            try:
+                data: LayerOutput | None = ctx.net.root.data_output("data", layer=self.name)
+            except NetworkError:
+                data = None
+            if data is None or not data.has_time:
                 raise NetworkError(f"layer {self.name!r}: a loop that ends by its 'end' layer needs 'max_seq_len' "
                                    "(or a source with a time axis) to bound it")
-            return None, ops.dynamic_dim(src.tensor, 1), True
+            # RETURNN runs such a loop until every hypothesis ended; the backends' loops need a bound, so it is a
+            # multiple of the longest input seq (an end layer stops the hypotheses of any real task well before)
+            if ctx.net.root.building and self.rec.net.log is not None:
+                self.rec.net.log.v3(f"layer {self.name!r}: no max_seq_len; the loop stops at the latest after "
+                                    f"{DEFAULT_MAX_LEN_FACTOR} x the longest 'data' seq")
+            longest = ops.reduce(ops.cast(data.seq_lens, "float32"), "max")
+            return None, ops.cast(longest * np.float32(DEFAULT_MAX_LEN_FACTOR), "int32"), True
         ref, const, factor = _parse_max_len(max_len, layer=self.name)
         if ref is None:
             steps = const
@@ -359,7 +388,7 @@ class RecSubnet:
         init = self.initial_outputs.get(name, 0)
         rows = batch * beam if beam > 1 else batch
         if spec.layer_class == "choice":
-            dim = self.net.root.extern_data[spec.opts["target"]].dim
+            dim = self._extern(ctx, spec.opts["target"]).dim
             if not isinstance(init, int):
                 raise NetworkError(f"layer '{self.name}/{name}': initial_output of a choice must be a label index")
             return LayerOutput(ops.cast(ops.fill([rows], float(init)), "int32"), None, dim, sparse=True)
