@@ -94,9 +94,9 @@ def row_extents(ds: h5py.Dataset) -> RowExtents | None:
     return RowExtents(rows, offsets, ds.dtype, tail, row_bytes)
 
 
-def read_rows(fd: int, ext: RowExtents, lo: int, hi: int) -> list[tuple[int, int, np.ndarray]]:
+def read_rows(fd: int, ext: RowExtents, lo: int, hi: int) -> tuple[list[tuple[int, int, np.ndarray]], bool]:
     """Rows ``lo:hi`` as ``(first_row, end_row, array)``, one per run they cross: views of the file where it is
-    in the page cache, else read with ``pread``.
+    in the page cache, else read with ``pread``; and whether any was read from the disk.
 
     Mapped views are copy-on-write (writing to one changes neither the file nor other readers) and keep their
     mapping alive; it is unmapped when the last view goes. Bytes on the disk are read instead: the kernel's
@@ -104,6 +104,7 @@ def read_rows(fd: int, ext: RowExtents, lo: int, hi: int) -> list[tuple[int, int
     pages in one by one waits for each.
     """
     out = []
+    from_disk = False
     for a, b, offset in ext.pieces(lo, hi):
         shape = (b - a, *ext.tail)
         start = offset - offset % _GRAIN
@@ -114,8 +115,9 @@ def read_rows(fd: int, ext: RowExtents, lo: int, hi: int) -> list[tuple[int, int
             m.close()
             arr = np.empty(shape, dtype=ext.dtype)
             _pread_into(fd, arr, offset)
+            from_disk = True
         out.append((a, b, arr))
-    return out
+    return out, from_disk
 
 
 def _pread_into(fd: int, arr: np.ndarray, offset: int) -> None:
