@@ -388,7 +388,9 @@ class RecSubnet:
         init = self.initial_outputs.get(name, 0)
         rows = batch * beam if beam > 1 else batch
         if spec.layer_class == "choice":
-            dim = self._extern(ctx, spec.opts["target"]).dim
+            target = spec.opts["target"]
+            # the dim of extern data is known without its values (which search does not feed)
+            dim = self._extern(ctx, target).dim if target in self.registered else self.net.root.extern_data[target].dim
             if not isinstance(init, int):
                 raise NetworkError(f"layer '{self.name}/{name}': initial_output of a choice must be a label index")
             return LayerOutput(ops.cast(ops.fill([rows], float(init)), "int32"), None, dim, sparse=True)
