@@ -188,16 +188,19 @@ class HDFFile:
         ext = row_extents(ds)
         if ext is None:
             return None
-        fd = self._fds.get(key)
-        if fd is None:
-            fd = self._fds[key] = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-        if os.fstat(fd).st_size < ext.end_offset:
-            return None  # truncated: HDF5's read reports it
-        n = int(ds.shape[0])
-        for row in (0, n - 1):  # the same file and the same bytes as HDF5 sees (a user block would shift them)
-            (_, _, mapped), = read_rows(fd, ext, row, row + 1)[0]
-            if not np.array_equal(mapped, ds[row : row + 1], equal_nan=ds.dtype.kind == "f"):
-                return None
+        try:
+            fd = self._fds.get(key)
+            if fd is None:
+                fd = self._fds[key] = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+            if os.fstat(fd).st_size < ext.end_offset:
+                return None  # truncated: HDF5's read reports it
+            n = int(ds.shape[0])
+            for row in (0, n - 1):  # the same file and the same bytes as HDF5 sees (a user block would shift them)
+                (_, _, mapped), = read_rows(fd, ext, row, row + 1)[0]
+                if not np.array_equal(mapped, ds[row : row + 1], equal_nan=ds.dtype.kind == "f"):
+                    return None
+        except OSError:
+            return None  # a file system that cannot map: HDF5 reads it
         self._extents[key] = ext
         return ext
 
