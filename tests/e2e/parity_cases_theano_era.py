@@ -50,26 +50,26 @@ CASES: dict[str, tuple[dict[str, Any], dict[str, Any], str]] = {
          "output": {"class": "softmax", "loss": "ce", "from": ["total", "down", "labels"]}},
         {"optimizer": {"class": "momentum", "momentum": 0.5}}, "ce",
     ),
-    "theano-era-gated-act-adam": (
+    # the classes of the second round in one case (one graph per backend): gated units, ACT, gate shapes, images
+    "theano-era-gated-images-adam": (
         {"gru": {"class": "gru", "n_out": 3, "reverse": True, "from": ["data", "data:classes"]},
          "sru": {"class": "sru", "n_out": 3, "psize": 2, "carry_time": True, "from": "gru"},
          "act": {"class": "act_lstm", "n_out": 2, "n_max_calc_steps": 2, "time_penalty": 0.1, "grad_clip": 1.0,
                  "direction": -1},
-         "output": {"class": "softmax", "loss": "ce", "from": ["sru", "act"]}},
+         "half": {"class": "lstm_half_gates", "n_out": 2, "from": "gru"},
+         "proj": {"class": "lstm_proj_gates", "n_out": 2, "n_gate_proj": 1},
+         "cplx": {"class": "lstm_complex", "n_out": 2, "grad_clip": 1.0},
+         "sizes": {"class": "constant", "value": 2, "n_out": 1},  # every image 2 x 2 from the first 4 frames
+         "img": {"class": "1Dto2D", "from": ["data", "sizes"]},
+         "conv": {"class": "conv2", "n_features": 2, "filter": [1, 2], "pool_size": [2, 1], "from": "img"},
+         "rows": {"class": "2Dto1D", "from": "conv"},
+         "stretch": {"class": "upsample", "factor": 1, "axis": "T", "time_like_last_source": True,
+                     "from": ["rows", "data"]},
+         "fixed": {"class": "1Dto2D_fixed_size", "d_row": 2},
+         "conv_f": {"class": "conv2", "n_features": 3, "filter": [2, 1], "pool_size": [1, 1], "activation": "relu",
+                    "from": "fixed"},
+         "cols": {"class": "2Dto1D", "collapse": "pad_2", "maxout": True, "from": "conv_f"},
+         "output": {"class": "softmax", "loss": "ce", "from": ["sru", "act", "half", "proj", "cplx", "cols", "stretch"]}},
         {"optimizer": {"class": "adam"}}, "ce",
     ),
 }
-CASES["theano-era-images-rmsprop"] = (
-    {"sizes": {"class": "constant", "value": 2, "n_out": 1},  # every image 2 x 2 from the first 4 frames
-     "img": {"class": "1Dto2D", "from": ["data", "sizes"]},
-     "conv": {"class": "conv2", "n_features": 2, "filter": [1, 2], "pool_size": [2, 1], "from": "img"},
-     "rows": {"class": "2Dto1D", "from": "conv"},
-     "stretch": {"class": "upsample", "factor": 1, "axis": "T", "time_like_last_source": True,
-                 "from": ["rows", "data"]},
-     "fixed": {"class": "1Dto2D_fixed_size", "d_row": 2},
-     "conv_f": {"class": "conv2", "n_features": 3, "filter": [2, 1], "pool_size": [1, 1], "activation": "relu",
-                "from": "fixed"},
-     "cols": {"class": "2Dto1D", "collapse": "pad_2", "maxout": True, "from": "conv_f"},
-     "output": {"class": "softmax", "loss": "ce", "from": ["cols", "stretch"]}},
-    {"optimizer": {"class": "rmsprop"}}, "ce",
-)
