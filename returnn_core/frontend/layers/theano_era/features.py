@@ -150,3 +150,86 @@ class SigmoidToTanhLayer(Layer):
         """Map [0, 1] to [-1, 1]."""
         src = self.single_source(sources)
         return src.with_tensor(src.dense() * np.float32(2.0) - np.float32(1.0), dim=src.dim)
+
+
+#: RETURNN draws the feature permutations of polynomial_expansion and random_selection from this fixed seed
+PERMUTATION_SEED = 1234
+
+
+class RbfLayer(Layer):
+    """``rbf``: radial basis functions, ``exp(-sigmoid(b) * |x - W[:, j]|^2)`` for each of ``n_out`` centres
+    ``W`` (n_in, n_out) with a trained width ``b`` (init 0)."""
+
+    def call(self, sources: list[LayerOutput], ctx: Context) -> LayerOutput:
+        """Distances to the centres, through the Gaussian."""
+        ops = ctx.ops
+        n_out = self.require_n_out()
+        src = self.single_source(sources)
+        x = src.dense()
+        w = self.param("W", (self.feature_dim(src), n_out), self.opts.get("forward_weights_init", "glorot_uniform"))
+        b = self.param("b", (n_out,), "zeros")
+        # |x|^2 + |W_j|^2 - 2 x W_j, without the (frames, n_in, n_out) difference tensor
+        dist = (ops.reduce(ops.square(x), "sum", -1, keepdims=True) + ops.reduce(ops.square(w), "sum", 0)
+                - np.float32(2.0) * ops.dot(x, w))
+        return src.with_tensor(ops.exp(-ops.sigmoid(b) * dist), dim=n_out)
+
+
+class LinearCombLayer(Layer):
+    """``linear_comb``: each group of ``n_comb`` consecutive features combined linearly, ``W`` (n_out, n_comb),
+    plus ``b``; ``n_out`` must be the input dim / ``n_comb``; ``activation`` optional (none by default)."""
+
+    options = frozenset({"n_comb"})
+
+    def call(self, sources: list[LayerOutput], ctx: Context) -> LayerOutput:
+        """Weighted sums of feature groups."""
+        ops = ctx.ops
+        n_out = self.require_n_out()
+        src = self.single_source(sources)
+        n_in = self.feature_dim(src)
+        comb = self.opts.get("n_comb")
+        if isinstance(comb, bool) or not isinstance(comb, int) or comb < 1 or n_in != n_out * comb:
+            raise self.error(f"needs n_comb with input dim ({n_in}) = n_out ({n_out}) * n_comb, got n_comb={comb!r}")
+        w = self.param("W", (n_out, comb), self.opts.get("forward_weights_init", "glorot_uniform"))
+        b = self.param("b", (n_out,), "zeros")
+        x = src.dense()
+        grouped = ops.reshape(x, (*ops.shape(x)[:-1], n_out, comb))
+        return src.with_tensor(ops.reduce(grouped * w, "sum", -1) + b, dim=n_out)
+
+
+class PolynomialExpansionLayer(Layer):
+    """``polynomial_expansion``: [x, p1(x) * x, p2(p1(x) * x) * x, ...] up to degree ``n_degree``, each p a fixed
+    permutation of the features (RETURNN's seed); ``n_out`` is ``n_degree`` times the input dim."""
+
+    options = frozenset({"n_degree"})
+
+    def call(self, sources: list[LayerOutput], ctx: Context) -> LayerOutput:
+        """Products of permuted features."""
+        ops = ctx.ops
+        src = self.single_source(sources)
+        n_in = self.feature_dim(src)
+        degree = self.opts.get("n_degree")
+        if isinstance(degree, bool) or not isinstance(degree, int) or degree < 1:
+            raise self.error(f"needs n_degree, a positive integer, got {degree!r}")
+        rng = np.random.RandomState(PERMUTATION_SEED)
+        x = src.dense()
+        terms = [x]
+        for _ in range(1, degree):
+            perm = ops.constant(rng.permutation(n_in).astype("int32"), "int32")
+            terms.append(ops.gather(terms[-1], perm, axis=ops.ndim(x) - 1) * x)
+        return src.with_tensor(ops.concat(terms, axis=-1), dim=n_in * degree)
+
+
+class RandomSelectionLayer(Layer):
+    """``random_selection``: ``n_out`` of the input features, chosen by a fixed permutation (RETURNN's seed)."""
+
+    def call(self, sources: list[LayerOutput], ctx: Context) -> LayerOutput:
+        """Pick features."""
+        ops = ctx.ops
+        n_out = self.require_n_out()
+        src = self.single_source(sources)
+        n_in = self.feature_dim(src)
+        if n_out > n_in:
+            raise self.error(f"n_out ({n_out}) must not exceed the input dim ({n_in})")
+        perm = np.random.RandomState(PERMUTATION_SEED).permutation(n_in)[:n_out].astype("int32")
+        x = src.dense()
+        return src.with_tensor(ops.gather(x, ops.constant(perm, "int32"), axis=ops.ndim(x) - 1), dim=n_out)

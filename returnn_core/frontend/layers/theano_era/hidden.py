@@ -73,3 +73,11 @@ class HiddenLayer(LinearLayer):
                              f"of {self.sparse_window} labels")
         shape = ops.shape(part)
         return ops.reshape(part, (*shape[:-2], self.sparse_window * self.units))
+
+
+class EmbeddingLayer(HiddenLayer):
+    """``embedding``: ``hidden`` without the bias (RETURNN creates and ignores it; here it does not exist)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.opts["with_bias"] = False

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from returnn_core.frontend._layer import Context, Layer
 from returnn_core.frontend._ops import Ops
 from returnn_core.frontend._output import LayerOutput
@@ -222,3 +224,71 @@ def _group_frames(layer: Layer, src: LayerOutput, size: int, ctx: Context) -> tu
     x = ops.concat([x, ops.zeros([batch, pad, dim])], axis=1)
     mask = ops.concat([src.mask(), ops.zeros([batch, pad])], axis=1)
     return ops.reshape(x, (batch, -1, size, dim)), ops.reshape(mask, (batch, -1, size, 1))
+
+
+class TruncationLayer(Layer):
+    """``trunc``: only the first ``n_trunc`` frames (of the concatenated sources)."""
+
+    options = frozenset({"n_trunc"})
+
+    def call(self, sources: list[LayerOutput], ctx: Context) -> LayerOutput:
+        """Cut time."""
+        ops = ctx.ops
+        src = _time_source(self, sources)
+        n = _int(self, "n_trunc", None, 1)
+        lens = ops.minimum(ops.cast(src.seq_lens, "int32"), n)
+        return LayerOutput(src.tensor[:, :n], lens, src.dim, src.sparse)
+
+
+class TimeBlurLayer(Layer):
+    """``time_blur``: each frame the weighted mean of the seq's frames at offsets ``range(t_start, t_end,
+    t_step)`` before it, weighted by ``distribution`` "uniform", "triangle", "hamming" or "gauss(sigma)" over
+    the offsets; offsets outside the seq count with weight 0."""
+
+    options = frozenset({"t_start", "t_end", "t_step", "distribution"})
+
+    def weights(self) -> tuple[list[int], np.ndarray]:
+        """The offsets and their weights."""
+        offsets = list(range(_int(self, "t_start", None, -10**9), _int(self, "t_end", None, -10**9),
+                             _int(self, "t_step", None, 1)))
+        if not offsets:
+            raise self.error("t_start, t_end and t_step give no offsets")
+        nums = np.arange(len(offsets))
+        dist = self.opts.get("distribution")
+        if dist == "uniform":
+            return offsets, np.ones(len(offsets), "float32")
+        if dist == "triangle":
+            return offsets, (1 + np.minimum(nums, nums[::-1])).astype("float32")
+        if dist == "hamming":
+            alpha = 0.53836
+            return offsets, (alpha - (1 - alpha) * np.cos(2 * np.pi * nums / max(len(nums) - 1, 1))).astype("float32")
+        if isinstance(dist, str) and dist.startswith("gauss(") and dist.endswith(")"):
+            sigma, n = float(dist[6:-1]), len(nums) - 1
+            return offsets, np.exp(-0.5 * ((nums - n / 2.0) / (sigma * n / 2.0)) ** 2).astype("float32")
+        raise self.error(f"distribution {dist!r}: use 'uniform', 'triangle', 'hamming' or 'gauss(sigma)'")
+
+    def call(self, sources: list[LayerOutput], ctx: Context) -> LayerOutput:
+        """Blur over time."""
+        ops = ctx.ops
+        src = _time_source(self, sources)
+        if src.sparse or src.feature_ndim != 1:
+            raise self.error("needs a dense (batch, time, feature) input")
+        offsets, weights = self.weights()
+        mask = ops.expand_dims(src.mask(), -1)
+        x = src.tensor * mask
+        total, weight_sum = ops.zeros_like(x), ops.zeros_like(mask)
+        for offset, weight in zip(offsets, weights):
+            total = total + _shift_time(ops, x, offset) * weight
+            weight_sum = weight_sum + _shift_time(ops, mask, offset) * weight
+        out = total / ops.maximum(weight_sum, np.float32(1e-4)) * mask
+        return src.with_tensor(out, dim=src.dim)
+
+
+def _shift_time(ops: Ops, x: Any, offset: int) -> Any:
+    """``x`` moved ``offset`` frames later (earlier if negative), zeros coming in, same length."""
+    if offset == 0:
+        return x
+    time = ops.dynamic_dim(x, 1)
+    if offset > 0:
+        return ops.pad(x, [(0, 0), (offset, 0), (0, 0)])[:, :time]
+    return ops.pad(x, [(0, 0), (0, -offset), (0, 0)])[:, -offset:]
