@@ -243,11 +243,12 @@ def main() -> None:
     p.add_argument("--max-seqs", type=int, default=40)
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--states", default="warm,cold", help="page-cache states to measure: warm, cold or both")
+    p.add_argument("--cold", action="store_true", help="only the cold state (as --states cold)")
     p.add_argument("--path", default="/tmp/returnn_hdf_read_bench.hdf")
     p.add_argument("--keep", action="store_true", help="keep (and reuse) the file")
     p.add_argument("--child", choices=("time", "mem-raw", "mem-dataset"), help=argparse.SUPPRESS)
     args = p.parse_args()
-    args.states = [x for x in args.states.split(",") if x]
+    args.states = ["cold"] if args.cold else [x for x in args.states.split(",") if x]
     if not args.states or set(args.states) - {"warm", "cold"}:
         p.error(f"--states {','.join(args.states)!r}: give warm, cold or warm,cold")
     if args.child:
