@@ -167,6 +167,25 @@ class LearningRateControl:
             )
         return errors[key]
 
+    def last_best_epoch(self, last_epoch: int, first_epoch: int = 1, filter_score: float = float("inf"),
+                        only_last_n: int = -1, min_score_dist: float = 0.0) -> int | None:
+        """The epoch in ``[first_epoch, last_epoch]`` with the best driving score, as RETURNN's ``get_last_best_epoch``.
+
+        Only epochs scored under the latest epoch's key count; those above ``filter_score`` drop out, then only the
+        last ``only_last_n`` remain (when >= 1), then only those better than the latest by more than
+        ``min_score_dist``. None when no epoch is left.
+        """
+        scored = [(self.error_key(ep), self.epoch_error(ep), ep) for ep in range(first_epoch, last_epoch + 1)]
+        scored = [(key, value, ep) for key, value, ep in scored if value is not None]
+        if not scored:
+            return None
+        latest_key, latest = scored[-1][0], scored[-1][1]
+        values = [(value, ep) for key, value, ep in scored if key == latest_key and value <= filter_score]
+        if only_last_n >= 1:
+            values = values[-only_last_n:]
+        values = [(value, ep) for value, ep in values if value + min_score_dist < latest]
+        return min(values)[1] if values else None
+
     def relative_error(self, old_epoch: int, new_epoch: int) -> float | None:
         """``(new - old) / |new|`` of the driving score, as RETURNN's ``calc_relative_error``."""
         old, new = self.epoch_error(old_epoch), self.epoch_error(new_epoch)

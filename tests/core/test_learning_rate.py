@@ -188,3 +188,16 @@ def test_custom_control_decides_epoch_1_too(tmp_path, manager):
     assert "start epoch 1 with learning rate 0.4\n" in out.getvalue()
     state = load_state(str(tmp_path / "lr.txt"))
     assert state[1].learning_rate == 0.4 and state[2].learning_rate == 0.2
+
+
+def test_last_best_epoch_filters_as_returnn():
+    ctrl = ConstantLearningRate(1.0)
+    run(ctrl, [0.5, 0.2, 0.9, 0.3, 0.6])
+    assert ctrl.last_best_epoch(5) == 2
+    assert ctrl.last_best_epoch(5, only_last_n=3) == 4  # epochs 3..5 only
+    assert ctrl.last_best_epoch(5, min_score_dist=0.35) == 2  # 0.3 + 0.35 is not below the latest 0.6
+    assert ctrl.last_best_epoch(5, min_score_dist=0.45) is None
+    assert ctrl.last_best_epoch(5, filter_score=0.1) is None
+    assert ctrl.last_best_epoch(5, first_epoch=3) == 4
+    assert ctrl.last_best_epoch(2) is None  # the latest is the best: nothing better to go back to
+    assert ctrl.last_best_epoch(0) is None
