@@ -72,6 +72,7 @@ CATALOGUE: dict[str, dict[str, tuple[str, tuple[str, ...]]]] = {
         "act_lstm": ("layers.theano_era.act_lstm:ActLstmLayer", ()),
         "gru": ("layers.theano_era.gated:GruLayer", ()),
         "sru": ("layers.theano_era.gated:SruLayer", ()),
+        "sra": ("layers.theano_era.gated:SraLayer", ()),
         "lstm_half_gates": ("layers.theano_era.lstm_variants:LstmHalfGatesLayer", ()),
         "lstm_proj_gates": ("layers.theano_era.lstm_variants:LstmProjGatesLayer", ()),
         "lstm_complex": ("layers.theano_era.lstm_variants:LstmComplexLayer", ()),

@@ -25,13 +25,14 @@ NET = {
     "sru_p": {"class": "sru", "n_out": N, "psize": 2, "pdepth": 2, "pact": "tanh"},
     "sru_carry": {"class": "sru", "n_out": 4, "carry_time": True},
     "act": {"class": "act_lstm", "n_out": N, **ACT},
+    "sra": {"class": "sra", "n_out": N, "psize": 2, "reverse": True},
     "half": {"class": "lstm_half_gates", "n_out": 4, "activation": "relu"},
     "proj": {"class": "lstm_proj_gates", "n_out": N, "n_gate_proj": 2, "direction": -1},
     "cplx": {"class": "lstm_complex", "n_out": 4, "use_complex": "1:0:1:1", "activation": "tanh,relu"},
     "const": {"class": "constant", "value": [0.5, -1.0], "n_out": 2},
     "const_scalar": {"class": "constant", "value": 2, "n_out": 3, "from": "act"},
     "output": {"class": "softmax", "loss": "ce", "n_out": 3,
-               "from": ["gru", "sru_p", "sru_carry", "act", "half", "proj", "cplx", "const", "const_scalar"]},
+               "from": ["gru", "sru_p", "sru_carry", "act", "sra", "half", "proj", "cplx", "const", "const_scalar"]},
 }
 LAYERS = list(NET)[:-1]
 NET["all"] = {"class": "copy", "from": LAYERS, "is_output_layer": True}
@@ -89,6 +90,20 @@ def test_sru_layer_options(outputs) -> None:
 
     np.testing.assert_allclose(outs["sru_p"], _over_time(projected, X, (np.zeros(N, "f"),)), rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(outs["sru_carry"], _over_time(carry, X, (np.zeros(4, "f"),)), rtol=1e-4, atol=1e-5)
+
+
+def test_sra_layer(outputs) -> None:
+    _, outs, p = outputs
+
+    def step(x_t: np.ndarray, h: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
+        h_x = np.maximum(h @ p["sra/Wp_0"], 0) @ p["sra/W_re"]  # psize 2, pact relu
+        u, r = _sig(h_x[:N]), np.tanh(h_x[N:])
+        s = r * s + r * p["sra/sp"]
+        h = np.tanh(u * (x_t @ p["sra/W"] + p["sra/b"]) + s)
+        return h, (h, s)
+
+    expected = _over_time(step, X, (np.zeros(N, "f"), np.zeros(N, "f")), direction=-1)
+    np.testing.assert_allclose(outs["sra"], expected, rtol=1e-4, atol=1e-5)
 
 
 def _act(p: dict[str, np.ndarray], steps: int, eps: float, halt_penalty: float) -> tuple[np.ndarray, np.ndarray]:

@@ -105,3 +105,42 @@ class SruLayer(_UnitLayer):
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
             raise self.error(f"{key} must be an integer >= {minimum}, got {value!r}")
         return value
+
+
+class SraLayer(SruLayer):
+    """``sra``: ``z = x W + b`` (n_out wide); from the previous output (through ``psize``/``pdepth``/``pact`` as
+    in ``sru``) ``h W_re`` gives an update gate ``u = sigmoid(.)`` and ``r = tanh(.)``; the state
+    ``s = r * s_prev + r * sp`` (``sp`` trained, init uniform in [-1, 1]), the output ``h = tanh(u * z + s)``.
+    ``reverse`` runs backwards over each seq (RETURNN left that output in reversed order)."""
+
+    options = TheanoRecurrentLayer.RECURRENT_LAYER_OPTIONS | {"encoder", "psize", "pact", "pdepth", "n_dec"}
+
+    def call(self, sources: list[LayerOutput], ctx: Context) -> LayerOutput:
+        """The SRA over time."""
+        ops = ctx.ops
+        src = self.time_input(sources)
+        psize = self._int_opt("psize", 0, 0)
+        depth = self._int_opt("pdepth", 1, 1)
+        n = self.require_n_out()
+        pact = get_activation(self.opts.get("pact", "relu"), layer=self.name) or (lambda o, v: v)
+        w = self.param("W", (self.feature_dim(src), n), self.opts.get("forward_weights_init", "glorot_uniform"))
+        b = self.param("b", (n,), "zeros")
+        rec = [self.param("W_re", (psize or n, 2 * n), "glorot_uniform"), self.param("sp", (n,), "uniform:1.0")]
+        if psize:
+            rec += [self.param(f"Wp_{i}", (n if i == 0 else psize, psize), "glorot_uniform") for i in range(depth)]
+        z = ops.dot(src.dense(), w) + b
+
+        def step(z_t: Any, h: Any, s: Any, w_re: Any, sp: Any, *proj: Any) -> tuple[Any, tuple[Any, Any]]:
+            h_in = h
+            for wp in proj:
+                h_in = pact(ops, ops.matmul(h_in, wp))
+            h_x = ops.matmul(h_in, w_re)
+            update, r = ops.sigmoid(h_x[:, :n]), ops.tanh(h_x[:, n:])
+            s_new = r * s + r * sp
+            h_new = ops.tanh(update * z_t + s_new)
+            return h_new, (h_new, s_new)
+
+        batch = ops.dynamic_dim(z, 0)
+        initial = (ops.zeros([batch, n]), ops.zeros([batch, n]))
+        y, final = self.loop(ctx, step, [z], src, initial, rec)
+        return LayerOutput(y, src.seq_lens, n, final_state=final)
