@@ -19,6 +19,7 @@ from returnn_core.engine.backend import Backend, StepResult
 from returnn_core.engine.backend_choice import select_backend
 from returnn_core.engine.checkpoints import checkpoint_prefix, completed_epochs, is_complete, save_checkpoint
 from returnn_core.engine.data_check import check_batch, network_keys
+from returnn_core.engine.prefetch import Prefetcher
 from returnn_core.engine.search import run_search
 from returnn_core.errors import ConfigError, TrainingError
 from returnn_core.learning_rate import LearningRateControl, learning_rate_control_from_config
@@ -165,26 +166,28 @@ class Engine:
         total = StepResult()
         progress = Progress(self.log, f"{what} epoch {epoch}", self._known_num_seqs(dataset))
         step = 0
-        for step, batch in enumerate(dataset.generate_batches(chunking=chunking, recurrent_net=self.recurrent_net,
-                                                                    **self.batch_opts), 1):
-            signals.check()  # SIGINT/SIGTERM: stop between steps, never inside one
-            data = batch.to_data(self.extern_data)
-            if step == 1:
-                check_batch(dataset, data, self.extern_data, network_keys(self.network, targets=True))
-            if train:
-                result = self.backend.train_step(data, learning_rate)  # type: ignore[arg-type]
-                if not result.is_finite() and self.config.bool("stop_on_nonfinite_train_score", True):
-                    bad = ", ".join(f"{k}={v}" for k, v in result.losses.items() if not np.isfinite(v))
-                    last = self.last_epoch()
-                    kept = f"the last good checkpoint {checkpoint_prefix(self.model, last)} is kept" if last and self.model else "no checkpoint of this epoch is written"
-                    raise TrainingError(
-                        f"epoch {epoch} step {step}: non-finite loss ({bad}) in seqs {', '.join(data.tags[:3])}; "
-                        f"stopped the epoch; {kept}. Lower the learning rate or enable gradient_clip."
-                    )
-            else:
-                result = self.backend.eval_step(data)
-            total.add(result)
-            progress.step(step, batch.slices[-1].seq.seq_idx + 1, result, data, learning_rate)
+        batches = dataset.generate_batches(chunking=chunking, recurrent_net=self.recurrent_net, **self.batch_opts)
+        extern_data = self.extern_data
+        # the next batch is read and padded in a thread while the backend runs this one
+        with Prefetcher(batches, lambda b: (b, b.to_data(extern_data))) as prefetched:
+            for step, (batch, data) in enumerate(prefetched, 1):
+                signals.check()  # SIGINT/SIGTERM: stop between steps, never inside one
+                if step == 1:
+                    check_batch(dataset, data, self.extern_data, network_keys(self.network, targets=True))
+                if train:
+                    result = self.backend.train_step(data, learning_rate)  # type: ignore[arg-type]
+                    if not result.is_finite() and self.config.bool("stop_on_nonfinite_train_score", True):
+                        bad = ", ".join(f"{k}={v}" for k, v in result.losses.items() if not np.isfinite(v))
+                        last = self.last_epoch()
+                        kept = f"the last good checkpoint {checkpoint_prefix(self.model, last)} is kept" if last and self.model else "no checkpoint of this epoch is written"
+                        raise TrainingError(
+                            f"epoch {epoch} step {step}: non-finite loss ({bad}) in seqs {', '.join(data.tags[:3])}; "
+                            f"stopped the epoch; {kept}. Lower the learning rate or enable gradient_clip."
+                        )
+                else:
+                    result = self.backend.eval_step(data)
+                total.add(result)
+                progress.step(step, batch.slices[-1].seq.seq_idx + 1, result, data, learning_rate)
         progress.close()
         dataset.finish_epoch()
         if step == 0:
