@@ -23,14 +23,17 @@ PENALTY = "act_time_penalty"
 
 
 class ActTimePenalty(Loss):
-    """The time penalty of an ``act_lstm`` layer, summed over its present frames (no target)."""
+    """The time penalty of an ``act_lstm`` layer times ``scale`` (its ``time_penalty``), summed over its present
+    frames (no target); reported as the layer's cost, and part of the score, as RETURNN's constraint was."""
 
+    options = {"scale": 0.01}
     needs_target = False
 
     def __call__(self, output: LayerOutput, target: LayerOutput | None, ctx: LossContext) -> tuple[Any, Any, Any]:
-        """``(penalty sum, None, frames)``."""
+        """``(scaled penalty sum, None, frames)``."""
         ops = ctx.ops
-        return ops.reduce(output.extra[PENALTY], "sum"), None, ops.reduce(output.mask(), "sum")
+        total = ops.reduce(output.extra[PENALTY], "sum") * np.float32(self.opts["scale"])
+        return total, None, ops.reduce(output.mask(), "sum")
 
 
 class ActLstmLayer(TheanoRecurrentLayer):
@@ -38,7 +41,8 @@ class ActLstmLayer(TheanoRecurrentLayer):
     ``W_delay`` (1, 4c) with c = n_out + 1, blocks [input, forget, output gate, cell input] as in RETURNN; step k
     (from 0) adds ``k * W_delay`` to the input.
 
-    ``time_penalty`` scales the penalty in the objective (normalised by the frames like a loss; 0 adds none);
+    ``time_penalty`` scales the penalty, which enters the objective and the score as the layer's cost (normalised
+    by the frames like a loss; 0 adds none);
     ``time_penalty_type`` "linear_p" (step count times weight, the expected step count), "linear" (times the
     halting probability) or "sqrt"; ``total_halt_penalty`` with ``total_halt_penalty_type`` "inv" (plus
     penalty / halting probability) or "linear" (minus penalty times it). As in RETURNN the inner loop stops once
@@ -75,7 +79,7 @@ class ActLstmLayer(TheanoRecurrentLayer):
         """The time penalty as a term of the objective (none when ``time_penalty`` is 0)."""
         if not self.time_penalty:
             return []
-        return [LossTerm(self.name, ActTimePenalty(), PENALTY, None, self.time_penalty)]
+        return [LossTerm(self.name, ActTimePenalty(scale=self.time_penalty), PENALTY, None, 1.0)]
 
     def clip(self, ops: Ops, x: Any) -> Any:
         """No clipping of the frame's state: ``grad_clip`` applies inside each calculation step, as in RETURNN."""
