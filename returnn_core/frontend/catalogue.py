@@ -81,6 +81,7 @@ CATALOGUE: dict[str, dict[str, tuple[str, tuple[str, ...]]]] = {
         "2Dto1D": ("layers.theano_era.twod:TwoDToOneDLayer", ()),
         "conv2": ("layers.theano_era.twod:ConvPoolLayer2", ()),
         "embedding": ("layers.theano_era.hidden:EmbeddingLayer", ()),
+        "hidden_shared": ("layers.theano_era.hidden:SharedForwardLayer", ()),
         "rbf": ("layers.theano_era.features:RbfLayer", ()),
         "linear_comb": ("layers.theano_era.features:LinearCombLayer", ()),
         "polynomial_expansion": ("layers.theano_era.features:PolynomialExpansionLayer", ()),

@@ -48,6 +48,8 @@ CASES: dict[str, tuple[dict[str, Any], dict[str, Any], str]] = {
          "stretch": {"class": "sigmoid_to_tanh", "from": "squash"},
          "total": {"class": "sum", "from": ["stretch", "fewer"]},
          "emb": {"class": "embedding", "n_out": 2, "from": ["data", "data:classes"]},
+         "emb_shared": {"class": "hidden_shared", "base": "emb_h", "from": "rbf"},
+         "emb_h": {"class": "hidden", "n_out": 2, "from": "comb"},
          "rbf": {"class": "rbf", "n_out": 2},
          "comb": {"class": "linear_comb", "n_out": 2, "n_comb": 2},
          "poly": {"class": "polynomial_expansion", "n_degree": 2, "from": "comb"},
@@ -58,7 +60,7 @@ CASES: dict[str, tuple[dict[str, Any], dict[str, Any], str]] = {
          "trunc_back": {"class": "upsample", "factor": 1, "axis": "T", "time_like_last_source": True,
                         "from": ["trunc", "data"]},
          "output": {"class": "softmax", "loss": "ce",
-                    "from": ["total", "down", "labels", "emb", "poly", "blur", "trunc_back"]}},
+                    "from": ["total", "down", "labels", "emb", "emb_shared", "poly", "blur", "trunc_back"]}},
         {"optimizer": {"class": "momentum", "momentum": 0.5}}, "ce",
     ),
     # the classes of the second round in one case (one graph per backend): gated units, ACT, images

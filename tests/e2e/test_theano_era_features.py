@@ -1,5 +1,5 @@
 """More of the manual's NetworkHiddenLayer classes on both backends, against NumPy: embedding, rbf, linear_comb,
-polynomial_expansion, random_selection, trunc, time_blur."""
+polynomial_expansion, random_selection, hidden_shared, trunc, time_blur."""
 
 from __future__ import annotations
 
@@ -20,9 +20,11 @@ NET = {
     "poly": {"class": "polynomial_expansion", "n_degree": 3},
     "pick": {"class": "random_selection", "n_out": 2},
     "blur": {"class": "time_blur", "t_start": -1, "t_end": 2, "t_step": 1, "distribution": "triangle"},
+    "h": {"class": "hidden", "n_out": 2, "activation": "tanh"},
+    "shared": {"class": "hidden_shared", "base": "h", "activation": "tanh", "from": "blur"},
     "trunc": {"class": "trunc", "n_trunc": 3, "is_output_layer": True},
 }
-DIMS = {"emb": 2, "rbf": 3, "comb": 2, "poly": 12, "pick": 2, "blur": 4}
+DIMS = {"emb": 2, "rbf": 3, "comb": 2, "poly": 12, "pick": 2, "blur": 4, "shared": 2}
 NET["output"] = {"class": "copy", "from": list(DIMS)}
 
 
@@ -56,6 +58,8 @@ def test_feature_maps(outputs) -> None:
     third = second[..., rng.permutation(4)] * X
     _close(outs["poly"], np.concatenate([X, second, third], -1))
     _close(outs["pick"], X[..., np.random.RandomState(1234).permutation(4)[:2]])
+    assert not any(key.startswith("shared/") for key in p)  # hidden_shared uses h's parameters
+    _close(outs["shared"], np.tanh(outs["blur"] @ p["h/W"] + p["h/b"]))
 
 
 def test_trunc_and_time_blur(outputs) -> None:

@@ -81,3 +81,30 @@ class EmbeddingLayer(HiddenLayer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.opts["with_bias"] = False
+
+
+class SharedForwardLayer(HiddenLayer):
+    """``hidden_shared``: ``hidden`` with the weights and bias of the ``hidden`` layer ``base`` (a layer name, or
+    a list of one); ``n_out`` defaults to the base layer's."""
+
+    options = HiddenLayer.options | {"base"}
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        base = self.opts.get("base")
+        if isinstance(base, (list, tuple)) and len(base) == 1:
+            base = base[0]
+        if not isinstance(base, str) or not base:
+            raise self.error(f"needs base, the name of the hidden layer whose parameters it uses, got {base!r}")
+        self.base = base
+        self.param_owner = self._owner_name(base)
+
+    def call(self, sources: list[LayerOutput], ctx: Context) -> LayerOutput:
+        """The base layer's affine map on these sources."""
+        if self.units is None:
+            base = self.net.layers.get(self.base)
+            units = getattr(base, "units", None)
+            if units is None:
+                raise self.error(f"base {self.base!r} must be a hidden layer with n_out (or give n_out here)")
+            self.units = int(units)
+        return super().call(sources, ctx)
