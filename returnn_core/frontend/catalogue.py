@@ -88,6 +88,7 @@ CATALOGUE: dict[str, dict[str, tuple[str, tuple[str, ...]]]] = {
         "random_selection": ("layers.theano_era.features:RandomSelectionLayer", ()),
         "trunc": ("layers.theano_era.time:TruncationLayer", ()),
         "time_blur": ("layers.theano_era.time:TimeBlurLayer", ()),
+        "time_concat": ("layers.theano_era.time:TimeConcatLayer", ()),
         "recurrent": ("layers.theano_era.recurrent:RecurrentLayer", ()),
         "linear_recurrent": ("layers.theano_era.recurrent:LinearRecurrentLayer", ()),
         "frame_concat_zero": ("layers.theano_era.time:FrameConcatZeroLayer", ()),

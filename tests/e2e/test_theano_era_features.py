@@ -1,5 +1,5 @@
 """More of the manual's NetworkHiddenLayer classes on both backends, against NumPy: embedding, rbf, linear_comb,
-polynomial_expansion, random_selection, hidden_shared, trunc, time_blur."""
+polynomial_expansion, random_selection, hidden_shared, trunc, time_blur, time_concat."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ NET = {
     "h": {"class": "hidden", "n_out": 2, "activation": "tanh"},
     "shared": {"class": "hidden_shared", "base": "h", "activation": "tanh", "from": "blur"},
     "trunc": {"class": "trunc", "n_trunc": 3, "is_output_layer": True},
+    "cat": {"class": "time_concat", "from": ["trunc", "data"], "is_output_layer": True},
 }
 DIMS = {"emb": 2, "rbf": 3, "comb": 2, "poly": 12, "pick": 2, "blur": 4, "shared": 2}
 NET["output"] = {"class": "copy", "from": list(DIMS)}
@@ -39,7 +40,7 @@ def outputs() -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], tuple[np.nd
     out, _ = _forward(backends, "output")
     ends = np.cumsum(list(DIMS.values()))
     outs = {name: out[..., end - dim : end] for (name, dim), end in zip(DIMS.items(), ends)}
-    return outs, params, _forward(backends, "trunc")
+    return outs, params, _forward(backends, "trunc"), _forward(backends, "cat")
 
 
 def _close(a: np.ndarray, b: np.ndarray) -> None:
@@ -47,7 +48,7 @@ def _close(a: np.ndarray, b: np.ndarray) -> None:
 
 
 def test_feature_maps(outputs) -> None:
-    outs, p, _ = outputs
+    outs, p, _, _ = outputs
     one_hot = np.eye(3, dtype="f")[CLS]
     _close(outs["emb"], _sig(X @ p["emb/W"][:4] + one_hot @ p["emb/W"][4:]))  # no bias, sigmoid as hidden
     dist = ((X[..., :, None] - p["rbf/W"][None, None]) ** 2).sum(2)
@@ -63,9 +64,14 @@ def test_feature_maps(outputs) -> None:
 
 
 def test_trunc_and_time_blur(outputs) -> None:
-    outs, _, (trunc, lens) = outputs
+    outs, _, (trunc, lens), (cat, cat_lens) = outputs
     np.testing.assert_array_equal(lens, np.minimum(SEQ_LENS, 3))
     np.testing.assert_allclose(trunc, (X * MASK[..., None])[:, :3], atol=1e-6)
+    np.testing.assert_array_equal(cat_lens, lens + SEQ_LENS)  # time_concat: trunc's frames, then all of data's
+    for b, n in enumerate(SEQ_LENS):
+        expected = np.concatenate([X[b, : lens[b]], X[b, :n]])
+        np.testing.assert_allclose(cat[b, : len(expected)], expected, atol=1e-6)
+        assert not cat[b, len(expected) :].any()
     expected = np.zeros_like(X)
     weights = {-1: 1.0, 0: 2.0, 1: 1.0}  # triangle over the offsets -1, 0, 1
     for b, n in enumerate(SEQ_LENS):

@@ -292,3 +292,35 @@ def _shift_time(ops: Ops, x: Any, offset: int) -> Any:
     if offset > 0:
         return ops.pad(x, [(0, 0), (offset, 0), (0, 0)])[:, :time]
     return ops.pad(x, [(0, 0), (0, -offset), (0, 0)])[:, -offset:]
+
+
+class TimeConcatLayer(Layer):
+    """``time_concat``: per seq the frames of all sources one after the other (sources of one dim); RETURNN joined
+    the padded tensors, which leaves the padding of the first source inside the seq."""
+
+    def call(self, sources: list[LayerOutput], ctx: Context) -> LayerOutput:
+        """Join the sources in time."""
+        ops = ctx.ops
+        if not sources or any(not s.has_time or s.sparse or s.feature_ndim != 1 for s in sources):
+            raise self.error("needs dense (batch, time, feature) sources")
+        if len({s.dim for s in sources}) != 1:
+            raise self.error(f"needs sources of one dim, got dims {[s.dim for s in sources]}")
+        dim = self.feature_dim(sources[0])
+        joined = ops.concat([_masked(ops, s) for s in sources], axis=1)
+        batch = ops.dynamic_dim(joined, 0)
+        time = ops.expand_dims(ops.arange(ops.dynamic_dim(joined, 1)), 0)  # (1, T)
+        idx = ops.cast(ops.zeros([batch, 1]), "int32") + time
+        # frame t of the result: source k's frame t - (lengths before k), found at offset (padded lengths before k)
+        lens_before, pads_before = ops.cast(ops.zeros([batch]), "int32"), 0
+        for src in sources:
+            lens = ops.cast(src.seq_lens, "int32")
+            start = ops.expand_dims(lens_before, 1)
+            end = start + ops.expand_dims(lens, 1)
+            inside = ops.cast(ops.greater(time + 1, start), "int32") * ops.cast(ops.less(time, end), "int32")
+            idx = idx * (1 - inside) + (time - start + pads_before) * inside
+            lens_before = lens_before + lens
+            pads_before = pads_before + ops.cast(ops.dynamic_dim(src.tensor, 1), "int32")
+        idx = ops.minimum(idx, ops.cast(ops.dynamic_dim(joined, 1), "int32") - 1)
+        full = ops.expand_dims(idx, 2) + ops.cast(ops.zeros([batch, ops.dynamic_dim(joined, 1), dim]), "int32")
+        out = LayerOutput(ops.take_along_axis(joined, full, axis=1), lens_before, dim)
+        return out.with_tensor(_masked(ops, out), dim=dim)
