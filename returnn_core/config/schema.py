@@ -127,6 +127,9 @@ _KEYS: tuple[Key, ...] = (
         "The layers: {name: {'class': ..., 'from': ..., 'n_out': ..., ...}}."),
     Key("num_epochs", _INT_POS, 5, "training", "Train up to this epoch."),
     Key("save_interval", _INT_POS, 1, "training", "Save a checkpoint every N epochs (and after the last)."),
+    Key("use_last_best_model", AnyValue("True, or a dict of modulo, filter_score, only_last_n, min_score_dist, "
+                                        "first_epoch"), None, "training",
+        "Before each epoch, go back to a recent checkpoint that scored better than the last epoch by min_score_dist."),
     Key("learning_rate", Number(float, lo=0, lo_open=True), 1.0, "training", "The initial learning rate."),
     Key("learning_rates", OneOf(Container((list, tuple, dict), ""), Text(),
                                 allowed="a list of rates per epoch or a dict {epoch: rate}"), None, "training", "Fixed learning rates for the first epochs."),

@@ -19,6 +19,7 @@ from returnn_core.engine.backend import Backend, StepResult
 from returnn_core.engine.backend_choice import select_backend
 from returnn_core.engine.checkpoints import checkpoint_prefix, completed_epochs, is_complete, save_checkpoint
 from returnn_core.engine.data_check import check_batch, network_keys
+from returnn_core.engine.last_best_model import epoch_to_go_back_to, last_best_options
 from returnn_core.engine.prefetch import Prefetcher
 from returnn_core.engine.search import run_search
 from returnn_core.errors import ConfigError, TrainingError
@@ -226,10 +227,13 @@ class Engine:
         if start > num_epochs:
             self.log.v2(f"model {model} is trained up to epoch {start - 1} >= num_epochs {num_epochs}; nothing to do")
             return
+        last_best = last_best_options(self.config.typed_value("use_last_best_model"))
         for epoch in range(start, num_epochs + 1):
             signals.check()
             t0 = time.monotonic()
             lr = lrc.learning_rate(epoch)
+            if last_best is not None:
+                self._maybe_go_back(lrc, epoch, last_best)
             self.log.v3(f"start epoch {epoch} with learning rate {lr:g}")
             train_res = self.run_epoch(train_data, epoch, learning_rate=lr, what="train")
             scores = score_summary("train", train_res)
@@ -247,6 +251,22 @@ class Engine:
             backend.epoch_summary(epoch, {**scores, "learning_rate": lr})
             self.log.v1(epoch_line(epoch, scores.get("train_score"), time.monotonic() - t0, dev_lines))
         self.log.v3(f"finished training after epoch {num_epochs}")
+
+    def _maybe_go_back(self, lrc: LearningRateControl, epoch: int, opts: dict[str, Any]) -> None:
+        """``use_last_best_model``: start ``epoch`` from the best recent checkpoint if it beat the last one."""
+        best = epoch_to_go_back_to(lrc, epoch, opts)
+        if best is None:
+            return
+        prefix = checkpoint_prefix(self._require_model(), best)
+        if not is_complete(prefix, self.backend_cls.checkpoint_marker):
+            self.log.v2(f"epoch {best} scored best ({lrc.epoch_error(best)}) but has no complete checkpoint; "
+                        f"continuing from epoch {epoch - 1}")
+            return
+        self.log.v2(f"Last epoch {epoch - 1} (score: {lrc.epoch_error(epoch - 1)}) is not the optimal model but "
+                    f"epoch {best} has better score {lrc.epoch_error(best)}, will use that model.")
+        # RETURNN resets the optimizer's slots here; we take that epoch's own optimizer state with its params
+        assert self.backend is not None
+        self.backend.load(prefix)
 
     def _restore_for_training(self) -> int:
         """Load what the config asks for (or the newest checkpoint); return the first epoch to train."""

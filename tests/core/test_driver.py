@@ -226,3 +226,30 @@ def test_network_text_that_is_no_dict_names_the_key(tmp_path, manager):
     config = make_config(tmp_path, network='{"output": {"class": "softmax",')
     with pytest.raises(ConfigError, match=r"^network: the text is neither JSON \(.*\) nor a RETURNN dict literal"):
         run(config, manager)
+
+
+def test_use_last_best_model_goes_back_to_the_better_checkpoint(tmp_path, manager):
+    from returnn_core.learning_rate import save_state
+
+    run(make_config(tmp_path, num_epochs=2), manager)
+    lr_file = str(tmp_path / "lr.txt")
+    state = load_state(lr_file)
+    state[1].error["dev_score"], state[2].error["dev_score"] = 0.1, 0.9  # epoch 1 clearly better than the last
+    save_state(lr_file, state)
+    model = tmp_path / "net" / "model"
+    log = run(make_config(tmp_path, num_epochs=3, use_last_best_model={"min_score_dist": 0.5}), manager)
+    assert "Last epoch 2 (score: 0.9) is not the optimal model but epoch 1 has better score 0.1" in log
+    with np.load(f"{model}.001.npz") as e1, np.load(f"{model}.002.npz") as e2, np.load(f"{model}.003.npz") as e3:
+        per_epoch = int(e1["steps"])
+        assert int(e2["steps"]) == 2 * per_epoch and int(e3["steps"]) == 2 * per_epoch  # epoch 3 started from 1
+
+    state[2].error["dev_score"] = 0.5  # not better by min_score_dist: no going back
+    save_state(lr_file, state)
+    (tmp_path / "net" / "model.003.npz").unlink()
+    log = run(make_config(tmp_path, num_epochs=3, use_last_best_model={"min_score_dist": 0.5}), manager)
+    assert "is not the optimal model" not in log
+
+
+def test_use_last_best_model_rejects_unknown_options(tmp_path, manager):
+    with pytest.raises(ConfigError, match=r"use_last_best_model: unknown option\(s\) min_score_diff"):
+        run(make_config(tmp_path, use_last_best_model={"min_score_diff": 0.1}), manager)
