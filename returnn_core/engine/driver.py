@@ -313,7 +313,8 @@ class Engine:
             self.log.v1(f"epoch {epoch} {name}: score {s.get(f'{name}_score', float('nan')):.6g}"
                         + (f" error {s[f'{name}_error']:.6g}" if f"{name}_error" in s else ""))
 
-    def _forward_batches(self, dataset: Dataset, layer: str):
+    def forward_batches(self, dataset: Dataset, layer: str):
+        """``(out, lens, data)`` of ``layer`` for each batch of ``dataset`` in its default order (model loaded)."""
         assert self.backend is not None and self.extern_data is not None
         dataset.init_seq_order(1)
         for batch in dataset.generate_batches(chunking=None, **self.batch_opts):
@@ -321,7 +322,7 @@ class Engine:
             data = batch.to_data(self.extern_data)
             check_batch(dataset, data, self.extern_data, network_keys(self.network, targets=False))
             out, lens = self.backend.forward_step(data, layer)
-            yield out, lens, data.tags
+            yield out, lens, data
         dataset.finish_epoch()
 
     def forward(self) -> None:
@@ -342,12 +343,12 @@ class Engine:
         writer_cls = self.manager.output_writers.get("hdf" if fmt in ("hdf", "h5") else fmt)
         writer = None
         try:
-            for out, lens, tags in self._forward_batches(dataset, layer):
+            for out, lens, data in self.forward_batches(dataset, layer):
                 if writer is None:
                     sparse = out.ndim == 2
                     dim = self.network[layer].n_out if sparse else out.shape[-1]
                     writer = writer_cls(output_file, dim=int(dim or 0), sparse=sparse)
-                writer.write_batch(out, lens, tags)
+                writer.write_batch(out, lens, data.tags)
         except BaseException as exc:
             if writer is not None:
                 writer.abort()
@@ -370,7 +371,7 @@ class Engine:
         self._load_for_inference(dataset)
         layer = self.config.value("forward_output_layer", "output")
         total, frames = None, 0
-        for out, lens, _ in self._forward_batches(dataset, layer):
+        for out, lens, _ in self.forward_batches(dataset, layer):
             mask = np.arange(out.shape[1])[None, :] < lens[:, None]
             s = out[mask].astype(np.float64).sum(axis=0)
             total = s if total is None else total + s

@@ -10,8 +10,6 @@ import numpy as np
 
 from returnn_core.atomic_write import atomic_write_text
 from returnn_core.datasets import Dataset
-from returnn_core.engine import signals
-from returnn_core.engine.data_check import check_batch, network_keys
 from returnn_core.errors import ConfigError, TrainingError
 
 if TYPE_CHECKING:
@@ -96,12 +94,7 @@ def run_search(engine: Engine) -> None:
     vocab = spec.labels if spec is not None else None
     results: list[tuple[str, Result]] = []
     errors = [0, 0, 0, 0]  # label edits, ref labels, wrong seqs, seqs
-    dataset.init_seq_order(1)
-    for batch in dataset.generate_batches(chunking=None, **engine.batch_opts):
-        signals.check()
-        data = batch.to_data(engine.extern_data)
-        check_batch(dataset, data, engine.extern_data, network_keys(engine.network, targets=False))
-        out, lens = engine.backend.forward_step(data, layer)
+    for out, lens, data in engine.forward_batches(dataset, layer):
         num = len(data.tags)
         beam = out.shape[0] // max(num, 1)
         scores = np.zeros((num, 1), np.float32)
@@ -127,7 +120,6 @@ def run_search(engine: Engine) -> None:
                 best = list(out[rows[0], : int(lens[rows[0]])])
                 edits = edit_distance(best, ref)
                 errors = [errors[0] + edits, errors[1] + len(ref), errors[2] + int(best != ref), errors[3] + 1]
-    dataset.finish_epoch()
     if not results:
         raise TrainingError(f"search: dataset {dataset.name} gave no seqs")
     line = f"search done: {len(results)} seqs"

@@ -229,7 +229,8 @@ def test_search_without_an_end_layer_runs_max_seq_len_steps() -> None:
         _backend(net, search=True)
 
 
-def test_search_task_writes_hypotheses_by_seq_tag(tmp_path: pathlib.Path) -> None:
+def trained_search_config(tmp_path: pathlib.Path, beam_size: int) -> dict[str, Any]:
+    """The config of a small encoder + searched decoder trained for one epoch on two tagged seqs."""
     seqs = [{"data": np.array([1, 2]), "classes": np.array([1, 2, 0])},
             {"data": np.array([2, 1, 1]), "classes": np.array([2, 1, 1, 0])}]
     dims = {"data": [3, 1], "classes": [3, 1]}
@@ -237,7 +238,7 @@ def test_search_task_writes_hypotheses_by_seq_tag(tmp_path: pathlib.Path) -> Non
                       "unit": {
                           "prob": {"class": "linear", "activation": "softmax", "n_out": 3,
                                    "from": ["prev:output", "base:enc_mean"], "loss": "ce", "target": "classes"},
-                          "output": {"class": "choice", "beam_size": 2, "target": "classes", "from": ["prob"]},
+                          "output": {"class": "choice", "beam_size": beam_size, "target": "classes", "from": ["prob"]},
                           "end": {"class": "compare", "kind": "equal", "value": 0, "from": ["output"]}}},
            "enc": {"class": "linear", "activation": "tanh", "n_out": 3, "from": ["data"]},
            "enc_mean": {"class": "reduce", "mode": "mean", "axes": "T", "from": ["enc"]},
@@ -247,6 +248,11 @@ def test_search_task_writes_hypotheses_by_seq_tag(tmp_path: pathlib.Path) -> Non
             "network": net, "optimizer": {"class": "adam"}, "learning_rate": 0.01, "num_epochs": 1,
             "model": str(tmp_path / "model"), "batch_size": 100, "log_verbosity": 0}
     Engine(Config(base)).run()
+    return base
+
+
+def test_search_task_writes_hypotheses_by_seq_tag(tmp_path: pathlib.Path) -> None:
+    base = trained_search_config(tmp_path, beam_size=2)
     texts = {}
     for fmt in ("py", "txt"):
         out = tmp_path / f"search.{fmt}"

@@ -12,7 +12,7 @@ import pytest
 
 pytest.importorskip("returnn_tf")
 
-from test_rec_subnet import MAX_LEN, TRANSITIONS, _backend, _batches, _search_net  # noqa: E402
+from test_rec_subnet import MAX_LEN, TRANSITIONS, _backend, _batches, _search_net, trained_search_config  # noqa: E402
 
 from returnn_core.config import Config  # noqa: E402
 from returnn_core.engine.driver import Engine  # noqa: E402
@@ -50,24 +50,8 @@ def test_edit_distance() -> None:
 
 
 def test_search_task_writes_the_whole_beam_without_decide(tmp_path: pathlib.Path) -> None:
-    seqs = [{"data": np.array([1, 2]), "classes": np.array([1, 2, 0])},
-            {"data": np.array([2, 1, 1]), "classes": np.array([2, 1, 1, 0])}]
-    dims = {"data": [3, 1], "classes": [3, 1]}
-    net = {"output": {"class": "rec", "from": [], "target": "classes", "max_seq_len": "max_len_from('base:enc') + 1",
-                      "unit": {
-                          "prob": {"class": "linear", "activation": "softmax", "n_out": 3,
-                                   "from": ["prev:output", "base:enc_mean"], "loss": "ce", "target": "classes"},
-                          "output": {"class": "choice", "beam_size": 3, "target": "classes", "from": ["prob"]},
-                          "end": {"class": "compare", "kind": "equal", "value": 0, "from": ["output"]}}},
-           "enc": {"class": "linear", "activation": "tanh", "n_out": 3, "from": ["data"]},
-           "enc_mean": {"class": "reduce", "mode": "mean", "axes": "T", "from": ["enc"]},
-           "decision": {"class": "decide", "from": ["output"]}}
+    base = trained_search_config(tmp_path, beam_size=3)
     log = tmp_path / "search.log"
-    base = {"backend": "tf", "train": {"class": "StaticDataset", "data": seqs, "output_dim": dims,
-                                       "tags": ["a", "b"]},
-            "network": net, "optimizer": {"class": "adam"}, "learning_rate": 0.01, "num_epochs": 1,
-            "model": str(tmp_path / "model"), "batch_size": 100, "log_verbosity": 0}
-    Engine(Config(base)).run()
     search = dict(base, task="search", search_data="train", search_output_file_format="py")
     Engine(Config(dict(search, search_output_layer="output", search_output_file=str(tmp_path / "beam.py"),
                        log=[str(log)], log_file_verbosity=1))).run()
