@@ -29,10 +29,16 @@ class LstmCase:
         return self.W_re.shape[0]
 
 
-def make_case(seed: int, direction: int, *, zero_state: bool = False) -> LstmCase:
-    """A random case with random seq lengths (one seq of full length, one possibly empty)."""
+def make_case(seed: int, direction: int, *, zero_state: bool = False, sizes: tuple[int, int, int, int] | None = None,
+              weight_scales: tuple[float, float] = (0.5, 0.5)) -> LstmCase:
+    """A random case with random seq lengths (one seq of full length, one possibly empty).
+
+    ``sizes`` (B, T, n_in, n) are random and small unless given; ``weight_scales`` scale W and W_re.
+    """
     rng = np.random.default_rng(seed)
-    B, T, n_in, n = (int(v) for v in (rng.integers(1, 5), rng.integers(1, 8), rng.integers(1, 6), rng.integers(1, 7)))
+    if sizes is None:
+        sizes = tuple(int(rng.integers(1, hi)) for hi in (5, 8, 6, 7))  # type: ignore[assignment]
+    B, T, n_in, n = sizes
     lengths = rng.integers(0, T + 1, size=B)
     lengths[0] = T
     mask = (np.arange(T)[None, :] < lengths[:, None]).astype(np.float32)
@@ -44,8 +50,8 @@ def make_case(seed: int, direction: int, *, zero_state: bool = False) -> LstmCas
     return LstmCase(
         x=rand(B, T, n_in),
         mask=mask,
-        W=rand(n_in, 4 * n, scale=0.5),
-        W_re=rand(n, 4 * n, scale=0.5),
+        W=rand(n_in, 4 * n, scale=weight_scales[0]),
+        W_re=rand(n, 4 * n, scale=weight_scales[1]),
         b=rand(4 * n, scale=0.3),
         h0=np.zeros((B, n), f) if zero_state else rand(B, n, scale=0.5),
         c0=np.zeros((B, n), f) if zero_state else rand(B, n, scale=0.5),

@@ -18,28 +18,7 @@ pytestmark = pytest.mark.gpu
 
 def _big_case(seed: int, direction: int) -> LstmCase:
     """A case big enough for several thread blocks per step and real cuBLAS tiles, with ragged lengths."""
-    rng = np.random.default_rng(seed)
-    B, T, n_in, n = 13, 17, 24, 96
-    lengths = rng.integers(0, T + 1, size=B)
-    lengths[0] = T
-    mask = (np.arange(T)[None, :] < lengths[:, None]).astype(np.float32)
-
-    def rand(*shape: int, scale: float = 1.0) -> np.ndarray:
-        return (rng.normal(size=shape) * scale).astype(np.float32)
-
-    return LstmCase(
-        x=rand(B, T, n_in),
-        mask=mask,
-        W=rand(n_in, 4 * n, scale=0.2),
-        W_re=rand(n, 4 * n, scale=0.1),
-        b=rand(4 * n, scale=0.3),
-        h0=rand(B, n, scale=0.5),
-        c0=rand(B, n, scale=0.5),
-        direction=direction,
-        dy=rand(B, T, n),
-        dh=rand(B, n),
-        dc=rand(B, n),
-    )
+    return make_case(seed, direction, sizes=(13, 17, 24, 96), weight_scales=(0.2, 0.1))
 
 
 CASES = [(make_case, seed) for seed in range(3)] + [(_big_case, 7)]
