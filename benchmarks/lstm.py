@@ -49,6 +49,12 @@ IMPLS = {
 }
 
 
+def setting_heading(name: str, s: dict) -> str:
+    """The markdown heading of one setting's table: its shapes and GEMM work per step."""
+    return (f"### {name}: T={s['T']} B={s['B']} in={s['n_in']} n={s['n']} layers={s['layers']}"
+            f"{' bidirectional' if s['bidirectional'] else ''}; {gemm_flops(s) / 1e9:.1f} GFLOP per step")
+
+
 def gemm_flops(s: dict) -> float:
     """GEMM FLOPs of one fwd+bwd step: per layer and direction 3 GEMM pairs (fwd, d-input, d-weight) over [x, h]."""
     total = 0.0
@@ -420,10 +426,7 @@ def gpu_main(args: argparse.Namespace) -> None:
             proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
             lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
             results[impl] = json.loads(lines[-1][len("RESULT ") :]) if lines else proc.stderr.strip().splitlines()[-1:]
-        print(
-            f"### {setting}: T={s['T']} B={s['B']} in={s['n_in']} n={s['n']} layers={s['layers']}"
-            f"{' bidirectional' if s['bidirectional'] else ''}; {gemm_flops(s) / 1e9:.1f} GFLOP per step"
-        )
+        print(setting_heading(setting, s))
         print("| implementation | best ms / step | median ms | NativeLSTM (TF) speedup (best) |")
         print("|---|---:|---:|---:|")
         ref = results.get("native_tf")
@@ -466,10 +469,7 @@ def main() -> None:
         s = SETTINGS[setting]
         flops = gemm_flops(s)
         results = _spawn(",".join(impls), setting, args.threads, args.repeat) or {}
-        print(
-            f"### {setting}: T={s['T']} B={s['B']} in={s['n_in']} n={s['n']} layers={s['layers']}"
-            f"{' bidirectional' if s['bidirectional'] else ''}; {flops / 1e9:.1f} GFLOP per step"
-        )
+        print(setting_heading(setting, s))
         print("| implementation | best ms / step | median ms | GFLOP/s (best) | CPU ms (best) | NativeLSTM (TF) speedup |")
         print("|---|---:|---:|---:|---:|---:|")
         ref = results.get("native_tf")
