@@ -67,6 +67,7 @@ CATALOGUE: dict[str, dict[str, tuple[str, tuple[str, ...]]]] = {
         "lstm3": ("layers.theano_era.lstm_layers:Lstm3Layer", ()),
         "ln_lstm": ("layers.theano_era.lstm_layers:LayerNormLstmLayer", ()),
         "native_lstm": ("layers.theano_era.lstm_layers:NativeLstmLayer", ()),
+        "native": ("layers.theano_era.native:NativeLayer", ()),
         "associative_lstm": ("layers.theano_era.associative:AssociativeLstmLayer", ()),
         "generic_lstm": ("layers.theano_era.generic_lstm:GenericLstmLayer", ()),
         "act_lstm": ("layers.theano_era.act_lstm:ActLstmLayer", ()),
