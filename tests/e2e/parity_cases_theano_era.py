@@ -93,4 +93,12 @@ CASES: dict[str, tuple[dict[str, Any], dict[str, Any], str]] = {
          "output": {"class": "softmax", "loss": "ce", "from": ["half", "proj", "cplx"]}},
         {"optimizer": {"class": "adam"}}, "eval_only",
     ),
+    # the native layer class: its LSTM is the lstm unit every LSTM class above trains through (evaluation only)
+    "theano-era-native-eval": (
+        {"pre": {"class": "hidden", "n_out": 8, "activation": "identity", "from": ["data", "data:classes"]},
+         "nat": {"class": "native", "native_class": "LstmGenericBase", "n_out": 2,
+                 "params": [{"name": "W_re", "shape": ["n_out", "n_out*4"]}], "from": "pre"},
+         "output": {"class": "softmax", "loss": "ce", "from": "nat"}},
+        {"optimizer": {"class": "adam"}}, "eval_only",
+    ),
 }
