@@ -12,6 +12,7 @@ import numpy as np
 from returnn_core.frontend._layer import Context, Layer
 from returnn_core.frontend._ops import Ops
 from returnn_core.frontend._output import LayerOutput
+from returnn_core.frontend.layers.theano_era import cnn as theano_cnn
 
 
 def out_seq_lens(ops: Ops, seq_lens: Any, size: int, stride: int, dilation: int, padding: str) -> Any:
@@ -75,6 +76,12 @@ class ConvLayer(_SpatialLayer):
 
     options = frozenset({"filter_size", "strides", "dilation_rate", "padding", "input_split_feature_dim",
                          "auto_use_channel_first"})
+
+    def __new__(cls, name: str, layer_class: str, opts: Any, net: Any) -> Layer:
+        """The Theano era's ``conv`` (NetworkCNNLayer) where the options are its own (``n_features``, ...)."""
+        if cls is ConvLayer and theano_cnn.THEANO_ONLY & set(opts):
+            return theano_cnn.CnnLayer(name, layer_class, opts, net)
+        return super().__new__(cls)
 
     def call(self, sources: list[LayerOutput], ctx: Context) -> LayerOutput:
         """Convolve over time (and the further spatial axes)."""
