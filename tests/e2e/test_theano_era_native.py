@@ -13,6 +13,8 @@ pytest.importorskip("returnn_theano")
 from test_frontend_layers import MASK, SEQ_LENS, X, _backend, _both, _forward  # noqa: E402
 
 from returnn_core.errors import NetworkError  # noqa: E402
+from returnn_core.frontend._unit import resolve_unit  # noqa: E402
+from returnn_core.plugin import get_plugin_manager  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("fast_pytensor_compile")
 
@@ -48,7 +50,15 @@ def _native_lstm(z: np.ndarray, v_h: np.ndarray) -> np.ndarray:
     return y
 
 
-def test_native_lstm_classes_match_numpy_on_both_backends() -> None:
+@pytest.mark.parametrize("kernel", ["nativelstm", "fallback"])
+def test_native_lstm_classes_match_numpy_on_both_backends(kernel: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    if kernel == "fallback":  # as without returnn-native: the lstm unit is each backend's own LSTM
+        for module in ("returnn_native.tf_unit", "returnn_native.pytensor_unit"):
+            unit = pytest.importorskip(module).NativeLstmUnit
+            monkeypatch.setattr(unit, "unusable_reason", staticmethod(lambda: "disabled by the test"))
+        for name in ("tf", "theano"):
+            assert not resolve_unit(get_plugin_manager(), name, "lstm", layer="nat").__module__.startswith(
+                "returnn_native")
     backends = _both(NET)
     params = backends[0].get_param_values()
     assert params["nat/W_re"].shape == (2, 8) and params["gen/V_h"].shape == (1, 4)
