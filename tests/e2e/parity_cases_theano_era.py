@@ -101,4 +101,16 @@ CASES: dict[str, tuple[dict[str, Any], dict[str, Any], str]] = {
          "output": {"class": "softmax", "loss": "ce", "from": "nat"}},
         {"optimizer": {"class": "adam"}}, "eval_only",
     ),
+    # the Theano era's conv (NetworkCNNLayer): every frame a 3 x 4 image, then the maps of two conv layers stacked
+    "theano-era-cnn-eval": (
+        {"pre": {"class": "hidden", "n_out": 12, "from": ["data", "data:classes"]},
+         "c1": {"class": "conv", "n_features": 2, "filter": [2, 3], "d_row": 3, "border_mode": "full",
+                "pool_size": [2, 2], "ignore_border": False, "mode": "avg", "from": "pre"},
+         "c2": {"class": "conv", "n_features": 2, "filter": 2, "d_row": 3, "pool_size": [1, 2], "mode": "sum",
+                "activation": "relu", "from": "pre"},
+         "c3": {"class": "conv", "n_features": 3, "filter": [1, 2], "border_mode": "same", "pool_stride": [1, 1],
+                "from": ["c1", "c1"]},
+         "output": {"class": "softmax", "loss": "ce", "from": ["c2", "c3"]}},
+        {"optimizer": {"class": "adam"}}, "eval_only",
+    ),
 }
