@@ -41,10 +41,11 @@ SEQ_LENS = BATCH.seq_lens["data"]
 MASK = (np.arange(X.shape[1])[None, :] < SEQ_LENS[:, None]).astype("f")
 
 
-def _backend(name: str, net: dict[str, Any], *, train: bool = False, **config: Any) -> Any:
+def _backend(name: str, net: dict[str, Any], *, train: bool = False, extern: dict[str, DataSpec] | None = None,
+             **config: Any) -> Any:
     manager = get_plugin_manager()
     backend = manager.backends.get(name)(Config(dict(config)), manager, Log(0))
-    ext = ExternData(EXTERN)
+    ext = ExternData(EXTERN if extern is None else extern)
     backend.build(resolve_network(net, ext.keys()), ext, train=train)
     return backend
 
@@ -61,9 +62,9 @@ def _both(net: dict[str, Any], **kw: Any) -> tuple[Any, Any]:
     return tf_be, th_be
 
 
-def _forward(backends: tuple[Any, Any], layer: str) -> tuple[np.ndarray, np.ndarray]:
-    """``layer``'s output and seq lengths, checked to be the same on both backends."""
-    (a, a_lens), (b, b_lens) = (be.forward_step(BATCH, layer) for be in backends)
+def _forward(backends: tuple[Any, Any], layer: str, batch: Any = None) -> tuple[np.ndarray, np.ndarray]:
+    """``layer``'s output and seq lengths (for ``batch``, default BATCH), checked to be the same on both backends."""
+    (a, a_lens), (b, b_lens) = (be.forward_step(BATCH if batch is None else batch, layer) for be in backends)
     assert a.shape == b.shape, (layer, a.shape, b.shape)
     np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-5, err_msg=f"{layer}: theano vs tf")
     np.testing.assert_array_equal(b_lens, a_lens, err_msg=f"{layer}: seq lens, theano vs tf")

@@ -11,12 +11,11 @@ import pytest
 pytest.importorskip("returnn_tf")
 pytest.importorskip("returnn_theano")
 
-from returnn_core.config import Config  # noqa: E402
+from test_frontend_layers import _backend as shared_backend  # noqa: E402
+from test_frontend_layers import _both, _forward  # noqa: E402
+
 from returnn_core.datasets import DatasetSeq, DataSpec, ExternData, generate_batches  # noqa: E402
 from returnn_core.errors import NetworkError  # noqa: E402
-from returnn_core.log import Log  # noqa: E402
-from returnn_core.network import resolve_network  # noqa: E402
-from returnn_core.plugin import get_plugin_manager  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("fast_pytensor_compile")
 EXTERN = {"data": DataSpec(2), "sizes": DataSpec(100, sparse=True)}
@@ -47,28 +46,23 @@ BATCH = _batch()
 X = BATCH.data["data"]
 
 
+def _outputs_marked(net: dict[str, Any]) -> dict[str, Any]:
+    return {name: {**layer, "is_output_layer": True} for name, layer in net.items()}
+
+
 def _backend(name: str, net: dict[str, Any]) -> Any:
-    manager = get_plugin_manager()
-    backend = manager.backends.get(name)(Config({}), manager, Log(0))
-    net = {name: {**layer, "is_output_layer": True} for name, layer in net.items()}
-    backend.build(resolve_network(net, list(EXTERN)), ExternData(EXTERN), train=False)
-    return backend
+    return shared_backend(name, _outputs_marked(net), extern=EXTERN)
 
 
 @pytest.fixture(scope="module")
 def outputs() -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], dict[str, np.ndarray]]:
     """Each layer's output and seq lengths (the same on both backends) and the parameters."""
-    tf_be, th_be = _backend("tf", NET), _backend("theano", NET)
+    backends = _both(_outputs_marked(NET), extern=EXTERN)
     params = {k: np.random.RandomState(1).uniform(-1, 1, v.shape).astype("f")
-              for k, v in tf_be.get_param_values().items()}
-    tf_be.set_param_values(params)
-    th_be.set_param_values(params)
-    outs = {}
-    for layer in NET:
-        (a, a_lens), (b, b_lens) = (be.forward_step(BATCH, layer) for be in (tf_be, th_be))
-        np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-5, err_msg=layer)
-        np.testing.assert_array_equal(a_lens, b_lens, err_msg=layer)
-        outs[layer] = (a, a_lens)
+              for k, v in backends[0].get_param_values().items()}
+    for backend in backends:
+        backend.set_param_values(params)
+    outs = {layer: _forward(backends, layer, BATCH) for layer in NET}
     return outs, params
 
 
