@@ -5,11 +5,13 @@ from __future__ import annotations
 import ast
 import json
 import os
+import tokenize
 import traceback
 import types
 from typing import Any
 
 from returnn_core.compat import legacy_modules
+from returnn_core.config.python2_print import is_python2_print_error, rewrite_print_statements
 from returnn_core.errors import ConfigError
 
 _OPENING = {"{": "}", "[": "]", "(": ")"}
@@ -57,9 +59,14 @@ def exec_python(text: str, path: str, namespace: dict[str, Any]) -> dict[str, An
     """Execute a Python config in ``namespace`` (its globals); return the public names it set."""
     try:
         tree = ast.parse(text, path)
-        code = compile(tree, path, "exec")
     except SyntaxError as exc:
-        raise ConfigError(f"{path}:{exc.lineno}: syntax error: {exc.msg}") from None
+        if not is_python2_print_error(exc):
+            raise ConfigError(f"{path}:{exc.lineno}: syntax error: {exc.msg}") from None
+        try:  # a config of RETURNN's Python 2 days: its print statements become calls
+            tree = ast.parse(rewrite_print_statements(text), path)
+        except (SyntaxError, tokenize.TokenError):
+            raise ConfigError(f"{path}:{exc.lineno}: syntax error: {exc.msg}") from None
+    code = compile(tree, path, "exec")
     before = dict(namespace)
     bound = _bound_names(tree)
     namespace.update({"__file__": os.path.abspath(path), "__name__": "__returnn_config__"})

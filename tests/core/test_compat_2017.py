@@ -52,3 +52,32 @@ def test_a_real_module_of_that_name_wins(tmp_path: pathlib.Path, monkeypatch: py
     config = _load(tmp_path, "from TFUtil import nd_indices\nwhich = nd_indices()\n")
     assert config.value("which", None) == "mine"
     sys.modules.pop("TFUtil", None)
+
+
+PY2_CONFIG = '''\
+import os, sys
+demo_name, _ = os.path.splitext(__file__)
+print "Hello, experiment: %s" % os.path.basename(demo_name)
+print "no newline",  # a trailing comma
+print >>sys.stderr, "to stderr", 1
+print
+if True: print "inline", ("multi",
+                          "line")
+task = "train"; print task
+num_inputs = 9
+'''
+
+
+def test_python2_print_statements_of_2017_configs_run(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture) -> None:
+    config = _load(tmp_path, PY2_CONFIG)
+    assert config.value("task", None) == "train" and config.int("num_inputs", None) == 9
+    out, err = capsys.readouterr()
+    assert out == "Hello, experiment: setup\nno newline \ninline ('multi', 'line')\ntrain\n"
+    assert err == "to stderr 1\n"
+
+
+def test_python2_config_errors_keep_their_line_numbers(tmp_path: pathlib.Path) -> None:
+    with pytest.raises(ConfigError, match=r"setup\.config:12: NameError: name 'undefined' is not defined"):
+        _load(tmp_path, PY2_CONFIG + "x = undefined\n")
+    with pytest.raises(ConfigError, match=r"setup\.config:2: syntax error"):
+        _load(tmp_path, "x = (1,\n")  # other syntax errors are reported as they are
