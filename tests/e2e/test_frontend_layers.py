@@ -71,6 +71,22 @@ def _forward(backends: tuple[Any, Any], layer: str, batch: Any = None) -> tuple[
     return a, a_lens
 
 
+def outputs_marked(net: dict[str, Any]) -> dict[str, Any]:
+    """``net`` with every layer an output layer (so each can be fetched by name)."""
+    return {name: {**layer, "is_output_layer": True} for name, layer in net.items()}
+
+
+def outputs_on_both(net: dict[str, Any], extern: dict[str, DataSpec], batch: Any
+                    ) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], dict[str, np.ndarray]]:
+    """Each layer's output and seq lengths for ``batch`` (checked equal on tf and theano) with random parameters."""
+    backends = _both(outputs_marked(net), extern=extern)
+    params = {k: np.random.RandomState(1).uniform(-1, 1, v.shape).astype("f")
+              for k, v in backends[0].get_param_values().items()}
+    for backend in backends:
+        backend.set_param_values(params)
+    return {layer: _forward(backends, layer, batch) for layer in net}, params
+
+
 def _masked(x: np.ndarray) -> np.ndarray:
     return x * MASK.reshape(MASK.shape + (1,) * (x.ndim - 2))
 

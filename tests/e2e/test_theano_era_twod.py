@@ -12,7 +12,7 @@ pytest.importorskip("returnn_tf")
 pytest.importorskip("returnn_theano")
 
 from test_frontend_layers import _backend as shared_backend  # noqa: E402
-from test_frontend_layers import _both, _forward  # noqa: E402
+from test_frontend_layers import outputs_marked, outputs_on_both  # noqa: E402
 
 from returnn_core.datasets import DatasetSeq, DataSpec, ExternData, generate_batches  # noqa: E402
 from returnn_core.errors import NetworkError  # noqa: E402
@@ -46,24 +46,14 @@ BATCH = _batch()
 X = BATCH.data["data"]
 
 
-def _outputs_marked(net: dict[str, Any]) -> dict[str, Any]:
-    return {name: {**layer, "is_output_layer": True} for name, layer in net.items()}
-
-
 def _backend(name: str, net: dict[str, Any]) -> Any:
-    return shared_backend(name, _outputs_marked(net), extern=EXTERN)
+    return shared_backend(name, outputs_marked(net), extern=EXTERN)
 
 
 @pytest.fixture(scope="module")
 def outputs() -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], dict[str, np.ndarray]]:
     """Each layer's output and seq lengths (the same on both backends) and the parameters."""
-    backends = _both(_outputs_marked(NET), extern=EXTERN)
-    params = {k: np.random.RandomState(1).uniform(-1, 1, v.shape).astype("f")
-              for k, v in backends[0].get_param_values().items()}
-    for backend in backends:
-        backend.set_param_values(params)
-    outs = {layer: _forward(backends, layer, BATCH) for layer in NET}
-    return outs, params
+    return outputs_on_both(NET, EXTERN, BATCH)
 
 
 def _image(b: int) -> np.ndarray:
