@@ -92,16 +92,19 @@ class Engine:
         self._datasets.append(dataset)
         return dataset
 
+    def network_dict(self) -> dict[str, Any]:
+        """The config's ``network`` as a layer dict (a line-based config's text parsed)."""
+        net_dict = self.config.typed_value("network")
+        if net_dict is None:
+            raise ConfigError("the config has no 'network'")
+        return network_from_text(net_dict) if isinstance(net_dict, str) else net_dict
+
     def build(self, reference: Dataset | None, *, train: bool, search: bool = False,
               extra_layers: Mapping[str, Any] | None = None) -> Backend:
         """Resolve the network against the data and let the backend build it (``search``: RETURNN's search flag;
         ``extra_layers``: layers a task adds to the config's network, e.g. search's beam scores)."""
         self.extern_data = ExternData.from_config(self.config, reference)
-        net_dict = self.config.typed_value("network")
-        if net_dict is None:
-            raise ConfigError("the config has no 'network'")
-        if isinstance(net_dict, str):
-            net_dict = network_from_text(net_dict)
+        net_dict = self.network_dict()
         if extra_layers:
             net_dict = {**net_dict, **extra_layers}
         self.network = resolve_network(net_dict, list(self.extern_data))

@@ -62,12 +62,11 @@ def _search_dataset(engine: Engine) -> Dataset:
 
 def _scores_layer(engine: Engine, layer: str) -> str:
     """A name for the beam-scores layer the search adds (not one of the config's layers)."""
-    net = engine.config.typed_value("network")
-    names = set(net) if isinstance(net, dict) else set()
-    if isinstance(net, dict) and layer not in net:
+    net = engine.network_dict()
+    if layer not in net:
         raise ConfigError(f"search_output_layer {layer!r} is not in the network ({', '.join(net)})")
     name = f"{layer}_beam_scores"
-    while name in names:
+    while name in net:
         name += "_"
     return name
 
@@ -87,8 +86,6 @@ def run_search(engine: Engine) -> None:
     engine._load_for_inference(dataset, search=True,
                                extra_layers={scores_layer: {"class": "beam_scores", "from": [layer]}})
     assert engine.network is not None and engine.extern_data is not None and engine.backend is not None
-    if layer not in engine.network.layers:
-        raise ConfigError(f"search_output_layer {layer!r} is not in the network ({', '.join(engine.network.layers)})")
     target = engine.network[layer].opts.get("target") or "classes"
     spec = engine.extern_data.get(target) if target in engine.extern_data else None
     vocab = spec.labels if spec is not None else None
