@@ -347,9 +347,13 @@ class HDFDataset(Dataset):
         return f.seq_length(local)
 
     def _seq_tag(self, corpus_idx: int) -> str:
+        return self._tags()[corpus_idx]
+
+    def _tags(self) -> list[str]:
+        """Every file's tags in corpus order, read once (looked up per seq)."""
         if self._all_tags is None:
             self._all_tags = [t for f in self.files for t in f.tags()]
-        return self._all_tags[corpus_idx]
+        return self._all_tags
 
     def init_seq_order(self, epoch: int | None = None, seq_list: list[str] | None = None) -> None:
         """As the base, but looks tags up through one index over all files."""
@@ -377,16 +381,10 @@ class HDFDataset(Dataset):
 
     def get_seq(self, seq_idx: int) -> DatasetSeq:
         """The ``seq_idx``-th seq of the epoch (its position steers the read-ahead)."""
-        order = self.epoch_order()
-        if not 0 <= seq_idx < len(order):
-            return super().get_seq(seq_idx)  # the base names the range in its error
         self._cursor = seq_idx
-        corpus_idx = order[seq_idx]
-        features = self._load_seq(corpus_idx)
-        self._forget_delivered(corpus_idx)
-        if self.window > 1:
-            features = self._apply_window(features)
-        return DatasetSeq(seq_idx, self._seq_tag(corpus_idx), features)
+        seq = super().get_seq(seq_idx)
+        self._forget_delivered(self.epoch_order()[seq_idx])
+        return seq
 
     def _forget_delivered(self, corpus_idx: int) -> None:
         """Drop seqs delivered a while ago: read-ahead is what the cache is for, and reusing freed memory
@@ -454,8 +452,7 @@ class HDFDataset(Dataset):
 
     def get_all_tags(self) -> list[str]:
         """Tags of every seq of every file, in corpus order."""
-        self._seq_tag(0)
-        return list(self._all_tags or ())
+        return list(self._tags())
 
     def close(self) -> None:
         """Close all files and drop the cache."""
