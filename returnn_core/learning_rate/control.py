@@ -139,8 +139,8 @@ class LearningRateControl:
     def error_key(self, epoch: int) -> str | None:
         """Which recorded score drives decisions, as RETURNN's ``get_error_key``.
 
-        The configured ``learning_rate_control_error_measure`` (or its ``_output`` variant), else ``dev_score``,
-        else ``train_score``, else the alphabetically first key.
+        The configured ``learning_rate_control_error_measure`` (or its ``_output`` variant), else ``dev_score``
+        (or ``dev_score_output``), else ``train_score`` (or ``train_score_output``), else the alphabetically first key.
         """
         errors = self.epoch_data.get(epoch, EpochData(None)).error
         if not errors:
@@ -149,7 +149,8 @@ class LearningRateControl:
             if self.error_measure not in errors and f"{self.error_measure}_output" in errors:
                 return f"{self.error_measure}_output"
             return self.error_measure
-        for key in ("dev_score", "train_score"):
+        # with several outputs the scores are flattened to dev_score_<layer>: RETURNN then takes the "output" layer's
+        for key in ("dev_score", "dev_score_output", "train_score", "train_score_output"):
             if key in errors:
                 return key
         return min(errors)
@@ -187,7 +188,9 @@ class LearningRateControl:
         return min(values)[1] if values else None
 
     def relative_error(self, old_epoch: int, new_epoch: int) -> float | None:
-        """``(new - old) / |new|`` of the driving score, as RETURNN's ``calc_relative_error``."""
+        """``(new - old) / |new|`` of the driving score, as RETURNN's ``calc_relative_error``; None across keys."""
+        if self.error_key(old_epoch) != self.error_key(new_epoch):
+            return None  # e.g. a train_score against a dev_score: no comparison, as RETURNN
         old, new = self.epoch_error(old_epoch), self.epoch_error(new_epoch)
         if old is None or new is None or new == 0:
             return None

@@ -44,6 +44,8 @@ def format_state(data: dict[int, EpochData]) -> str:
 def _value(node: ast.AST, path: str) -> float | None:
     if isinstance(node, ast.Constant) and (node.value is None or isinstance(node.value, (int, float))):
         return None if node.value is None else float(node.value)
+    if isinstance(node, ast.Name) and node.id in ("nan", "inf"):
+        return float(node.id)  # RETURNN writes repr(float): a diverged epoch's score is a bare nan or inf
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
         inner = _value(node.operand, path)
         return None if inner is None else -inner
@@ -75,13 +77,16 @@ def parse_state(text: str, path: str) -> dict[int, EpochData]:
         if not (isinstance(v, ast.Call) and isinstance(v.func, ast.Name) and v.func.id == "EpochData"):
             raise ConfigError(f"{path}:{v.lineno}: expected EpochData(...) for epoch {k.value}")
         kw = {a.arg: a.value for a in v.keywords}
-        lr_node = kw.get("learningRate", v.args[0] if v.args else None)
+        lr_node = kw.get("learningRate", kw.get("learning_rate", v.args[0] if v.args else None))
         lr = _value(lr_node, path) if lr_node is not None else None
         errors: dict[str, float] = {}
         err_node = kw.get("error", v.args[1] if len(v.args) > 1 else None)
-        if err_node is not None:
-            if not isinstance(err_node, ast.Dict):
-                raise ConfigError(f"{path}:{err_node.lineno}: error of epoch {k.value} must be a dict")
+        if err_node is not None and not isinstance(err_node, ast.Dict):
+            # files of RETURNN's first versions hold one number per epoch, which it reads as this key
+            score = _value(err_node, path)
+            if score is not None:
+                errors["old_format_score"] = score
+        elif err_node is not None:
             for ek, ev in zip(err_node.keys, err_node.values):
                 if not (isinstance(ek, ast.Constant) and isinstance(ek.value, str)):
                     raise ConfigError(f"{path}:{ev.lineno}: error keys must be strings")
