@@ -16,6 +16,10 @@ from returnn_core.frontend._ops import Ops
 from returnn_core.frontend._output import LayerOutput
 from returnn_core.network import DataRef, LayerRef, NetworkDescription, initial_value, resolve_layer_class
 
+#: ``LayerOutput.extra`` key where an output layer gives its loss the target to use instead of the data's (the
+#: Theano era's ``copy_output``: targets resampled by a ``downsample`` layer)
+LOSS_TARGET = "loss_target"
+
 
 class VariableFactory(Protocol):
     """What a backend supplies to hold parameters."""
@@ -269,6 +273,7 @@ class Network:
             target = None
             if term.target:
                 target = outputs[term.target[6:]] if term.target.startswith("layer:") else data[term.target]
+                target = out.extra.get(LOSS_TARGET, target)
             get = _layer_getter(outputs, term.layer)
             if isinstance(term.loss, Loss):
                 ctx = LossContext(ops=ops, layer=term.layer, seq_tags=seq_tags, get_layer_output=get)

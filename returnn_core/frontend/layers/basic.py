@@ -77,10 +77,11 @@ class SoftmaxLayer(LinearLayer):
             self.activation = theano_output.gauss if name == "gauss" else get_activation(name, layer=self.name)
 
     def call(self, sources: list[LayerOutput], ctx: Context) -> LayerOutput:
-        """Affine transform, Theano logit scaling, the output function, then the priors."""
+        """Affine transform, Theano logit scaling, the output function, the priors, then ``copy_output``'s target."""
         pre = self.affine(sources, ctx)
         pre = pre.with_tensor(theano_output.scale_logits(self, pre.tensor, ctx), dim=pre.dim)
-        return theano_output.apply_priors(self, self.activate(pre, ctx.ops), ctx)
+        out = theano_output.apply_priors(self, self.activate(pre, ctx.ops), ctx)
+        return theano_output.copied_target(self, out, ctx)
 
 
 class CopyLayer(Layer):
@@ -222,7 +223,8 @@ class ConstantLayer(Layer):
         if value.ndim == 0:
             value = value.reshape((1,))
         const = ops.expand_dims(ops.constant(value, dtype), 0)
-        out = ops.tile(const, [ctx.batch_size] + [1] * value.ndim)
+        # a network that reads no data has no batch: RETURNN's batch of 1, which broadcasts
+        out = const if ctx.batch_size is None else ops.tile(const, [ctx.batch_size] + [1] * value.ndim)
         return LayerOutput(out, None, int(value.shape[-1]))
 
 
