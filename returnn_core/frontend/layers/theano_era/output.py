@@ -5,26 +5,31 @@
 replace the softmax; ``grad_clip_z`` clips the gradient of the logits; ``compute_priors`` keeps the average output
 over the present frames as the non-trainable parameter ``priors`` (exponential moving average with
 ``compute_priors_exp_average``, else the running mean over all training steps); ``log_prior`` reads log priors from a
-text file; ``subtract_prior_from_output`` divides the output by ``prior ** prior_scale``.
+text file; ``subtract_prior_from_output`` divides the output by ``prior ** prior_scale``; ``copy_output`` (a
+``downsample`` layer with ``sample_target``) makes the loss use that layer's resampled target.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from returnn_core.frontend._layer import Context, Layer
+from returnn_core.frontend._network import LOSS_TARGET
 from returnn_core.frontend._output import LayerOutput
+from returnn_core.frontend.layers.theano_era.time import RESAMPLED_TARGET, target_data
 
 OPTIONS = frozenset({
     "softmax_smoothing", "sigmoid_outputs", "exp_outputs", "gauss_outputs", "apply_softmax", "grad_clip_z",
     "compute_priors", "compute_priors_exp_average", "prior_scale", "log_prior", "subtract_prior_from_output",
+    "copy_output",
 })
 #: manual options with no effect at their defaults; other values get a clear error
 UNSUPPORTED = {
-    "dtype": None, "reshape_target": False, "copy_input": None, "copy_output": None, "time_limit": 0,
+    "dtype": None, "reshape_target": False, "copy_input": None, "time_limit": 0,
     "use_source_index": False, "auto_fix_target_length": False, "use_label_priors": 0,
     "compute_priors_via_baum_welch": False, "compute_priors_accumulate_batches": None,
     "compute_distortions": False, "grad_discard_out_of_bound_z": None, "normalize_length": False,
@@ -118,3 +123,20 @@ def _read_log_prior(layer: Layer, dim: int) -> np.ndarray:
     if values.shape != (dim,):
         raise layer.error(f"log_prior file {str(path)!r} has {values.size} values, the layer has {dim} outputs")
     return values
+
+
+def copied_target(layer: Layer, out: LayerOutput, ctx: Context) -> LayerOutput:
+    """``out`` with the loss target of the layer ``copy_output`` names (RETURNN's ``y_out``/``index_out``)."""
+    name = layer.opts.get("copy_output")
+    if not name:
+        return out
+    if not isinstance(name, str):
+        raise layer.error(f"copy_output must name a layer, got {name!r}")
+    target = ctx.get(name, layer=layer.name).extra.get(RESAMPLED_TARGET)
+    if target is None:
+        if target_data(layer, ctx) is None:
+            return out  # no targets fed (forward): no loss to compute
+        raise layer.error(f"copy_output {name!r} gives no resampled target; name a downsample layer with "
+                          "sample_target=True (or one whose base has it)")
+    # the loss is normalised by the resampled frames; RETURNN scaled its sum by (target frames / resampled frames)
+    return replace(out, extra={**out.extra, LOSS_TARGET: target})

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from returnn_core.errors import NetworkError
 from returnn_core.frontend._layer import Context, Layer
 from returnn_core.frontend._ops import Ops
 from returnn_core.frontend._output import LayerOutput
@@ -167,40 +168,55 @@ class ChunkingLayer(Layer):
         return LayerOutput(mean, lens, dim)
 
 
+#: ``LayerOutput.extra`` key of a ``downsample`` with ``sample_target``: the loss target resampled like its frames (a
+#: :class:`LayerOutput`), which a following ``downsample``'s ``base`` and a ``softmax``'s ``copy_output`` read
+RESAMPLED_TARGET = "resampled_target"
+
+
 class DownsampleLayer(Layer):
     """``downsample``: every ``factor`` frames (``axis`` 0 or "T") or features (2 or "F") reduced to one by
     ``method`` "average" (default), "max" or "concat"; on time only complete groups count (length // factor), as
-    RETURNN's minimum over the group's index. ``padding``, ``sample_target`` and ``base`` (target resampling)
-    are not supported."""
+    RETURNN's minimum over the group's index.
+
+    ``sample_target`` resamples the loss target (``target``, default "classes") the same way (class indices by the
+    maximum over each group, dense targets by ``method``); ``base`` (a ``downsample`` layer) starts from that layer's
+    resampled target instead of the data. A ``softmax`` with ``copy_output`` naming this layer trains on it.
+    ``padding`` (RETURNN's zero frames up to a multiple of ``factor``) changes no present frame: a group it
+    completes still holds padding, whose index is 0, so it is accepted and has no effect.
+    """
 
     options = frozenset({"factor", "axis", "method", "padding", "sample_target", "base"})
     METHODS = ("average", "max", "concat")
 
     def call(self, sources: list[LayerOutput], ctx: Context) -> LayerOutput:
-        """Reduce groups of frames or features."""
-        ops = ctx.ops
-        for key in ("padding", "sample_target", "base"):
-            if self.opts.get(key):
-                raise self.error(f"{key} (target resampling) is not supported; remove it")
+        """Reduce groups of frames or features (and the target, with ``sample_target``)."""
         method = self.opts.get("method", "average")
         if method not in self.METHODS:
             raise self.error(f"method {method!r}: use {', '.join(self.METHODS)}")
         factor = _int(self, "factor", None, 1)
         axis = self.opts.get("axis")
-        src = _time_source(self, sources)
+        if axis not in (0, "T", "t", 2, "F", "f"):
+            raise self.error(f"axis {axis!r}: use 0/'T' (time) or 2/'F' (features)")
+        result = self.downsample(_time_source(self, sources), factor, axis in (0, "T", "t"), method, ctx)
+        target = self.target(factor, axis in (0, "T", "t"), method, ctx)
+        if target is not None:
+            result.extra[RESAMPLED_TARGET] = target
+        return result
+
+    def downsample(self, src: LayerOutput, factor: int, on_time: bool, method: str, ctx: Context) -> LayerOutput:
+        """``src`` with each ``factor`` frames (``on_time``) or features reduced to one by ``method``."""
+        ops = ctx.ops
         dim = self.feature_dim(src)
-        if axis in (0, "T", "t"):
+        if on_time:
             grouped, _ = _group_frames(self, src, factor, ctx)
             lens = ops.floordiv(ops.cast(src.seq_lens, "int32"), factor)
-        elif axis in (2, "F", "f"):
+        else:
             if dim % factor:
                 raise self.error(f"feature dim {dim} is not a multiple of factor {factor}")
             x = src.dense()
             grouped = ops.reshape(x, (*ops.shape(x)[:2], dim // factor, factor))
             grouped = ops.transpose(grouped, (0, 1, 3, 2))  # (B, T, factor, D / factor)
             lens = src.seq_lens
-        else:
-            raise self.error(f"axis {axis!r}: use 0/'T' (time) or 2/'F' (features)")
         out_dim = int(ops.static_shape(grouped)[-1] or dim)
         if method == "concat":
             out = ops.reshape(grouped, (*ops.shape(grouped)[:2], factor * out_dim))
@@ -209,6 +225,52 @@ class DownsampleLayer(Layer):
             out = ops.reduce(grouped, "mean" if method == "average" else "max", 2)
         result = LayerOutput(out, lens, out_dim)
         return result.with_tensor(_masked(ops, result), dim=out_dim)
+
+    def target(self, factor: int, on_time: bool, method: str, ctx: Context) -> LayerOutput | None:
+        """The resampled loss target, or None without ``sample_target``/``base`` or without target data here."""
+        base = self.opts.get("base")
+        if isinstance(base, (list, tuple)):
+            base = base[0] if base else None
+        sample = bool(self.opts.get("sample_target"))
+        if base is None and not sample:
+            return None
+        data = target_data(self, ctx)
+        if data is None:
+            return None  # no targets fed (forward): nothing to resample, no loss reads it
+        target = data
+        if base is not None:
+            if not isinstance(base, str):
+                raise self.error(f"base must name a downsample layer, got {base!r}")
+            target = ctx.get(base, layer=self.name).extra.get(RESAMPLED_TARGET)
+            if target is None:
+                # RETURNN would carry the base's unresampled target on with resampled frames: a length mismatch
+                raise self.error(f"base {base!r} resampled no target; give it sample_target=True")
+        if not sample:
+            return target
+        if not target.sparse:
+            return self.downsample(target, factor, on_time, method, ctx)
+        if not on_time:
+            return target  # class indices have no feature axis to reduce, as in RETURNN
+        return _downsample_labels(ctx.ops, target, factor)
+
+
+def target_data(layer: Layer, ctx: Context) -> LayerOutput | None:
+    """The data of ``layer``'s ``target`` (default "classes"), None where no targets are fed (forward)."""
+    try:
+        return ctx.get(f"data:{layer.opts.get('target', 'classes')}", layer=layer.name)
+    except NetworkError:
+        return None
+
+
+def _downsample_labels(ops: Ops, target: LayerOutput, factor: int) -> LayerOutput:
+    """Sparse (B, T) labels: the maximum class index of each ``factor`` frames, length // factor per seq."""
+    labels = ops.cast(target.tensor, "int32") * target.mask("int32")
+    batch = ops.dynamic_dim(labels, 0)
+    time = ops.cast(ops.dynamic_dim(labels, 1), "int32")
+    pad = ops.floordiv(time + (factor - 1), factor) * factor - time
+    labels = ops.concat([labels, ops.zeros([batch, pad], "int32")], axis=1)
+    grouped = ops.reduce(ops.reshape(labels, (batch, -1, factor)), "max", 2)
+    return LayerOutput(grouped, ops.floordiv(ops.cast(target.seq_lens, "int32"), factor), target.dim, sparse=True)
 
 
 def _group_frames(layer: Layer, src: LayerOutput, size: int, ctx: Context) -> tuple[Any, Any]:
