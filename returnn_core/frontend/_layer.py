@@ -10,6 +10,7 @@ from returnn_core.errors import NetworkError
 from returnn_core.frontend._ops import Ops
 from returnn_core.frontend._output import LayerOutput
 from returnn_core.frontend.activations import LOGIT_ACTIVATIONS, get_activation
+from returnn_core.frontend.batch_norm import batch_norm
 from returnn_core.network import COMMON_OPTIONS
 
 if TYPE_CHECKING:
@@ -66,7 +67,7 @@ class Layer:
         self.layer_class = layer_class
         self.opts = dict(opts)
         self.net = net
-        unknown = sorted(set(self.opts) - COMMON_OPTIONS - self.options - {"is_output_layer"})
+        unknown = sorted(set(self.opts) - COMMON_OPTIONS - self.options - {"is_output_layer", "batch_norm"})
         if unknown:
             allowed = ", ".join(sorted(self.options)) or "(none besides the common ones)"
             raise NetworkError(
@@ -79,6 +80,10 @@ class Layer:
         if not 0.0 <= self.dropout < 1.0:
             raise NetworkError(f"layer {name!r}: dropout must be in [0, 1), got {self.dropout}")
         self.trainable = bool(self.opts.get("trainable", True))
+        self.batch_norm = self.opts.get("batch_norm", False)
+        if not isinstance(self.batch_norm, (bool, Mapping)):
+            raise NetworkError(f"layer {name!r}: batch_norm must be True/False or a dict of its options "
+                               f"(momentum, epsilon, ...), got {self.batch_norm!r}")
         self.l2 = self.float_opt("L2", 0.0)
         reuse = self.opts.get("reuse_params")
         if isinstance(reuse, Mapping):
@@ -150,6 +155,11 @@ class Layer:
             out = self.activate(out, ctx.ops)
         if self.n_out is not None and out.dim is not None and int(self.n_out) != int(out.dim):
             raise self.error(f"n_out is {self.n_out} but its output dim is {out.dim}")
+        if self.batch_norm:
+            # RETURNN normalises the final output; its params are named after the layer and its output
+            local = self.name.rpartition("/")[2]
+            out = batch_norm(self, out, ctx, self.batch_norm if isinstance(self.batch_norm, Mapping) else {},
+                             param_prefix=f"batch_norm/{local}_{local}_output_")
         return out
 
     def call(self, sources: list[LayerOutput], ctx: Context) -> LayerOutput:

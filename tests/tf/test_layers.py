@@ -132,7 +132,7 @@ def test_layer_norm_and_batch_norm() -> None:
     np.testing.assert_allclose(out, ref, atol=1e-4)
     assert set(be.get_param_values()) == {"output/scale", "output/bias"}
     out, _, be = forward({"output": {"class": "batch_norm"}})
-    np.testing.assert_allclose(out, X / np.sqrt(1 + 1e-5), atol=1e-5)  # inference: mean 0, variance 1 at init
+    np.testing.assert_allclose(out, X / np.sqrt(1 + 1e-3), atol=1e-5)  # inference: mean 0, variance 1; RETURNN eps 1e-3
     assert set(be.get_param_values()) == {"output/gamma", "output/beta", "output/mean", "output/variance"}
 
 

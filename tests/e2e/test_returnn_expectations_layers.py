@@ -1,0 +1,71 @@
+"""RETURNN's own layer expectations (its tests/test_TFNetworkLayer.py of 2017-2019) on both of our backends:
+param names and shapes, outputs for given inputs, option defaults."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("returnn_tf")
+pytest.importorskip("returnn_theano")
+
+from test_frontend_layers import BATCH, SEQ_LENS, X, _both, _forward  # noqa: E402
+
+pytestmark = pytest.mark.usefixtures("fast_pytensor_compile")
+
+
+def test_batch_norm_option_of_any_layer() -> None:
+    net = {"layer1": {"class": "linear", "activation": "relu", "batch_norm": True, "n_out": 3, "is_output_layer": True},
+           "plain": {"class": "linear", "activation": "relu", "n_out": 3, "reuse_params": "layer1"},
+           "output": {"class": "softmax", "loss": "ce", "from": "layer1"}}
+    backends = _both(net)
+    prefix = "layer1/batch_norm/layer1_layer1_output_"
+    params = backends[0].get_param_values()
+    assert {k for k in params if k.startswith("layer1/")} == {
+        "layer1/W", "layer1/b", *(prefix + p for p in ("beta", "gamma", "mean", "variance"))}
+    assert params["layer1/W"].shape == (4, 3) and params[prefix + "mean"].shape == (3,)
+    out, _ = _forward(backends, "layer1")
+    plain, _ = _forward(backends, "plain")
+    # inference with fresh moving averages (0, 1): the activated output over sqrt(1 + epsilon), epsilon 1e-3
+    np.testing.assert_allclose(out, plain / np.sqrt(1 + 1e-3), rtol=1e-5, atol=1e-6)
+
+
+def test_batch_norm_option_dict_and_training_statistics() -> None:
+    net = {"h": {"class": "linear", "activation": None, "n_out": 2, "batch_norm": {"momentum": 0.5, "use_std": False}},
+           "output": {"class": "softmax", "loss": "ce", "from": "h"}}
+    backends = _both(net, train=True)
+    prefix = "h/batch_norm/h_h_output_"
+    assert prefix + "gamma" not in backends[0].get_param_values()
+    params = backends[0].get_param_values()
+    frames = np.concatenate([X[b, :n] for b, n in enumerate(SEQ_LENS)]) @ params["h/W"] + params["h/b"]
+    for be in backends:
+        be.train_step(BATCH, 0.0)
+        p = be.get_param_values()
+        np.testing.assert_allclose(p[prefix + "mean"], 0.5 * frames.mean(0), rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(p[prefix + "variance"], 0.5 + 0.5 * frames.var(0), rtol=1e-4, atol=1e-5)
+
+
+def test_batch_norm_layer_default_epsilon() -> None:
+    backends = _both({"output": {"class": "batch_norm"}})
+    out, _ = _forward(backends, "output")
+    np.testing.assert_allclose(out, X / np.sqrt(1 + 1e-3), rtol=1e-5, atol=1e-6)
+
+
+def test_constant_and_compare_without_any_data() -> None:
+    backends = _both({"const": {"class": "constant", "value": 3, "from": []},
+                      "output": {"class": "compare", "from": "const", "value": 3, "is_output_layer": True},
+                      "c42": {"class": "constant", "value": 42, "from": [], "is_output_layer": True}})
+    # RETURNN gives batch 1 for broadcasting where no data is read (tf); theano reads the fed batch's size
+    for be in backends:
+        c42, _ = be.forward_step(BATCH, "c42")
+        assert c42.shape[1:] == (1, 1) and set(c42.reshape(-1).tolist()) == {42.0}
+        out, _ = be.forward_step(BATCH, "output")
+        assert out.dtype == np.bool_ and set(out.reshape(-1).tolist()) == {True}
+
+
+def test_bad_batch_norm_option_names_layer() -> None:
+    from returnn_core.errors import NetworkError
+
+    with pytest.raises(NetworkError, match="layer 'h'.*batch_norm option.*mommentum"):
+        _both({"h": {"class": "linear", "n_out": 2, "batch_norm": {"mommentum": 0.5}}, "output": {"class": "copy",
+                                                                                              "from": "h"}})
