@@ -32,6 +32,7 @@ from returnn_core.config.kinds import (
 )
 from returnn_core.config.network_text import network_from_text
 from returnn_core.errors import ConfigError
+from returnn_core.network.pretrain import WrapEpochValue
 
 TASKS = ("train", "eval", "forward", "search", "compute_priors")
 SEARCH_OUTPUT_FORMATS = ("txt", "py")
@@ -125,6 +126,40 @@ _KEYS: tuple[Key, ...] = (
     # -- the network and training ---------------------------------------------------------------------------
     Key("network", Container((dict,), "a dict {layer name: layer dict}"), None, "network",
         "The layers: {name: {'class': ..., 'from': ..., 'n_out': ..., ...}}."),
+    Key("hidden_size", AnyValue("layer sizes, e.g. 500,500 (or a list)"), None, "network",
+        "RETURNN 2017's description without `network`: one hidden layer per size, `hidden_0`, ..., then a softmax `output`."),
+    Key("hidden_type", AnyValue("layer classes, one for all or one per layer (e.g. forward,lstm)"), "forward", "network",
+        "With hidden_size: the class of each hidden layer."),
+    Key("hidden_name", AnyValue("layer names, one per layer ('_': the default hidden_N)"), None, "network",
+        "With hidden_size: the names of the hidden layers."),
+    Key("activation", AnyValue("activation names, one for all or one per layer"), None, "network",
+        "With hidden_size: the activation of each hidden layer (required)."),
+    Key("dropout", AnyValue("dropout rates, one per hidden layer and one for the output (the last repeats)"), 0.0,
+        "network", "With hidden_size: dropout of each layer."),
+    Key("L2_reg", Number(float, lo=0), 0.0, "network", "With hidden_size: L2 of every layer."),
+    Key("L1_reg", Number(float, lo=0), 0.0, "network", "With hidden_size: L1 regularisation (not supported: 0 only)."),
+    Key("bidirectional", Bool(), True, "network",
+        "With hidden_size: recurrent hidden layers also run backwards (`<name>_fw`, `<name>_bw`)."),
+    Key("truncation", Number(int), -1, "network", "With hidden_size: truncated BPTT of recurrent layers (-1 only)."),
+    Key("sharpgates", Text(), "none", "network", "With hidden_size: the sharpgates option of LSTM layers that take it."),
+    Key("loss", Text("a loss name"), "ce", "network", "With hidden_size: the loss of the output layer."),
+    Key("pretrain", AnyValue("'default', True or a dict of repetitions, construction_algo, copy_output_layer, greedy, "
+                             "output_layers, input_layers"), None, "training",
+        "Layer-wise pretraining: the first epochs train growing networks (checkpoints `<model>.pretrain.NNN`), then "
+        "the full one; num_epochs counts them all."),
+    Key("pretrain_repetitions", AnyValue("an int, a list per step or a dict with 'default'/'final'/step index"), None,
+        "training", "Epochs per pretrain construction step (the pretrain dict's repetitions wins)."),
+    Key("pretrain_construction_algo", AnyValue("'from_output', 'from_input', 'no_network_modifications' or a "
+                                               "function (idx, net_dict) -> net_dict or None"), "from_output",
+        "training", "How the pretrain networks grow (the pretrain dict's construction_algo wins)."),
+    Key("pretrain_copy_output_layer", AnyValue("True, False or 'ifpossible'"), "ifpossible", "training",
+        "Whether the output layers' params carry over to the next pretrain network."),
+    Key("pretrain_greedy", Bool(), False, "training",
+        "In each pretrain epoch only the new layers and the output layers train."),
+    Key("pretrain_learning_rate", Number(float, lo=0, lo_open=True), None, "training",
+        "The constant learning rate of pretrain epochs (default: learning_rate)."),
+    Key("use_learning_rate_control_always", Bool(), False, "training",
+        "The learning-rate control also decides the rates of pretrain epochs and the first one after."),
     Key("num_epochs", _INT_POS, 5, "training", "Train up to this epoch."),
     Key("save_interval", _INT_POS, 1, "training", "Save a checkpoint every N epochs (and after the last)."),
     Key("use_last_best_model", AnyValue("True, or a dict of modulo, filter_score, only_last_n, min_score_dist, "
@@ -275,6 +310,8 @@ def _check_layers(layers: Mapping[str, Any], prefix: str) -> None:
         where = f"network layer {prefix}{name!r}"
         for option in ("n_out", "beam_size"):
             v = layer.get(option)
+            if isinstance(v, WrapEpochValue):
+                continue  # its value per pretrain epoch is only known once the pretraining resolves it
             if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):  # layer options are typed
                 raise ConfigError(f"{where}: {option} {v!r} is not allowed; expected an int >= 1")
         for sub in ("subnetwork", "unit"):
@@ -416,7 +453,6 @@ RETURNN_KEYS_WITHOUT_EFFECT = {
         "a RETURNN debugging option without effect here (training is the same)"),
     **dict.fromkeys(("tf_session_opts", "multiprocessing", "cleanup_old_models"),
                     "a RETURNN option without effect here (training is the same; every checkpoint is kept)"),
-    "pretrain": "RETURNN's layer-wise pretraining is not supported: the full network trains from epoch 1",
 }
 
 

@@ -1,4 +1,4 @@
-"""Checkpoint naming (``model.%03d``), atomic saving and finding the newest complete checkpoint."""
+"""Checkpoint naming (``model.%03d``, ``model.pretrain.%03d``), atomic saving and finding complete checkpoints."""
 
 from __future__ import annotations
 
@@ -11,10 +11,24 @@ from returnn_core.atomic_write import disk_full, is_disk_full
 from returnn_core.engine.backend import Backend
 from returnn_core.errors import TrainingError
 
+#: RETURNN's infix of the checkpoints of pretrain epochs (``model.pretrain.003``)
+PRETRAIN_INFIX = ".pretrain"
+_EPOCH_SUFFIX = r"(?:" + re.escape(PRETRAIN_INFIX) + r")?\.(\d{3,})"
 
-def checkpoint_prefix(model: str, epoch: int) -> str:
-    """``<model>.003`` for epoch 3."""
-    return f"{model}.{epoch:03d}"
+
+def checkpoint_prefix(model: str, epoch: int, *, pretrain: bool = False) -> str:
+    """``<model>.003`` for epoch 3; ``<model>.pretrain.003`` for a pretrain epoch (RETURNN's epoch_model_filename)."""
+    return f"{model}{PRETRAIN_INFIX if pretrain else ''}.{epoch:03d}"
+
+
+def epoch_checkpoint(model: str, epoch: int, marker: str) -> str | None:
+    """The prefix of the complete checkpoint of ``epoch``, as a full or a pretrain epoch (RETURNN looks in that
+    order), or None."""
+    for pretrain in (False, True):
+        prefix = checkpoint_prefix(model, epoch, pretrain=pretrain)
+        if is_complete(prefix, marker):
+            return prefix
+    return None
 
 
 def is_complete(prefix: str, marker: str) -> bool:
@@ -23,14 +37,14 @@ def is_complete(prefix: str, marker: str) -> bool:
 
 
 def completed_epochs(model: str, marker: str) -> list[int]:
-    """Epochs with a complete checkpoint, ascending."""
-    pattern = re.compile(re.escape(os.path.basename(model)) + r"\.(\d{3,})" + re.escape(marker) + "$")
+    """Epochs with a complete checkpoint (pretrain epochs' included), ascending."""
+    pattern = re.compile(re.escape(os.path.basename(model)) + _EPOCH_SUFFIX + re.escape(marker) + "$")
     epochs = []
     for path in glob.glob(glob.escape(model) + ".*" + glob.escape(marker)):
         m = pattern.match(os.path.basename(path))
         if m:
             epochs.append(int(m.group(1)))
-    return sorted(epochs)
+    return sorted(set(epochs))
 
 
 def save_checkpoint(backend: Backend, prefix: str) -> None:
@@ -48,9 +62,9 @@ def save_checkpoint(backend: Backend, prefix: str) -> None:
         for leftover in glob.glob(glob.escape(tmp) + "*"):
             _remove(leftover)
         if is_disk_full(exc):
-            model = prefix.rsplit(".", 1)[0]
-            kept = [e for e in completed_epochs(model, marker) if checkpoint_prefix(model, e) != prefix]
-            what = f"the previous checkpoint {checkpoint_prefix(model, kept[-1])} is kept" if kept else "no checkpoint was complete yet"
+            model = prefix.rsplit(".", 1)[0].removesuffix(PRETRAIN_INFIX)
+            kept = [p for p in (epoch_checkpoint(model, e, marker) for e in completed_epochs(model, marker)) if p != prefix]
+            what = f"the previous checkpoint {kept[-1]} is kept" if kept else "no checkpoint was complete yet"
             raise disk_full(tmp, what) from None
         raise
     bad = [f for f in files if not f.startswith(tmp)]
@@ -76,7 +90,7 @@ def _remove(path: str) -> None:
 
 def checkpoint_leftovers(model: str) -> list[str]:
     """Temp files of checkpoints (``<model>.NNN.tmp-PID*``, the backend's own temp files included) a killed run left."""
-    pattern = re.compile(re.escape(os.path.basename(model)) + r"\.\d{3,}\.tmp-\d+")
+    pattern = re.compile(re.escape(os.path.basename(model)) + _EPOCH_SUFFIX + r"\.tmp-\d+")
     return [p for p in glob.glob(glob.escape(model) + ".*.tmp-*") if pattern.match(os.path.basename(p))]
 
 

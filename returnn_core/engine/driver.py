@@ -17,15 +17,18 @@ from returnn_core.datasets import Dataset, ExternData, init_dataset
 from returnn_core.engine import signals
 from returnn_core.engine.backend import Backend, StepResult
 from returnn_core.engine.backend_choice import select_backend
-from returnn_core.engine.checkpoints import checkpoint_prefix, completed_epochs, is_complete, save_checkpoint
+from returnn_core.engine.checkpoints import checkpoint_prefix, completed_epochs, epoch_checkpoint, save_checkpoint
 from returnn_core.engine.data_check import check_batch, network_keys
 from returnn_core.engine.last_best_model import epoch_to_go_back_to, last_best_options
 from returnn_core.engine.prefetch import Prefetcher
+from returnn_core.engine.pretrain import carried_params, layer_dict, pretrain_from_config, set_default_learning_rate
 from returnn_core.engine.search import run_search
 from returnn_core.errors import ConfigError, TrainingError
 from returnn_core.learning_rate import LearningRateControl, learning_rate_control_from_config
 from returnn_core.log import Log, Progress, epoch_line
 from returnn_core.network import NetworkDescription, is_recurrent, resolve_network
+from returnn_core.network.pretrain import Pretrain, find_pretrain_wrap_values
+from returnn_core.network.topology import has_topology, network_from_topology
 from returnn_core.plugin import PluginManager, get_plugin_manager
 
 TASKS = ("train", "eval", "forward", "search", "compute_priors")
@@ -72,6 +75,9 @@ class Engine:
         self.network: NetworkDescription | None = None
         #: RETURNN's network.recurrent: False joins the frames of several seqs into one batch row
         self.recurrent_net = True
+        self._pretrain: Pretrain | None | bool = False  # False: not read from the config yet
+        #: the layer dict the current backend was built from
+        self.built_net_dict: dict[str, Any] | None = None
 
     # -- setup ----------------------------------------------------------------------------------
     def dataset(self, key: str) -> Dataset | None:
@@ -92,19 +98,59 @@ class Engine:
         self._datasets.append(dataset)
         return dataset
 
-    def network_dict(self) -> dict[str, Any]:
-        """The config's ``network`` as a layer dict (a line-based config's text parsed)."""
+    def config_network_dict(self) -> dict[str, Any]:
+        """The config's ``network`` as a layer dict (a line-based config's text parsed; without ``network``, the
+        2017 ``hidden_size``/``hidden_type`` description)."""
+        if has_topology(self.config):
+            return network_from_topology(self.config, self._layer_accepts)
         net_dict = self.config.typed_value("network")
         if net_dict is None:
             raise ConfigError("the config has no 'network'")
         return network_from_text(net_dict) if isinstance(net_dict, str) else net_dict
 
+    def _layer_accepts(self, layer_class: str, option: str) -> bool:
+        """Whether the layer class registered under ``layer_class`` for this backend takes ``option``."""
+        return option in self.manager.layers.get(layer_class, backend=self.backend_name).options
+
+    @property
+    def pretrain(self) -> Pretrain | None:
+        """The pretrain schedule of the config's ``pretrain`` key, or None."""
+        if self._pretrain is False:
+            self._pretrain = pretrain_from_config(self.config, self.config_network_dict())
+            if self._pretrain is not None:
+                self.log.v3(f"pretrain: {self._pretrain}")
+        return self._pretrain  # type: ignore[return-value]
+
+    def is_pretrain_epoch(self, epoch: int) -> bool:
+        """Whether ``epoch`` is one of pretraining's (RETURNN's Engine.is_pretrain_epoch)."""
+        return self.pretrain is not None and epoch <= self.pretrain.get_train_num_epochs()
+
+    def is_first_epoch_after_pretrain(self, epoch: int) -> bool:
+        """Whether ``epoch`` is the first one of the full network after pretraining."""
+        return self.pretrain is not None and epoch == self.pretrain.get_train_num_epochs() + 1
+
+    def network_dict(self, epoch: int | None = None) -> dict[str, Any]:
+        """The layer dict to build: the config's network, or with ``pretrain`` the network of ``epoch`` (None: the
+        final one), ``greedy``'s fixed layers marked."""
+        pretrain = self.pretrain
+        if pretrain is None:
+            net_dict = self.config_network_dict()
+            if find_pretrain_wrap_values(net_dict):
+                raise ConfigError("the network has WrapEpochValue values but no pretraining is configured; set "
+                                  "pretrain (e.g. 'default') or give plain values")
+            return net_dict
+        if epoch is None:
+            return layer_dict(pretrain.get_final_network_json())
+        return layer_dict(pretrain.get_network_json_for_epoch(epoch), pretrain.get_train_layers_for_epoch(epoch))
+
     def build(self, reference: Dataset | None, *, train: bool, search: bool = False,
-              extra_layers: Mapping[str, Any] | None = None) -> Backend:
+              extra_layers: Mapping[str, Any] | None = None, epoch: int | None = None) -> Backend:
         """Resolve the network against the data and let the backend build it (``search``: RETURNN's search flag;
-        ``extra_layers``: layers a task adds to the config's network, e.g. search's beam scores)."""
+        ``extra_layers``: layers a task adds to the config's network, e.g. search's beam scores; ``epoch``: whose
+        pretrain network, None for the final one)."""
         self.extern_data = ExternData.from_config(self.config, reference)
-        net_dict = self.network_dict()
+        net_dict = self.network_dict(epoch)
+        self.built_net_dict = net_dict
         if extra_layers:
             net_dict = {**net_dict, **extra_layers}
         self.network = resolve_network(net_dict, list(self.extern_data))
@@ -125,10 +171,15 @@ class Engine:
         return self.model
 
     def _checkpoint(self, epoch: int) -> str:
-        prefix = checkpoint_prefix(self._require_model(), epoch)
-        if not is_complete(prefix, self.backend_cls.checkpoint_marker):
+        prefix = epoch_checkpoint(self._require_model(), epoch, self.backend_cls.checkpoint_marker)
+        if prefix is None:
+            prefix = checkpoint_prefix(self._require_model(), epoch)
             raise TrainingError(f"no complete checkpoint {prefix} (missing {prefix}{self.backend_cls.checkpoint_marker})")
         return prefix
+
+    def epoch_prefix(self, epoch: int) -> str:
+        """Where ``epoch``'s checkpoint goes: ``<model>.pretrain.NNN`` in pretraining, else ``<model>.NNN``."""
+        return checkpoint_prefix(self._require_model(), epoch, pretrain=self.is_pretrain_epoch(epoch))
 
     def last_epoch(self) -> int | None:
         """The newest epoch with a complete checkpoint."""
@@ -183,7 +234,7 @@ class Engine:
                     if not result.is_finite() and self.config.bool("stop_on_nonfinite_train_score", True):
                         bad = ", ".join(f"{k}={v}" for k, v in result.losses.items() if not np.isfinite(v))
                         last = self.last_epoch()
-                        kept = f"the last good checkpoint {checkpoint_prefix(self.model, last)} is kept" if last and self.model else "no checkpoint of this epoch is written"
+                        kept = f"the last good checkpoint {self._checkpoint(last)} is kept" if last and self.model else "no checkpoint of this epoch is written"
                         raise TrainingError(
                             f"epoch {epoch} step {step}: non-finite loss ({bad}) in seqs {', '.join(data.tags[:3])}; "
                             f"stopped the epoch; {kept}. Lower the learning rate or enable gradient_clip."
@@ -222,11 +273,12 @@ class Engine:
         if train_data is None:
             raise ConfigError("task train needs a 'train' dataset")
         eval_sets = self._eval_datasets()
-        backend = self.build(train_data, train=True)
         num_epochs = self.config.int("num_epochs", 5) or 5
         save_interval = max(self.config.int("save_interval", 1) or 1, 1)
         lrc: LearningRateControl = learning_rate_control_from_config(self.config, self.manager)
-        start = self._restore_for_training()
+        start = self._restore_for_training(train_data)
+        backend = self.backend
+        assert backend is not None
         if start > num_epochs:
             self.log.v2(f"model {model} is trained up to epoch {start - 1} >= num_epochs {num_epochs}; nothing to do")
             return
@@ -234,10 +286,13 @@ class Engine:
         for epoch in range(start, num_epochs + 1):
             signals.check()
             t0 = time.monotonic()
-            lr = lrc.learning_rate(epoch)
-            if last_best is not None:
+            if self.pretrain is not None:
+                backend = self._pretrain_network(train_data, epoch)
+            lr = self._learning_rate(lrc, epoch)
+            if last_best is not None and not self.is_pretrain_epoch(epoch):
                 self._maybe_go_back(lrc, epoch, last_best)
-            self.log.v3(f"start epoch {epoch} with learning rate {lr:g}")
+            self.log.v3(f"start {'pretrain ' if self.is_pretrain_epoch(epoch) else ''}epoch {epoch} "
+                        f"with learning rate {lr:g}")
             train_res = self.run_epoch(train_data, epoch, learning_rate=lr, what="train")
             scores = score_summary("train", train_res)
             dev_lines: dict[str, dict[str, float]] = {}
@@ -250,18 +305,56 @@ class Engine:
             if backend.is_chief:
                 lrc.save()  # before the checkpoint: a crash in between retrains this epoch at the same rate
                 if epoch % save_interval == 0 or epoch == num_epochs:
-                    save_checkpoint(backend, checkpoint_prefix(model, epoch))
+                    save_checkpoint(backend, self.epoch_prefix(epoch))
             backend.epoch_summary(epoch, {**scores, "learning_rate": lr})
             self.log.v1(epoch_line(epoch, scores.get("train_score"), time.monotonic() - t0, dev_lines))
         self.log.v3(f"finished training after epoch {num_epochs}")
 
+    def _learning_rate(self, lrc: LearningRateControl, epoch: int) -> float:
+        """The rate of ``epoch``; as RETURNN, pretrain epochs train at ``pretrain_learning_rate`` (default: the
+        initial rate) and the first epoch after them at the initial rate, unless the control decides always."""
+        if self.pretrain is not None and not self.config.bool("use_learning_rate_control_always", False):
+            if self.is_pretrain_epoch(epoch):
+                rate = self.config.float("pretrain_learning_rate", lrc.default_learning_rate)
+                set_default_learning_rate(lrc, epoch, rate)  # type: ignore[arg-type]
+            elif self.is_first_epoch_after_pretrain(epoch):
+                set_default_learning_rate(lrc, epoch, lrc.default_learning_rate)
+        return lrc.learning_rate(epoch)
+
+    def _pretrain_network(self, reference: Dataset, epoch: int) -> Backend:
+        """The backend with ``epoch``'s pretrain network: when it differs from the one built, a new one is built
+        and takes over the params of the same name and shape (the others start freshly initialised)."""
+        assert self.pretrain is not None and self.backend is not None and self.network is not None
+        net_dict = self.network_dict(epoch)
+        if self.is_pretrain_epoch(epoch):
+            self.log.v3(f"pretrain epoch {epoch} (of {self.pretrain.get_train_num_epochs()}): network with layers "
+                        f"{', '.join(net_dict)}")
+        if net_dict == self.built_net_dict:
+            return self.backend
+        old_values = self.backend.get_param_values()
+        self.backend.close()
+        self.backend = None
+        # As RETURNN (a new network gets a new updater), the optimizer state starts afresh: its slots (Adam moments,
+        # Adadelta accumulators, ...) belong to the old network's variables, whose set and shapes have changed.
+        backend = self.build(reference, train=True, epoch=epoch)
+        assert self.network is not None
+        copy_out = self.pretrain.copy_output_layer if self.is_pretrain_epoch(epoch) else "ifpossible"
+        values = carried_params(old_values, backend.get_param_values(), self.network.output_layers, copy_out, self.log)
+        backend.set_param_values(values)
+        fresh = sorted(set(backend.get_param_values()) - set(values))
+        self.log.v3(f"pretrain: new network for epoch {epoch}; {len(values)} params carried over"
+                    + (f", freshly initialised: {', '.join(fresh)}" if fresh else ""))
+        return backend
+
     def _maybe_go_back(self, lrc: LearningRateControl, epoch: int, opts: dict[str, Any]) -> None:
         """``use_last_best_model``: start ``epoch`` from the best recent checkpoint if it beat the last one."""
+        if self.pretrain is not None:  # only among the epochs of the full network (the last pretrain one has it)
+            opts = {**opts, "first_epoch": max(int(opts["first_epoch"]), self.pretrain.get_train_num_epochs())}
         best = epoch_to_go_back_to(lrc, epoch, opts)
         if best is None:
             return
-        prefix = checkpoint_prefix(self._require_model(), best)
-        if not is_complete(prefix, self.backend_cls.checkpoint_marker):
+        prefix = epoch_checkpoint(self._require_model(), best, self.backend_cls.checkpoint_marker)
+        if prefix is None:
             self.log.v2(f"epoch {best} scored best ({lrc.epoch_error(best)}) but has no complete checkpoint; "
                         f"continuing from epoch {epoch - 1}")
             return
@@ -271,33 +364,38 @@ class Engine:
         assert self.backend is not None
         self.backend.load(prefix)
 
-    def _restore_for_training(self) -> int:
-        """Load what the config asks for (or the newest checkpoint); return the first epoch to train."""
-        assert self.backend is not None
+    def _restore_for_training(self, reference: Dataset) -> int:
+        """Build the network and load what the config asks for (or the newest checkpoint); return the first epoch
+        to train. With pretraining, a checkpoint of epoch N is loaded into epoch N's network."""
         load_epoch = self.config.int("load_epoch", None)
-        if load_epoch:
-            self.backend.load(self._checkpoint(load_epoch))
-            return load_epoch + 1
-        import_path = self.config.value("import_model_train_epoch1", None)
         last = self.last_epoch()
-        if last is not None:
-            self.log.v2(f"resuming from {checkpoint_prefix(self.model, last)}")  # type: ignore[arg-type]
-            self.backend.load(checkpoint_prefix(self.model, last))  # type: ignore[arg-type]
-            return last + 1
+        if load_epoch or last is not None:
+            epoch = load_epoch or last
+            prefix = self._checkpoint(epoch)  # type: ignore[arg-type]
+            if not load_epoch:
+                self.log.v2(f"resuming from {prefix}")
+            self.build(reference, train=True, epoch=epoch)
+            self.backend.load(prefix)  # type: ignore[union-attr]
+            return epoch + 1  # type: ignore[operator]
+        self.build(reference, train=True, epoch=1)
+        import_path = self.config.value("import_model_train_epoch1", None)
         if import_path:
-            self.backend.load(import_path, params_only=True)
+            self.backend.load(import_path, params_only=True)  # type: ignore[union-attr]
         elif self.config.value("load", None):
-            self.backend.load(self.config.value("load"))  # type: ignore[arg-type]
+            self.backend.load(self.config.value("load"))  # type: ignore[union-attr,arg-type]
         return 1
 
     def _load_for_inference(self, reference: Dataset | None, *, search: bool = False,
                             extra_layers: Mapping[str, Any] | None = None) -> int:
-        self.build(reference, train=False, search=search, extra_layers=extra_layers)
-        assert self.backend is not None
         path = self.config.value("load", None)
         epoch = self.config.int("load_epoch", None) or self.last_epoch()
-        if path and not self.config.int("load_epoch", None):
-            self.backend.load(path, params_only=True)
+        from_path = bool(path and not self.config.int("load_epoch", None))
+        # a pretrain epoch's checkpoint holds that epoch's network
+        net_epoch = epoch if epoch is not None and not from_path and self.is_pretrain_epoch(epoch) else None
+        self.build(reference, train=False, search=search, extra_layers=extra_layers, epoch=net_epoch)
+        assert self.backend is not None
+        if from_path:
+            self.backend.load(path, params_only=True)  # type: ignore[arg-type]
             return epoch or 0
         if epoch is None:
             raise TrainingError(f"no complete checkpoint found for model {self.model!r}; train first or set load")

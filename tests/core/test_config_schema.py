@@ -125,13 +125,14 @@ def test_returnn_keys_without_effect_say_so(tmp_path, manager):
     out = io.StringIO()
     config = make_config(tmp_path, num_epochs=1)
     config.set("debug_print_layer_output_template", True)
-    config.set("pretrain", "default")
+    config.set("cleanup_old_models", True)
     Engine(config, manager=manager, log=Log(verbosity=3, stream=out)).run()
     lines = [line for line in out.getvalue().splitlines() if line.startswith("warning: ")]
     assert lines == [
         "warning: debug_print_layer_output_template: a RETURNN debugging option without effect here "
         "(training is the same)",
-        "warning: pretrain: RETURNN's layer-wise pretraining is not supported: the full network trains from epoch 1",
+        "warning: cleanup_old_models: a RETURNN option without effect here (training is the same; every checkpoint "
+        "is kept)",
     ]
 
 
