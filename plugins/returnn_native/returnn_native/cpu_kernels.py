@@ -6,6 +6,7 @@ import ctypes
 import functools
 import os
 import threading
+from collections.abc import Sequence
 from typing import Any
 
 from returnn_native.build_cache import BuildResult, BuildSpec, build_library, source_path
@@ -60,6 +61,7 @@ def _cdll() -> ctypes.CDLL:
     with _lock:
         lib = ctypes.CDLL(cpu_kernel_library())
     declare_lstm_functions(lib, "returnn_lstm_fwd_cpu", "returnn_lstm_bwd_cpu")
+    declare_lstm_functions(lib, "returnn_lstm_fwd_pair_cpu", "returnn_lstm_bwd_pair_cpu", calls=2)
     lib.returnn_native_set_num_threads.argtypes = [ctypes.c_int]
     lib.returnn_native_get_num_threads.restype = ctypes.c_int
     lib.returnn_native_set_isa.argtypes = [ctypes.c_int]
@@ -68,11 +70,11 @@ def _cdll() -> ctypes.CDLL:
     return lib
 
 
-def declare_lstm_functions(lib: ctypes.CDLL, fwd: str, bwd: str) -> None:
-    """ctypes signatures of a forward and a backward function with the ``lstm.h`` argument lists."""
-    getattr(lib, fwd).argtypes = [ctypes.c_int] * 4 + [_F] * 11
+def declare_lstm_functions(lib: ctypes.CDLL, fwd: str, bwd: str, calls: int = 1) -> None:
+    """ctypes signatures of a forward and a backward function with ``calls`` of the ``lstm.h`` argument lists."""
+    getattr(lib, fwd).argtypes = ([ctypes.c_int] * 4 + [_F] * 11) * calls
     getattr(lib, fwd).restype = ctypes.c_int
-    getattr(lib, bwd).argtypes = [ctypes.c_int] * 4 + [_F] * 14
+    getattr(lib, bwd).argtypes = ([ctypes.c_int] * 4 + [_F] * 14) * calls
     getattr(lib, bwd).restype = ctypes.c_int
 
 
@@ -124,6 +126,25 @@ def lstm_fwd(z: Any, w_re: Any, mask: Any, h0: Any, c0: Any, direction: int = 1)
 
 def run_fwd(fn: Any, z: Any, w_re: Any, mask: Any, h0: Any, c0: Any, direction: int) -> tuple[Any, ...]:
     """Check and convert the arrays, allocate the outputs, call the C forward function ``fn``."""
+    args, outs = _fwd_args(z, w_re, mask, h0, c0, direction)
+    rc = fn(*args)
+    if rc:
+        raise NativeOpError(f"NativeLstm forward kernel failed with code {rc} (B, T, n = {args[:3]})")
+    return outs
+
+
+def lstm_fwd_pair(first: Sequence[Any], second: Sequence[Any], directions: tuple[int, int]) -> tuple[tuple, tuple]:
+    """Two forward calls (each ``(z, w_re, mask, h0, c0)``) at the same time, sharing the threads; their outputs."""
+    args, outs = _fwd_args(*first, directions[0])
+    args2, outs2 = _fwd_args(*second, directions[1])
+    rc = _cdll().returnn_lstm_fwd_pair_cpu(*args, *args2)
+    if rc:
+        raise NativeOpError(f"NativeLstm forward kernel pair failed with code {rc}")
+    return outs, outs2
+
+
+def _fwd_args(z: Any, w_re: Any, mask: Any, h0: Any, c0: Any, direction: int) -> tuple[list[Any], tuple[Any, ...]]:
+    """The checked C arguments of a forward call (the pointers keep their arrays alive) and its outputs."""
     import numpy as np
 
     if direction not in (1, -1):
@@ -133,21 +154,15 @@ def run_fwd(fn: Any, z: Any, w_re: Any, mask: Any, h0: Any, c0: Any, direction: 
         raise NativeOpError(f"NativeLstm: z must be (B, T, 4n), got shape {z.shape}")
     B, T, n4 = z.shape
     n = n4 // 4
-    z = _arr(z, (B, T, n4), "z")
-    w_re = _arr(w_re, (n, n4), "w_re")
-    mask = _arr(mask, (B, T), "mask")
-    h0 = _arr(h0, (B, n), "h0")
-    c0 = _arr(c0, (B, n), "c0")
-    y = np.empty((B, T, n), np.float32)
-    hf = np.empty((B, n), np.float32)
-    cf = np.empty((B, n), np.float32)
-    gates = np.empty((B, T, n4), np.float32)
-    cells = np.empty((B, T, n), np.float32)
-    hp = np.empty((B, T, n), np.float32)
-    rc = fn(B, T, n, direction, *map(_p, (z, w_re, mask, h0, c0, y, hf, cf, gates, cells, hp)))
-    if rc:
-        raise NativeOpError(f"NativeLstm forward kernel failed with code {rc} (B={B}, T={T}, n={n})")
-    return y, hf, cf, gates, cells, hp
+    ins = (
+        _arr(z, (B, T, n4), "z"),
+        _arr(w_re, (n, n4), "w_re"),
+        _arr(mask, (B, T), "mask"),
+        _arr(h0, (B, n), "h0"),
+        _arr(c0, (B, n), "c0"),
+    )
+    outs = tuple(np.empty(shape, np.float32) for shape in ((B, T, n), (B, n), (B, n), (B, T, n4), (B, T, n), (B, T, n)))
+    return [B, T, n, direction, *map(_p, (*ins, *outs))], outs
 
 
 def lstm_bwd(
@@ -183,12 +198,43 @@ def run_bwd(
     direction: int = 1,
 ) -> tuple[Any, ...]:
     """Check and convert the arrays, allocate the outputs, call the C backward function ``fn``."""
+    args, outs = _bwd_args(w_re, mask, h0, c0, gates, cells, h_prev, dy, dh_final, dc_final, direction)
+    rc = fn(*args)
+    if rc:
+        raise NativeOpError(f"NativeLstm backward kernel failed with code {rc} (B, T, n = {args[:3]})")
+    return outs
+
+
+def lstm_bwd_pair(first: Sequence[Any], second: Sequence[Any], directions: tuple[int, int]) -> tuple[tuple, tuple]:
+    """Two backward calls (each the inputs of :func:`lstm_bwd`) at the same time, sharing the threads; their outputs."""
+    args, outs = _bwd_args(*first, directions[0])
+    args2, outs2 = _bwd_args(*second, directions[1])
+    rc = _cdll().returnn_lstm_bwd_pair_cpu(*args, *args2)
+    if rc:
+        raise NativeOpError(f"NativeLstm backward kernel pair failed with code {rc}")
+    return outs, outs2
+
+
+def _bwd_args(
+    w_re: Any,
+    mask: Any,
+    h0: Any,
+    c0: Any,
+    gates: Any,
+    cells: Any,
+    h_prev: Any,
+    dy: Any,
+    dh_final: Any,
+    dc_final: Any,
+    direction: int,
+) -> tuple[list[Any], tuple[Any, ...]]:
+    """The checked C arguments of a backward call and its outputs."""
     import numpy as np
 
     gates = np.asarray(gates)
     B, T, n4 = gates.shape
     n = n4 // 4
-    args = [
+    ins = (
         _arr(w_re, (n, n4), "w_re"),
         _arr(mask, (B, T), "mask"),
         _arr(h0, (B, n), "h0"),
@@ -199,12 +245,6 @@ def run_bwd(
         _arr(dy, (B, T, n), "dy"),
         _arr(dh_final, (B, n), "dh_final"),
         _arr(dc_final, (B, n), "dc_final"),
-    ]
-    dz = np.empty((B, T, n4), np.float32)
-    dw = np.empty((n, n4), np.float32)
-    dh0 = np.empty((B, n), np.float32)
-    dc0 = np.empty((B, n), np.float32)
-    rc = fn(B, T, n, direction, *map(_p, (*args, dz, dw, dh0, dc0)))
-    if rc:
-        raise NativeOpError(f"NativeLstm backward kernel failed with code {rc} (B={B}, T={T}, n={n})")
-    return dz, dw, dh0, dc0
+    )
+    outs = tuple(np.empty(shape, np.float32) for shape in ((B, T, n4), (n, n4), (B, n), (B, n)))
+    return [B, T, n, direction, *map(_p, (*ins, *outs))], outs

@@ -28,6 +28,24 @@ int returnn_lstm_bwd_cpu(int B, int T, int n, int direction, const float* w_re, 
                          const float* dy, const float* dh_final, const float* dc_final, float* dz, float* dw_re,
                          float* dh0, float* dc0);
 
+/* Two calls at the same time (e.g. a BLSTM's two directions), sharing the kernels' threads: the argument lists of
+ * two forward (backward) calls one after the other. Returns the first nonzero code of the two. */
+int returnn_lstm_fwd_pair_cpu(int B, int T, int n, int direction, const float* z, const float* w_re,
+                              const float* mask, const float* h0, const float* c0, float* y, float* h_final,
+                              float* c_final, float* gates, float* cells, float* h_prev, int B2, int T2, int n2,
+                              int direction2, const float* z2, const float* w_re2, const float* mask2,
+                              const float* h02, const float* c02, float* y2, float* h_final2, float* c_final2,
+                              float* gates2, float* cells2, float* h_prev2);
+
+int returnn_lstm_bwd_pair_cpu(int B, int T, int n, int direction, const float* w_re, const float* mask,
+                              const float* h0, const float* c0, const float* gates, const float* cells,
+                              const float* h_prev, const float* dy, const float* dh_final, const float* dc_final,
+                              float* dz, float* dw_re, float* dh0, float* dc0, int B2, int T2, int n2,
+                              int direction2, const float* w_re2, const float* mask2, const float* h02,
+                              const float* c02, const float* gates2, const float* cells2, const float* h_prev2,
+                              const float* dy2, const float* dh_final2, const float* dc_final2, float* dz2,
+                              float* dw_re2, float* dh02, float* dc02);
+
 void returnn_native_set_num_threads(int num_threads);
 int returnn_native_get_num_threads(void);
 

@@ -12,6 +12,8 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <system_error>
+#include <thread>
 
 #if defined(__AVX512F__)
 #include <immintrin.h>
@@ -297,9 +299,12 @@ void packed_gemm(int M, int N, int K, const float* a, long lda, const float* pac
 
 }  // namespace
 
-extern "C" int returnn_lstm_fwd_cpu(int B, int T, int n, int direction, const float* z, const float* w_re,
-                                    const float* mask, const float* h0, const float* c0, float* y, float* h_final,
-                                    float* c_final, float* gates, float* cells, float* h_prev) {
+namespace {
+
+// The forward pass on nt threads (see returnn_lstm_fwd_cpu).
+int lstm_fwd(int nt, int B, int T, int n, int direction, const float* z, const float* w_re, const float* mask,
+             const float* h0, const float* c0, float* y, float* h_final, float* c_final, float* gates, float* cells,
+             float* h_prev) {
   if (B < 0 || T < 0 || n <= 0 || (direction != 1 && direction != -1)) return 1;
   const long n4 = 4L * n;
   if (T == 0 || B == 0) {
@@ -309,8 +314,6 @@ extern "C" int returnn_lstm_fwd_cpu(int B, int T, int n, int direction, const fl
     }
     return 0;
   }
-  ActiveCall active;
-  const int nt = threads_for(B, n);
   const bool use_packed = current_isa() == kIsaAvx512;
   // w_re's four gate blocks, each n x n, packed separately: block g at g * np * n * kPanel
   const int np = panels(n);
@@ -374,10 +377,10 @@ extern "C" int returnn_lstm_fwd_cpu(int B, int T, int n, int direction, const fl
   return 0;
 }
 
-extern "C" int returnn_lstm_bwd_cpu(int B, int T, int n, int direction, const float* w_re, const float* mask,
-                                    const float* h0, const float* c0, const float* gates, const float* cells,
-                                    const float* h_prev, const float* dy, const float* dh_final,
-                                    const float* dc_final, float* dz, float* dw_re, float* dh0, float* dc0) {
+// The backward pass on nt threads (see returnn_lstm_bwd_cpu).
+int lstm_bwd(int nt, int B, int T, int n, int direction, const float* w_re, const float* mask, const float* h0,
+             const float* c0, const float* gates, const float* cells, const float* h_prev, const float* dy,
+             const float* dh_final, const float* dc_final, float* dz, float* dw_re, float* dh0, float* dc0) {
   (void)h0;
   if (B < 0 || T < 0 || n <= 0 || (direction != 1 && direction != -1)) return 1;
   const long n4 = 4L * n;
@@ -391,8 +394,6 @@ extern "C" int returnn_lstm_bwd_cpu(int B, int T, int n, int direction, const fl
   }
   float* tmp = static_cast<float*>(std::malloc(sizeof(float) * (size_t)B * n));
   if (!tmp) return 2;
-  ActiveCall active;
-  const int nt = threads_for(B, n);
   const bool use_packed = current_isa() == kIsaAvx512;
   // w_re^T (4n x n) packed: the step's dh_prev = dz_t @ w_re^T
   Packed packed;
@@ -458,6 +459,87 @@ extern "C" int returnn_lstm_bwd_cpu(int B, int T, int n, int direction, const fl
   }
   std::free(tmp);
   return 0;
+}
+
+// Runs a and b (each given its thread count) at the same time: b on a thread of its own, a on this one. Each is the
+// initial thread of its own OpenMP teams, as when TF calls the kernel from two of its threads.
+template <class A, class Bf>
+int run_pair(int nt_a, int nt_b, A a, Bf b) {
+  BlasThreads blas_guard(1);  // once for both: the calls' own guards would restore each other's settings
+  if (g_num_threads >= 2) {
+    try {
+      int rc_b = 0;
+      std::thread other([&] { rc_b = b(nt_b); });
+      const int rc_a = a(nt_a);
+      other.join();
+      return rc_a ? rc_a : rc_b;
+    } catch (const std::system_error&) {  // no thread to be had: one after the other
+    }
+  }
+  const int rc_a = a(nt_a);
+  return rc_a ? rc_a : b(nt_b);
+}
+
+}  // namespace
+
+extern "C" int returnn_lstm_fwd_cpu(int B, int T, int n, int direction, const float* z, const float* w_re,
+                                    const float* mask, const float* h0, const float* c0, float* y, float* h_final,
+                                    float* c_final, float* gates, float* cells, float* h_prev) {
+  ActiveCall active;
+  return lstm_fwd(threads_for(B, n), B, T, n, direction, z, w_re, mask, h0, c0, y, h_final, c_final, gates, cells,
+                  h_prev);
+}
+
+extern "C" int returnn_lstm_bwd_cpu(int B, int T, int n, int direction, const float* w_re, const float* mask,
+                                    const float* h0, const float* c0, const float* gates, const float* cells,
+                                    const float* h_prev, const float* dy, const float* dh_final,
+                                    const float* dc_final, float* dz, float* dw_re, float* dh0, float* dc0) {
+  ActiveCall active;
+  return lstm_bwd(threads_for(B, n), B, T, n, direction, w_re, mask, h0, c0, gates, cells, h_prev, dy, dh_final,
+                  dc_final, dz, dw_re, dh0, dc0);
+}
+
+extern "C" int returnn_lstm_fwd_pair_cpu(int B, int T, int n, int direction, const float* z, const float* w_re,
+                                         const float* mask, const float* h0, const float* c0, float* y,
+                                         float* h_final, float* c_final, float* gates, float* cells, float* h_prev,
+                                         int B2, int T2, int n2, int direction2, const float* z2, const float* w_re2,
+                                         const float* mask2, const float* h02, const float* c02, float* y2,
+                                         float* h_final2, float* c_final2, float* gates2, float* cells2,
+                                         float* h_prev2) {
+  ActiveCall active, active2;  // both counted before either takes its share of the threads
+  const int nt = threads_for(B, n), nt2 = threads_for(B2, n2);
+  return run_pair(
+      nt, nt2,
+      [&](int k) {
+        return lstm_fwd(k, B, T, n, direction, z, w_re, mask, h0, c0, y, h_final, c_final, gates, cells, h_prev);
+      },
+      [&](int k) {
+        return lstm_fwd(k, B2, T2, n2, direction2, z2, w_re2, mask2, h02, c02, y2, h_final2, c_final2, gates2, cells2,
+                        h_prev2);
+      });
+}
+
+extern "C" int returnn_lstm_bwd_pair_cpu(int B, int T, int n, int direction, const float* w_re, const float* mask,
+                                         const float* h0, const float* c0, const float* gates, const float* cells,
+                                         const float* h_prev, const float* dy, const float* dh_final,
+                                         const float* dc_final, float* dz, float* dw_re, float* dh0, float* dc0,
+                                         int B2, int T2, int n2, int direction2, const float* w_re2,
+                                         const float* mask2, const float* h02, const float* c02,
+                                         const float* gates2, const float* cells2, const float* h_prev2,
+                                         const float* dy2, const float* dh_final2, const float* dc_final2,
+                                         float* dz2, float* dw_re2, float* dh02, float* dc02) {
+  ActiveCall active, active2;
+  const int nt = threads_for(B, n), nt2 = threads_for(B2, n2);
+  return run_pair(
+      nt, nt2,
+      [&](int k) {
+        return lstm_bwd(k, B, T, n, direction, w_re, mask, h0, c0, gates, cells, h_prev, dy, dh_final, dc_final, dz,
+                        dw_re, dh0, dc0);
+      },
+      [&](int k) {
+        return lstm_bwd(k, B2, T2, n2, direction2, w_re2, mask2, h02, c02, gates2, cells2, h_prev2, dy2, dh_final2,
+                        dc_final2, dz2, dw_re2, dh02, dc02);
+      });
 }
 
 extern "C" void returnn_native_set_num_threads(int num_threads) {
