@@ -6,12 +6,16 @@ import os
 from typing import Any
 
 import pytensor.tensor as pt
+from pytensor.compile import optdb
 from pytensor.gradient import DisconnectedType, disconnected_type
 from pytensor.graph.basic import Apply
+from pytensor.graph.features import ReplaceValidate
+from pytensor.graph.rewriting.basic import GraphRewriter
+from pytensor.graph.traversal import ancestors
 from pytensor.link.c.op import COp
 
 from returnn_native.build_cache import source_path
-from returnn_native.cpu_kernels import build_cpu_kernels, lstm_bwd, lstm_fwd
+from returnn_native.cpu_kernels import build_cpu_kernels, lstm_bwd, lstm_bwd_pair, lstm_fwd, lstm_fwd_pair
 from returnn_native.errors import NativeOpError
 
 # Shared C helpers: contiguous float32 views of the inputs and reusable C-contiguous outputs.
@@ -39,89 +43,85 @@ static int rn_check_dims(PyArrayObject* a, int nd, const npy_intp* dims, const c
 }
 """
 
-_FWD_CODE = r"""
-{
-  PyArrayObject* src_[5] = {%(z)s, %(w_re)s, %(mask)s, %(h0)s, %(c0)s};
-  PyArrayObject* in_[5] = {NULL, NULL, NULL, NULL, NULL};
-  int ok_ = 1;
-  for (int k = 0; k < 5 && ok_; ++k) {
-    in_[k] = (PyArrayObject*)PyArray_GETCONTIGUOUS(src_[k]);
-    if (!in_[k]) ok_ = 0;
-  }
-  if (ok_) {
-    const npy_intp B = PyArray_DIMS(in_[0])[0], T = PyArray_DIMS(in_[0])[1], n = PyArray_DIMS(in_[1])[0];
-    const npy_intp d_z[3] = {B, T, 4 * n}, d_w[2] = {n, 4 * n}, d_m[2] = {B, T}, d_s[2] = {B, n};
-    const npy_intp d_y[3] = {B, T, n};
-    ok_ = rn_check_dims(in_[0], 3, d_z, "NativeLstm", "z") == 0 && rn_check_dims(in_[1], 2, d_w, "NativeLstm", "w_re") == 0
-       && rn_check_dims(in_[2], 2, d_m, "NativeLstm", "mask") == 0 && rn_check_dims(in_[3], 2, d_s, "NativeLstm", "h0") == 0
-       && rn_check_dims(in_[4], 2, d_s, "NativeLstm", "c0") == 0;
-    ok_ = ok_ && rn_alloc_output(&%(y)s, 3, d_y) == 0 && rn_alloc_output(&%(h_final)s, 2, d_s) == 0
-       && rn_alloc_output(&%(c_final)s, 2, d_s) == 0 && rn_alloc_output(&%(gates)s, 3, d_z) == 0
-       && rn_alloc_output(&%(cells)s, 3, d_y) == 0 && rn_alloc_output(&%(h_prev)s, 3, d_y) == 0;
-    if (ok_ && n > 0) {
-      int rc_ = returnn_lstm_fwd_cpu((int)B, (int)T, (int)n, %(direction)d,
-          (const float*)PyArray_DATA(in_[0]), (const float*)PyArray_DATA(in_[1]), (const float*)PyArray_DATA(in_[2]),
-          (const float*)PyArray_DATA(in_[3]), (const float*)PyArray_DATA(in_[4]),
-          (float*)PyArray_DATA(%(y)s), (float*)PyArray_DATA(%(h_final)s), (float*)PyArray_DATA(%(c_final)s),
-          (float*)PyArray_DATA(%(gates)s), (float*)PyArray_DATA(%(cells)s), (float*)PyArray_DATA(%(h_prev)s));
-      if (rc_) {
-        PyErr_Format(PyExc_RuntimeError, "NativeLstm forward kernel failed with code %%d", rc_);
-        ok_ = 0;
-      }
-    }
-  }
-  for (int k = 0; k < 5; ++k) Py_XDECREF(in_[k]);
-  if (!ok_) { %(fail)s }
+# Contiguous inputs (new references in `in`, released by the caller), checked shapes, allocated outputs, and the
+# kernel's arguments: d = (B, T, n), the input pointers ip and the output pointers op.
+_PREPARE_CODE = r"""
+static int rn_fwd_prepare(PyArrayObject** src, PyArrayObject** in, PyArrayObject*** out, int* d, const float** ip,
+                          float** op) {
+  for (int k = 0; k < 5; ++k)
+    if (!(in[k] = (PyArrayObject*)PyArray_GETCONTIGUOUS(src[k]))) return -1;
+  const npy_intp B = PyArray_DIMS(in[0])[0], T = PyArray_DIMS(in[0])[1], n = PyArray_DIMS(in[1])[0];
+  const npy_intp d_z[3] = {B, T, 4 * n}, d_w[2] = {n, 4 * n}, d_m[2] = {B, T}, d_s[2] = {B, n};
+  const npy_intp d_y[3] = {B, T, n};
+  const char* names[5] = {"z", "w_re", "mask", "h0", "c0"};
+  const npy_intp* dims[5] = {d_z, d_w, d_m, d_s, d_s};
+  for (int k = 0; k < 5; ++k)
+    if (rn_check_dims(in[k], PyArray_NDIM(in[k]), dims[k], "NativeLstm", names[k])) return -1;
+  const npy_intp* out_dims[6] = {d_y, d_s, d_s, d_z, d_y, d_y};
+  for (int k = 0; k < 6; ++k)
+    if (rn_alloc_output(out[k], k == 1 || k == 2 ? 2 : 3, out_dims[k])) return -1;
+  for (int k = 0; k < 5; ++k) ip[k] = (const float*)PyArray_DATA(in[k]);
+  for (int k = 0; k < 6; ++k) op[k] = (float*)PyArray_DATA(*out[k]);
+  d[0] = (int)B, d[1] = (int)T, d[2] = (int)n;
+  return 0;
 }
-"""
 
-_BWD_CODE = r"""
-{
-  PyArrayObject* src_[10] = {%(w_re)s, %(mask)s, %(h0)s, %(c0)s, %(gates)s, %(cells)s, %(h_prev)s, %(dy)s,
-                             %(dh_final)s, %(dc_final)s};
-  PyArrayObject* in_[10] = {NULL};
-  int ok_ = 1;
-  for (int k = 0; k < 10 && ok_; ++k) {
-    in_[k] = (PyArrayObject*)PyArray_GETCONTIGUOUS(src_[k]);
-    if (!in_[k]) ok_ = 0;
-  }
-  if (ok_) {
-    const npy_intp B = PyArray_DIMS(in_[4])[0], T = PyArray_DIMS(in_[4])[1], n = PyArray_DIMS(in_[0])[0];
-    const npy_intp d_z[3] = {B, T, 4 * n}, d_w[2] = {n, 4 * n}, d_m[2] = {B, T}, d_s[2] = {B, n};
-    const npy_intp d_y[3] = {B, T, n};
-    const char* names_[10] = {"w_re", "mask", "h0", "c0", "gates", "cells", "h_prev", "dy", "dh_final", "dc_final"};
-    const npy_intp* dims_[10] = {d_w, d_m, d_s, d_s, d_z, d_y, d_y, d_y, d_s, d_s};
-    for (int k = 0; k < 10 && ok_; ++k)
-      ok_ = rn_check_dims(in_[k], PyArray_NDIM(in_[k]), dims_[k], "NativeLstmGrad", names_[k]) == 0;
-    ok_ = ok_ && rn_alloc_output(&%(dz)s, 3, d_z) == 0 && rn_alloc_output(&%(dw_re)s, 2, d_w) == 0
-       && rn_alloc_output(&%(dh0)s, 2, d_s) == 0 && rn_alloc_output(&%(dc0)s, 2, d_s) == 0;
-    if (ok_ && n > 0) {
-      const float* p_[10];
-      for (int k = 0; k < 10; ++k) p_[k] = (const float*)PyArray_DATA(in_[k]);
-      int rc_ = returnn_lstm_bwd_cpu((int)B, (int)T, (int)n, %(direction)d, p_[0], p_[1], p_[2], p_[3], p_[4], p_[5],
-          p_[6], p_[7], p_[8], p_[9], (float*)PyArray_DATA(%(dz)s), (float*)PyArray_DATA(%(dw_re)s),
-          (float*)PyArray_DATA(%(dh0)s), (float*)PyArray_DATA(%(dc0)s));
-      if (rc_) {
-        PyErr_Format(PyExc_RuntimeError, "NativeLstmGrad kernel failed with code %%d", rc_);
-        ok_ = 0;
-      }
-    }
-  }
-  for (int k = 0; k < 10; ++k) Py_XDECREF(in_[k]);
-  if (!ok_) { %(fail)s }
+static int rn_bwd_prepare(PyArrayObject** src, PyArrayObject** in, PyArrayObject*** out, int* d, const float** ip,
+                          float** op) {
+  for (int k = 0; k < 10; ++k)
+    if (!(in[k] = (PyArrayObject*)PyArray_GETCONTIGUOUS(src[k]))) return -1;
+  const npy_intp B = PyArray_DIMS(in[4])[0], T = PyArray_DIMS(in[4])[1], n = PyArray_DIMS(in[0])[0];
+  const npy_intp d_z[3] = {B, T, 4 * n}, d_w[2] = {n, 4 * n}, d_m[2] = {B, T}, d_s[2] = {B, n};
+  const npy_intp d_y[3] = {B, T, n};
+  const char* names[10] = {"w_re", "mask", "h0", "c0", "gates", "cells", "h_prev", "dy", "dh_final", "dc_final"};
+  const npy_intp* dims[10] = {d_w, d_m, d_s, d_s, d_z, d_y, d_y, d_y, d_s, d_s};
+  for (int k = 0; k < 10; ++k)
+    if (rn_check_dims(in[k], PyArray_NDIM(in[k]), dims[k], "NativeLstmGrad", names[k])) return -1;
+  const npy_intp* out_dims[4] = {d_z, d_w, d_s, d_s};
+  for (int k = 0; k < 4; ++k)
+    if (rn_alloc_output(out[k], k == 0 ? 3 : 2, out_dims[k])) return -1;
+  for (int k = 0; k < 10; ++k) ip[k] = (const float*)PyArray_DATA(in[k]);
+  for (int k = 0; k < 4; ++k) op[k] = (float*)PyArray_DATA(*out[k]);
+  d[0] = (int)B, d[1] = (int)T, d[2] = (int)n;
+  return 0;
 }
 """
 
 
-class _NativeLstmCOp(COp):
-    """Common C-linking parts of the forward and gradient ops."""
+def _kernel_call_code(
+    calls: list[tuple[list[str], list[str], int]], prepare: str, kernel: str, pair_kernel: str, label: str, fail: str
+) -> str:
+    """C code running one kernel call, or two at once, from (input names, output names, direction) per call."""
+    lines = ["{", "int ok_ = 1, rc_ = 0;"]
+    args = []
+    for c, (ins, outs, direction) in enumerate(calls):
+        lines += [
+            f"PyArrayObject* src{c}_[{len(ins)}] = {{{', '.join(ins)}}};",
+            f"PyArrayObject* in{c}_[{len(ins)}] = {{NULL}};",
+            f"PyArrayObject** out{c}_[{len(outs)}] = {{{', '.join('&' + o for o in outs)}}};",
+            f"int d{c}_[3] = {{0, 0, 0}}; const float* i{c}_[{len(ins)}]; float* o{c}_[{len(outs)}];",
+            f"ok_ = ok_ && {prepare}(src{c}_, in{c}_, out{c}_, d{c}_, i{c}_, o{c}_) == 0;",
+        ]
+        ptrs = [f"i{c}_[{k}]" for k in range(len(ins))] + [f"o{c}_[{k}]" for k in range(len(outs))]
+        args.append(", ".join([f"d{c}_[0], d{c}_[1], d{c}_[2], {direction}", *ptrs]))
+    # n = 0 leaves nothing to compute (and the kernels take it for a bad argument)
+    if len(calls) == 1:
+        lines.append(f"if (ok_ && d0_[2] > 0) rc_ = {kernel}({args[0]});")
+    else:
+        lines += [
+            f"if (ok_ && d0_[2] > 0 && d1_[2] > 0) rc_ = {pair_kernel}({args[0]}, {args[1]});",
+            f"else if (ok_) {{ if (d0_[2] > 0) rc_ = {kernel}({args[0]});",
+            f"  if (!rc_ && d1_[2] > 0) rc_ = {kernel}({args[1]}); }}",
+        ]
+    lines.append(f'if (ok_ && rc_) {{ PyErr_Format(PyExc_RuntimeError, "{label} failed with code %d", rc_); ok_ = 0; }}')
+    for c, (ins, _outs, _direction) in enumerate(calls):
+        lines.append(f"for (int k = 0; k < {len(ins)}; ++k) Py_XDECREF(in{c}_[k]);")
+    lines += [f"if (!ok_) {{ {fail} }}", "}"]
+    return "\n".join(lines)
 
-    __props__ = ("direction",)
 
-    def __init__(self, direction: int = 1) -> None:
-        if direction not in (1, -1):
-            raise NativeOpError(f"NativeLstm: direction must be 1 or -1, got {direction!r}")
-        self.direction = int(direction)
+class _KernelLinking(COp):
+    """C-linking parts of the ops calling the CPU kernel library."""
 
     def c_headers(self, **kwargs: Any) -> list[str]:
         return ["lstm.h"]
@@ -139,11 +139,34 @@ class _NativeLstmCOp(COp):
         return [f"-Wl,-rpath,{os.path.dirname(build_cpu_kernels().path)}"]
 
     def c_support_code(self, **kwargs: Any) -> str:
-        return _SUPPORT_CODE
+        return _SUPPORT_CODE + _PREPARE_CODE
 
     def c_code_cache_version(self) -> tuple[Any, ...]:
         # the kernel library's cache folder name carries the hash of its sources and toolchain
-        return (1, os.path.basename(os.path.dirname(build_cpu_kernels().path)))
+        return (2, os.path.basename(os.path.dirname(build_cpu_kernels().path)))
+
+
+def _check_direction(direction: int) -> int:
+    if direction not in (1, -1):
+        raise NativeOpError(f"NativeLstm: direction must be 1 or -1, got {direction!r}")
+    return int(direction)
+
+
+class _NativeLstmCOp(_KernelLinking):
+    """One kernel call: the forward or the gradient op of one direction."""
+
+    __props__ = ("direction",)
+    #: names of the inputs and outputs, the C function that prepares a call, the kernel, the pair kernel, the label
+    input_names: tuple[str, ...] = ()
+    output_names: tuple[str, ...] = ()
+    prepare = kernel = pair_kernel = label = ""
+
+    def __init__(self, direction: int = 1) -> None:
+        self.direction = _check_direction(direction)
+
+    def c_code(self, node: Any, name: str, inp: list[str], out: list[str], sub: dict[str, str]) -> str:
+        calls = [(list(inp), list(out), self.direction)]
+        return _kernel_call_code(calls, self.prepare, self.kernel, self.pair_kernel, self.label, sub["fail"])
 
 
 def _f32(v: Any, ndim: int, what: str) -> Any:
@@ -156,6 +179,12 @@ def _f32(v: Any, ndim: int, what: str) -> Any:
 class NativeLstmOp(_NativeLstmCOp):
     """Forward: (z, w_re, mask, h0, c0) -> (y, h_final, c_final, gates, cells, h_prev)."""
 
+    input_names = ("z", "w_re", "mask", "h0", "c0")
+    output_names = ("y", "h_final", "c_final", "gates", "cells", "h_prev")
+    prepare, kernel, pair_kernel = "rn_fwd_prepare", "returnn_lstm_fwd_cpu", "returnn_lstm_fwd_pair_cpu"
+    label = "NativeLstm forward kernel"
+    mask_index = 2
+
     def make_node(self, z: Any, w_re: Any, mask: Any, h0: Any, c0: Any) -> Apply:
         ins = [_f32(z, 3, "z"), _f32(w_re, 2, "w_re"), _f32(mask, 2, "mask"), _f32(h0, 2, "h0"), _f32(c0, 2, "c0")]
         t3, t2 = pt.tensor3(dtype="float32"), pt.matrix(dtype="float32")
@@ -165,11 +194,6 @@ class NativeLstmOp(_NativeLstmCOp):
     def perform(self, node: Any, inputs: list[Any], output_storage: list[list[Any]]) -> None:
         for storage, value in zip(output_storage, lstm_fwd(*inputs, direction=self.direction)):
             storage[0] = value
-
-    def c_code(self, node: Any, name: str, inp: list[str], out: list[str], sub: dict[str, str]) -> str:
-        names = dict(zip(("z", "w_re", "mask", "h0", "c0"), inp))
-        names.update(zip(("y", "h_final", "c_final", "gates", "cells", "h_prev"), out))
-        return _FWD_CODE % {**names, "direction": self.direction, "fail": sub["fail"]}
 
     def connection_pattern(self, node: Any) -> list[list[bool]]:
         # inputs x outputs: the mask is not differentiated; the workspace outputs carry no gradient
@@ -188,10 +212,15 @@ class NativeLstmOp(_NativeLstmCOp):
 class NativeLstmGradOp(_NativeLstmCOp):
     """Gradient: (w_re, mask, h0, c0, gates, cells, h_prev, dy, dh_final, dc_final) -> (dz, dw_re, dh0, dc0)."""
 
+    input_names = ("w_re", "mask", "h0", "c0", "gates", "cells", "h_prev", "dy", "dh_final", "dc_final")
+    output_names = ("dz", "dw_re", "dh0", "dc0")
+    prepare, kernel, pair_kernel = "rn_bwd_prepare", "returnn_lstm_bwd_cpu", "returnn_lstm_bwd_pair_cpu"
+    label = "NativeLstmGrad kernel"
+    mask_index = 1
+
     def make_node(self, *inputs: Any) -> Apply:
         ndims = (2, 2, 2, 2, 3, 3, 3, 3, 2, 2)
-        names = ("w_re", "mask", "h0", "c0", "gates", "cells", "h_prev", "dy", "dh_final", "dc_final")
-        ins = [_f32(v, d, w) for v, d, w in zip(inputs, ndims, names)]
+        ins = [_f32(v, d, w) for v, d, w in zip(inputs, ndims, self.input_names)]
         t3, t2 = pt.tensor3(dtype="float32"), pt.matrix(dtype="float32")
         return Apply(self, ins, [t3.type(), t2.type(), t2.type(), t2.type()])
 
@@ -199,10 +228,78 @@ class NativeLstmGradOp(_NativeLstmCOp):
         for storage, value in zip(output_storage, lstm_bwd(*inputs, direction=self.direction)):
             storage[0] = value
 
+
+class NativeLstmPairOp(_KernelLinking):
+    """Two calls of a single op (forward or gradient) in one kernel call that runs them at the same time.
+
+    Inputs and outputs are those of the first call followed by those of the second. Made by :class:`PairNativeLstms`
+    from two nodes of a compiled graph (a BLSTM's two directions), so it needs no gradient of its own.
+    """
+
+    __props__ = ("single", "directions")
+
+    def __init__(self, single: type[_NativeLstmCOp], directions: tuple[int, int]) -> None:
+        self.single = single
+        self.directions = tuple(_check_direction(d) for d in directions)
+
+    def make_node(self, *inputs: Any) -> Apply:
+        k = len(self.single.input_names)
+        if len(inputs) != 2 * k:
+            raise NativeOpError(f"{self.single.__name__} pair: expected {2 * k} inputs, got {len(inputs)}")
+        first = self.single(self.directions[0]).make_node(*inputs[:k])
+        second = self.single(self.directions[1]).make_node(*inputs[k:])
+        outs = [o.type() for o in (*first.outputs, *second.outputs)]
+        return Apply(self, [*first.inputs, *second.inputs], outs)
+
+    def perform(self, node: Any, inputs: list[Any], output_storage: list[list[Any]]) -> None:
+        k = len(self.single.input_names)
+        pair = lstm_fwd_pair if self.single is NativeLstmOp else lstm_bwd_pair
+        first, second = pair(inputs[:k], inputs[k:], self.directions)
+        for storage, value in zip(output_storage, (*first, *second)):
+            storage[0] = value
+
     def c_code(self, node: Any, name: str, inp: list[str], out: list[str], sub: dict[str, str]) -> str:
-        names = dict(zip(("w_re", "mask", "h0", "c0", "gates", "cells", "h_prev", "dy", "dh_final", "dc_final"), inp))
-        names.update(zip(("dz", "dw_re", "dh0", "dc0"), out))
-        return _BWD_CODE % {**names, "direction": self.direction, "fail": sub["fail"]}
+        k, m = len(self.single.input_names), len(self.single.output_names)
+        calls = [(list(inp[:k]), list(out[:m]), self.directions[0]), (list(inp[k:]), list(out[m:]), self.directions[1])]
+        s = self.single
+        return _kernel_call_code(calls, s.prepare, s.kernel, s.pair_kernel, f"{s.label} pair", sub["fail"])
+
+
+def _depends_on(node: Apply, other: Apply) -> bool:
+    """Whether ``node`` computes from an output of ``other``."""
+    outs = set(other.outputs)
+    return any(v in outs for v in ancestors(node.inputs))
+
+
+class PairNativeLstms(GraphRewriter):
+    """Merges NativeLstm nodes (forward, or gradient) that share a mask and do not depend on each other into pairs.
+
+    A BLSTM's two directions read the same input and mask; as one :class:`NativeLstmPairOp` they run at the same
+    time on the kernel's threads (as TF runs them), not one after the other. Layers code nothing for it.
+    """
+
+    def add_requirements(self, fgraph: Any) -> None:
+        fgraph.attach_feature(ReplaceValidate())
+
+    def apply(self, fgraph: Any) -> None:
+        for single in (NativeLstmOp, NativeLstmGradOp):
+            nodes = [n for n in fgraph.toposort() if type(n.op) is single]  # not the CUDA subclasses
+            paired: set[Apply] = set()
+            for i, a in enumerate(nodes):
+                for b in nodes[i + 1 :]:
+                    if a in paired or b in paired or a.inputs[single.mask_index] is not b.inputs[single.mask_index]:
+                        continue
+                    # the graph as changed by earlier pairs, so no pair can close a cycle
+                    if _depends_on(a, b) or _depends_on(b, a):
+                        continue
+                    pair = NativeLstmPairOp(single, (a.op.direction, b.op.direction))(*a.inputs, *b.inputs)
+                    fgraph.replace_all_validate(
+                        list(zip([*a.outputs, *b.outputs], pair)), reason="pair_native_lstms"
+                    )
+                    paired.update((a, b))
+
+
+optdb.register("pair_native_lstms", PairNativeLstms(), "fast_run", position=49.2)
 
 
 def native_lstm_op(direction: int = 1) -> Any:
