@@ -1,5 +1,5 @@
 """Small Theano-era layers on the feature axis and the gradient: add_zero_rows, remove_rows, bin_op, idx_to_vec,
-scale_grad, sum, tanh_to_sigmoid, sigmoid_to_tanh, and ``reverse`` on the time axis."""
+scale_grad, sum, tanh_to_sigmoid, sigmoid_to_tanh, interp, and ``reverse`` on the time axis."""
 
 from __future__ import annotations
 
@@ -233,3 +233,25 @@ class RandomSelectionLayer(Layer):
         perm = np.random.RandomState(PERMUTATION_SEED).permutation(n_in)[:n_out].astype("int32")
         x = src.dense()
         return src.with_tensor(ops.gather(x, ops.constant(perm, "int32"), axis=ops.ndim(x) - 1), dim=n_out)
+
+
+class InterpolationLayer(Layer):
+    """``interp``: the weighted sum of the first sources (each of dim ``n_out``) with per-frame weights from the last
+    source (one weight per other source); a last source of one frame weights every frame."""
+
+    def call(self, sources: list[LayerOutput], ctx: Context) -> LayerOutput:
+        """Combine the sources by the last one's weights."""
+        n_out = self.require_n_out()
+        if len(sources) < 2:
+            raise self.error("needs the sources to combine and, last, their weights")
+        *parts, weights = sources
+        if any(s.sparse or s.dim != n_out for s in parts):
+            raise self.error(f"the sources to combine must be dense of dim n_out={n_out}, got {[s.dim for s in parts]}")
+        if weights.sparse or weights.dim != len(parts):
+            raise self.error(f"the last source gives the weights: needs dim {len(parts)} (one per other source), "
+                             f"got {weights.dim}")
+        w = weights.tensor
+        out = parts[0].tensor * w[..., :1]
+        for k, src in enumerate(parts[1:], 1):
+            out = out + src.tensor * w[..., k : k + 1]
+        return parts[0].with_tensor(out, dim=n_out)
