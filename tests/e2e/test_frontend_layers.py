@@ -387,7 +387,7 @@ def test_subnetwork_with_base_refs() -> None:
         ({"class": "squeeze", "axis": "F"}, "squeeze axis 2 has size 4, not 1"),
         ({"class": "squeeze", "axis": "T"}, "cannot squeeze the batch or time axis"),
         ({"class": "window", "window_size": 0}, "window_size >= 1"),
-        ({"class": "pad", "axes": "T", "padding": 1, "mode": "reflect"}, "only pad mode 'constant'"),
+        ({"class": "pad", "axes": "T", "padding": 1, "mode": "wrap"}, "unknown pad mode 'wrap'"),
         ({"class": "expand_dims", "axis": 1}, "cannot add an axis before batch or time"),
         ({"class": "time_chunking", "chunk_size": 0}, "chunk_size and chunk_step must be >= 1"),
         ({"class": "time_unchunking"}, "needs 'chunking_layer'"),

@@ -69,3 +69,20 @@ def test_bad_batch_norm_option_names_layer() -> None:
     with pytest.raises(NetworkError, match="layer 'h'.*batch_norm option.*mommentum"):
         _both({"h": {"class": "linear", "n_out": 2, "batch_norm": {"mommentum": 0.5}}, "output": {"class": "copy",
                                                                                               "from": "h"}})
+
+
+@pytest.mark.parametrize("mode", ["reflect", "symmetric", "replication"])
+def test_pad_modes_mirror_each_seq_at_its_own_end(mode: str) -> None:
+    net = {"t": {"class": "pad", "axes": "T", "padding": (2, 1), "mode": mode, "is_output_layer": True},
+           "output": {"class": "pad", "axes": "F", "padding": (1, 2), "mode": mode}}
+    backends = _both(net)
+    np_mode = "edge" if mode == "replication" else mode
+    out, lens = _forward(backends, "t")
+    assert list(lens) == [n + 3 for n in SEQ_LENS]
+    for b, n in enumerate(SEQ_LENS):
+        if n > 2 or mode != "reflect":  # numpy's reflect of a too-short seq repeats differently
+            np.testing.assert_allclose(out[b, :n + 3], np.pad(X[b, :n], [(2, 1), (0, 0)], mode=np_mode), rtol=1e-6)
+    out, _ = _forward(backends, "output")
+    assert out.shape[-1] == 4 + 3
+    np.testing.assert_allclose(out, np.pad(X, [(0, 0), (0, 0), (1, 2)], mode=np_mode), rtol=1e-6)
+

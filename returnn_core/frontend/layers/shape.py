@@ -13,6 +13,7 @@ import numpy as np
 
 from returnn_core.errors import NetworkError
 from returnn_core.frontend._layer import Context, FrameShape, Layer
+from returnn_core.frontend._ops import Ops
 from returnn_core.frontend._output import LayerOutput
 from returnn_core.network import axis_index as core_axis_index
 
@@ -343,6 +344,22 @@ class WindowLayer(Layer):
         return LayerOutput(out, seq_lens, src.dim)
 
 
+def gather_frames(ops: Ops, x: Any, idx: Any) -> Any:
+    """``x[b, idx[b, i]]`` for batch-major ``x`` (B, T, ...) and int ``idx`` (B, N): (B, N, ...)."""
+    shape = ops.shape(x)
+    flat = ops.reshape(x, [-1, *shape[2:]])
+    base = ops.expand_dims(ops.arange(shape[0]) * shape[1], 1)
+    return ops.gather(flat, idx + base, axis=0)
+
+
+#: pad modes besides "constant": where position ``i`` (``< 0`` or ``>= n``) of an axis of length ``n`` reads from
+PAD_INDEX = {
+    "reflect": lambda ops, i, n: ops.where(ops.less(i, 0), -i, ops.where(ops.less(i, n), i, 2 * (n - 1) - i)),
+    "symmetric": lambda ops, i, n: ops.where(ops.less(i, 0), -i - 1, ops.where(ops.less(i, n), i, 2 * n - 1 - i)),
+    "replication": lambda ops, i, n: ops.minimum(ops.maximum(i, 0), n - 1),
+}
+
+
 class PadLayer(Layer):
     """Pad ``axes`` by ``padding`` (int or (left, right)) with ``value``; time padding is per seq."""
 
@@ -352,8 +369,9 @@ class PadLayer(Layer):
         """Constant padding; on the time axis each seq is padded at its own end."""
         src = self.single_source(sources)
         ops = ctx.ops
-        if str(self.opts.get("mode", "constant")).lower() != "constant":
-            raise self.error("only pad mode 'constant' is supported")
+        mode = str(self.opts.get("mode", "constant")).lower()
+        if mode != "constant" and mode not in PAD_INDEX:
+            raise self.error(f"unknown pad mode {mode!r}; known: constant, {', '.join(PAD_INDEX)}")
         axes = self.opts.get("axes", "T")
         axes = list(axes) if isinstance(axes, (list, tuple)) else [axes]
         pad = self.opts.get("padding", 0)
@@ -375,6 +393,14 @@ class PadLayer(Layer):
             ax = axis_index(src, ax_name, layer=self.name)
             if ax == 0:
                 raise self.error("cannot pad the batch axis")
+            if mode != "constant":
+                x = self._pad_from_inside(ops, x, ax, left, right, seq_lens if src.has_time and ax == 1 else None,
+                                          mode, dims[ax])
+                if src.has_time and ax == 1:
+                    seq_lens = seq_lens + (left + right)
+                elif dims[ax] is not None:
+                    dims[ax] = dims[ax] + left + right
+                continue
             paddings = [(0, 0)] * rank
             paddings[ax] = (left, right)
             x = ops.pad(x, paddings, value=value)
@@ -389,6 +415,27 @@ class PadLayer(Layer):
             elif dims[ax] is not None:
                 dims[ax] = dims[ax] + left + right
         return LayerOutput(x, seq_lens, feature_dim_of(dims, src.has_time))
+
+    def _pad_from_inside(self, ops: Any, x: Any, ax: int, left: int, right: int, seq_lens: Any, mode: str,
+                         dim: int | None) -> Any:
+        """``x`` padded on axis ``ax`` with its own frames (``mode``); over time each seq mirrors at its own end."""
+        perm = [0, ax] + [i for i in range(1, ops.ndim(x)) if i != ax]
+        if ax != 1:
+            x = ops.transpose(x, perm)
+        length = ops.dynamic_dim(x, 1)
+        if seq_lens is not None:
+            n = ops.expand_dims(ops.cast(seq_lens, "int32"), 1)
+        elif dim is not None:
+            n = dim
+        else:
+            raise self.error(f"pad mode {mode!r} needs a known size of axis {ax}")
+        if seq_lens is None and mode == "reflect" and max(left, right) >= dim:
+            raise self.error(f"pad mode 'reflect' needs padding below the axis size {dim}, got {(left, right)}")
+        pos = ops.expand_dims(ops.arange(length + left + right), 0) - left
+        # a seq shorter than the padding mirrors as far as it can (clipped to its own frames)
+        idx = ops.maximum(ops.minimum(PAD_INDEX[mode](ops, pos, n), n - 1), 0)
+        out = gather_frames(ops, x, idx + ops.zeros([ops.dynamic_dim(x, 0), 1], "int32"))
+        return out if ax == 1 else ops.transpose(out, list(np.argsort(perm)))
 
 
 class ExpandDimsLayer(Layer):

@@ -8,9 +8,8 @@ from typing import Any
 import numpy as np
 
 from returnn_core.frontend._layer import Context, Layer
-from returnn_core.frontend._ops import Ops
 from returnn_core.frontend._output import LayerOutput
-from returnn_core.frontend.layers.shape import MergeDimsLayer, axis_index, int_opt, static_dims
+from returnn_core.frontend.layers.shape import MergeDimsLayer, axis_index, gather_frames, int_opt, static_dims
 
 
 def _frames(layer: Layer, src: LayerOutput, ctx: Context, key: str, repeat: int) -> Any:
@@ -78,14 +77,6 @@ class PostfixInTimeLayer(Layer):
         for _ in range(src.ndim - 2):
             inside = ops.expand_dims(inside, -1)
         return LayerOutput(ops.where(inside, post, padded), src.seq_lens + repeat, src.dim, src.sparse)
-
-
-def gather_frames(ops: Ops, x: Any, idx: Any) -> Any:
-    """``x[b, idx[b, i]]`` for batch-major ``x`` (B, T, ...) and int ``idx`` (B, N): (B, N, ...)."""
-    shape = ops.shape(x)
-    flat = ops.reshape(x, [-1, *shape[2:]])
-    base = ops.expand_dims(ops.arange(shape[0]) * shape[1], 1)
-    return ops.gather(flat, idx + base, axis=0)
 
 
 def _cubic_weights(t: float, a: float = -0.75) -> list[float]:
