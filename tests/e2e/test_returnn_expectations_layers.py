@@ -9,7 +9,9 @@ import pytest
 pytest.importorskip("returnn_tf")
 pytest.importorskip("returnn_theano")
 
-from test_frontend_layers import BATCH, SEQ_LENS, X, _both, _forward  # noqa: E402
+from test_frontend_layers import BATCH, SEQ_LENS, X, _backend, _both, _forward  # noqa: E402
+
+from returnn_core.datasets import DatasetSeq, DataSpec, ExternData, generate_batches  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("fast_pytensor_compile")
 
@@ -86,3 +88,27 @@ def test_pad_modes_mirror_each_seq_at_its_own_end(mode: str) -> None:
     assert out.shape[-1] == 4 + 3
     np.testing.assert_allclose(out, np.pad(X, [(0, 0), (0, 0), (1, 2)], mode=np_mode), rtol=1e-6)
 
+
+
+def test_resize_fill_sparse_labels() -> None:
+    extern = {"data": DataSpec(20, sparse=True)}
+    net = {"output": {"class": "resize", "factor": 3, "axis": "T", "kind": "fill", "fill_value": 19, "from": "data"},
+           "neg": {"class": "resize", "factor": 2, "axis": "T", "kind": "fill", "fill_value": -1, "from": "data",
+                   "is_output_layer": True}}
+    labels = np.array([[1, 2, 3, 4, 5], [6, 7, 8, 0, 0]], "int32")
+    feed = _labels_batch(labels, [5, 3])
+    for name in ("tf", "theano"):
+        be = _backend(name, net, extern=extern)
+        out, lens = be.forward_step(feed, "output")
+        assert list(lens) == [15, 9]
+        assert out[0].tolist() == [1, 19, 19, 2, 19, 19, 3, 19, 19, 4, 19, 19, 5, 19, 19]
+        assert out[1, :9].tolist() == [6, 19, 19, 7, 19, 19, 8, 19, 19]
+        out, _ = be.forward_step(feed, "neg")
+        assert out[0, :4].tolist() == [1, 19, 2, 19]  # -1: the last class
+
+
+def _labels_batch(labels: np.ndarray, lens: list[int]):
+    """A batch of sparse ``data`` seqs (rows of ``labels`` cut to ``lens``)."""
+    seqs = [DatasetSeq(i, f"seq-{i}", {"data": row[:n]}) for i, (row, n) in enumerate(zip(labels, lens))]
+    (only,) = list(generate_batches(seqs, batch_size=0))
+    return only.to_data(ExternData({"data": DataSpec(20, sparse=True)}))

@@ -97,14 +97,17 @@ RESIZE_KINDS = {
     "nn": ((0,), lambda p, f: [1.0]),
     "linear": ((0, 1), lambda p, f: [1.0 - p / f, p / f]),
     "cubic": ((-1, 0, 1, 2), lambda p, f: _cubic_weights(p / f)),
+    "fill": ((0,), lambda p, f: [1.0]),  # each frame, then factor - 1 frames of fill_value
 }
 
 
 class ResizeLayer(Layer):
     """Upsample ``axis`` (``"T"`` or another non-batch axis) by the int ``factor`` with ``kind`` ``nn`` (each frame
-    repeated), ``linear`` or ``cubic`` interpolation (TensorFlow's ``resize_*`` without align_corners)."""
+    repeated), ``linear`` or ``cubic`` interpolation (TensorFlow's ``resize_*`` without align_corners), or ``fill``
+    (each frame followed by ``factor - 1`` frames of ``fill_value``; negative for a sparse input counts from its
+    dim)."""
 
-    options = frozenset({"factor", "axis", "kind"})
+    options = frozenset({"factor", "axis", "kind", "fill_value"})
 
     def call(self, sources: list[LayerOutput], ctx: Context) -> LayerOutput:
         """Interpolate along the axis; over time, each seq's own last frame is the edge."""
@@ -116,7 +119,15 @@ class ResizeLayer(Layer):
         kind = self.opts.get("kind", "nn")
         kind = "nn" if kind == "nearest_neighbor" else kind
         if kind not in RESIZE_KINDS:
-            raise self.error(f"unknown kind {kind!r}; known: nn (nearest_neighbor), linear, cubic")
+            raise self.error(f"unknown kind {kind!r}; known: nn (nearest_neighbor), linear, cubic, fill")
+        fill_value = self.opts.get("fill_value")
+        if kind == "fill":
+            if not isinstance(fill_value, (int, float)) or isinstance(fill_value, bool) or (
+                    src.sparse and not isinstance(fill_value, int)):
+                raise self.error(f"kind 'fill' needs a numeric fill_value (an int class for a sparse input), "
+                                 f"got {fill_value!r}")
+            if src.sparse and fill_value < 0:
+                fill_value += int(src.dim or 0)
         if "axis" not in self.opts:
             raise self.error("needs 'axis'")
         ax = axis_index(src, self.opts["axis"], layer=self.name)
@@ -124,7 +135,7 @@ class ResizeLayer(Layer):
             raise self.error("cannot resize the batch axis")
         dims = static_dims(src)
         over_time = src.has_time and ax == 1
-        x = src.dense() if kind != "nn" else src.tensor
+        x = src.dense() if kind not in ("nn", "fill") else src.tensor
         perm = [0, ax] + [i for i in range(1, src.ndim) if i != ax]
         if ax != 1:
             x = ops.transpose(x, perm)
@@ -146,6 +157,10 @@ class ResizeLayer(Layer):
             if kind == "nn":
                 out = frames
                 break
+            if kind == "fill":
+                first = ops.reshape(ops.equal(phase, 0), [1, -1] + [1] * (ops.ndim(frames) - 2))
+                out = ops.where(first, frames, ops.constant(np.asarray(fill_value), ops.dtype(frames)))
+                break
             w = ops.gather(ops.constant(table[:, j]), phase)
             term = frames * ops.reshape(w, [1, -1] + [1] * (ops.ndim(frames) - 2))
             out = term if out is None else out + term
@@ -155,7 +170,7 @@ class ResizeLayer(Layer):
         out_dims = list(dims)
         if dims[ax] is not None:
             out_dims[ax] = dims[ax] * factor
-        sparse = src.sparse and kind == "nn"
+        sparse = src.sparse and kind in ("nn", "fill")
         dim = src.dim if src.sparse else out_dims[-1]
         return LayerOutput(out, seq_lens, dim, sparse)
 
