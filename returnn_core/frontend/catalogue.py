@@ -115,6 +115,13 @@ CATALOGUE: dict[str, dict[str, tuple[str, tuple[str, ...]]]] = {
         "concat_batch": ("layers.theano_era.batch_axis:ConcatBatchLayer", ()),
         "split_batch": ("layers.theano_era.batch_axis:SplitBatchLayer", ()),
         "duplicate_index_batch": ("layers.theano_era.batch_axis:DuplicateIndexBatchLayer", ()),
+        "time_to_batch": ("layers.theano_era.batch_axis:TimeToBatchLayer", ()),
+        "batch_to_time": ("layers.theano_era.batch_axis:BatchToTimeLayer", ()),
+        "errors": ("layers.theano_era.costs:ErrorsLayer", ()),
+        "detection": ("layers.theano_era.costs:DetectionLayer", ()),
+        "loss": ("layers.theano_era.costs:LossLayer", ()),
+        "corruption": ("layers.theano_era.stochastic:CorruptionLayer", ()),
+        "random_route": ("layers.theano_era.stochastic:RandomRouteLayer", ()),
     },
     "rec_units": {
         "lstm": ("units:LstmUnit", ("standardlstm", "basiclstm", "lstmblock", "lstmblockfused", "cudnnlstm",

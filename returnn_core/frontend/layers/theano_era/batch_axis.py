@@ -1,4 +1,5 @@
-"""Theano-era layers that change the batch axis: concat_batch, split_batch, duplicate_index_batch.
+"""Theano-era layers that change the batch axis: concat_batch, split_batch, duplicate_index_batch, time_to_batch,
+batch_to_time.
 
 RETURNN's index travels with the seqs (here: their lengths); padding frames are zero.
 """
@@ -72,3 +73,51 @@ class DuplicateIndexBatchLayer(Layer):
         lens = ops.cast(src.seq_lens, "int32")
         batch, time = ops.dynamic_dim(src.tensor, 0), ops.dynamic_dim(src.tensor, 1)
         return LayerOutput(ops.zeros([batch * 2, time, 1]), ops.concat([lens, lens], axis=0), 1)
+
+
+#: ``LayerOutput.extra`` key of ``time_to_batch``: the batch size before, which ``batch_to_time`` restores
+N_BATCH = "n_batch"
+
+
+class TimeToBatchLayer(Layer):
+    """``time_to_batch``: every frame its own seq of one frame (seq t * batch + b is frame t of seq b; padding
+    frames become empty seqs), the sources concatenated on the feature axis."""
+
+    def call(self, sources: list[LayerOutput], ctx: Context) -> LayerOutput:
+        """Frames to seqs."""
+        ops = ctx.ops
+        src = self.single_source(_time_sources(self, sources))
+        x = src.dense()
+        shape = ops.shape(x)
+        frames = ops.reshape(ops.transpose(x, (1, 0, *range(2, len(shape)))), (-1, 1, *shape[2:]))
+        lens = ops.reshape(ops.transpose(src.mask("int32"), (1, 0)), (-1,))
+        out = LayerOutput(frames, lens, src.dim)
+        out.extra[N_BATCH] = ops.dynamic_dim(x, 0)
+        return out
+
+
+class BatchToTimeLayer(Layer):
+    """``batch_to_time``: the inverse of the ``time_to_batch`` layer ``base``: the seqs, taken in order, become the
+    frames of that layer's batch (its batch size), the sources concatenated on the feature axis."""
+
+    options = frozenset({"base"})
+
+    def call(self, sources: list[LayerOutput], ctx: Context) -> LayerOutput:
+        """Seqs back to frames."""
+        ops = ctx.ops
+        base = self.opts.get("base")
+        if isinstance(base, (list, tuple)) and len(base) == 1:
+            base = base[0]
+        if not isinstance(base, str):
+            raise self.error(f"needs base, the time_to_batch layer whose batch to restore, got {base!r}")
+        n_batch = ctx.get(base, layer=self.name).extra.get(N_BATCH)
+        if n_batch is None:
+            raise self.error(f"base {base!r} must be a time_to_batch layer")
+        src = self.single_source(_time_sources(self, sources))
+        x = src.dense()
+        shape = ops.shape(x)
+        rest = tuple(range(2, len(shape)))
+        flat = ops.reshape(ops.transpose(x, (1, 0, *rest)), (-1, n_batch, *shape[2:]))  # time-major order
+        out = ops.transpose(flat, (1, 0, *rest))
+        mask = ops.reshape(ops.transpose(src.mask("int32"), (1, 0)), (-1, n_batch))
+        return LayerOutput(out, ops.reduce(mask, "sum", 0), src.dim)
