@@ -71,22 +71,22 @@ class Batch:
                 data[key], lens[key] = row[None], np.array([row.shape[0]], dtype=np.int32)
             tags = "+".join(dict.fromkeys(s.seq.tag for s in self.slices))
             return BatchData(data, lens, [tags], [self.slices[0].seq.seq_idx])
+        slices = self.slices
         for key in keys:
-            arrays = [s.array(key) for s in self.slices]
+            arrays = [s.array(key) for s in slices]
             sizes = [a.shape[0] for a in arrays]
             t_max = max(sizes, default=0)
             tail = arrays[0].shape[1:] if arrays else ()
             out = np.empty((n, t_max, *tail), dtype=specs[key].dtype)  # filled once: frames, then zeros behind them
             zeros = None
-            for i, a in enumerate(arrays):
-                t = sizes[i]
-                out[i, :t] = a
+            for row, a, t in zip(out, arrays, sizes):
+                row[:t] = a
                 if t < t_max:
                     if zeros is None:  # copying zeros runs at memcpy speed; numpy fills a scalar element by element
                         zeros = np.zeros((t_max, *tail), dtype=out.dtype)
-                    out[i, t:] = zeros[t:]
+                    row[t:] = zeros[t:]
             data[key], lens[key] = out, np.array(sizes, dtype=np.int32)
-        return BatchData(data, lens, [s.seq.tag for s in self.slices], [s.seq.seq_idx for s in self.slices])
+        return BatchData(data, lens, [s.seq.tag for s in slices], [s.seq.seq_idx for s in slices])
 
 
 def generate_batches(
@@ -115,13 +115,13 @@ def generate_batches(
     if not recurrent_net:
         yield from _joined_batches(pieces, batch_size, max_seqs)
         return
-    sized = map(_whole_seq, seqs) if chunks is None and not context else ((p, p.max_length()) for p in pieces)
+    sized = _whole_seqs(seqs) if chunks is None and not context else ((p, p.max_length()) for p in pieces)
     batch = Batch()
     for piece, length in sized:
         if max_seq_length and _too_long(piece, max_seq_length):
             continue
         n = len(batch.slices)
-        if n and (max(batch.max_len, length) * (n + 1) > batch_size or n + 1 > max_seqs):
+        if n and (max(batch.max_len, length) * (n + 1) > batch_size or n >= max_seqs):
             yield batch
             batch = Batch()
         batch.add(piece, length)
@@ -129,12 +129,23 @@ def generate_batches(
         yield batch
 
 
-def _whole_seq(seq: DatasetSeq) -> tuple[SeqSlice, int]:
-    """The one slice ``chunk_seq`` makes of an unchunked seq, and its longest stream; built directly, since
+def _whole_seqs(seqs: Iterable[DatasetSeq]) -> Iterator[tuple[SeqSlice, int]]:
+    """The one slice ``chunk_seq`` makes of each unchunked seq, and its longest stream; built directly, since
     batching pays this per seq (the generator path measured 3-4x the time)."""
-    lens = {k: a.shape[0] for k, a in seq.features.items()}
-    length = lens["data"] if "data" in lens else next(iter(lens.values()), 0)
-    return SeqSlice(seq, 0, length, frozenset(k for k, t in lens.items() if t == length)), max(lens.values(), default=0)
+    same_length_keys: dict[tuple[str, ...], frozenset[str]] = {}  # one frozenset per key set, not one per seq
+    for seq in seqs:
+        feats = seq.features
+        lens = [len(a) for a in feats.values()]
+        length = len(feats["data"]) if "data" in feats else lens[0] if lens else 0
+        longest = max(lens, default=0)
+        if longest == length and min(lens, default=0) == length:
+            names = tuple(feats)
+            chunked = same_length_keys.get(names)
+            if chunked is None:
+                chunked = same_length_keys[names] = frozenset(names)
+        else:  # keys of another length (a target with an end symbol) stay whole
+            chunked = frozenset(k for k, t in zip(feats, lens) if t == length)
+        yield SeqSlice(seq, 0, length, chunked), longest
 
 
 def _joined_batches(pieces: Iterable[SeqSlice], batch_size: int, max_seqs: int) -> Iterator[Batch]:

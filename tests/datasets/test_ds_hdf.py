@@ -60,6 +60,26 @@ def test_reads_old_style_file(tmp_path) -> None:
     np.testing.assert_array_equal(ds.get_data(1, "data"), inputs[0])
 
 
+@pytest.mark.parametrize(
+    "stored, expected",
+    [  # variable-length UTF-8, a bad byte replaced; fixed-width, where a tag ends at its first NUL
+        (np.array([b"caf\xc3\xa9/1", b"plain", b"\xff"], dtype=h5py.special_dtype(vlen=bytes)), ["café/1", "plain", "\ufffd"]),
+        (np.array([b"caf\xc3\xa9/1", b"a\0junk", b"b"], dtype="S16"), ["café/1", "a", "b"]),
+    ],
+)
+def test_tags_decoded_as_utf8_up_to_nul(tmp_path, stored, expected) -> None:
+    inputs, _, _ = _corpus(3)
+    path = str(tmp_path / "tags.hdf")
+    write_returnn_style(path, inputs)
+    with h5py.File(path, "a") as f:
+        del f["seqTags"]
+        f.create_dataset("seqTags", data=stored)
+    ds = HDFDataset(path)
+    assert ds.get_all_tags() == expected
+    ds.init_seq_order(epoch=1, seq_list=[expected[2], expected[0]])
+    np.testing.assert_array_equal(ds.get_data(1, "data"), inputs[0])
+
+
 def test_sparse_inputs(tmp_path) -> None:
     rng = np.random.RandomState(1)
     inputs = [rng.randint(0, 11, size=t).astype("int32") for t in (3, 5, 2)]

@@ -34,6 +34,15 @@ def decode_string(value: Any) -> str:
     return str(value).split("\0", 1)[0]
 
 
+def decode_strings(values: list[Any]) -> list[str]:
+    """:func:`decode_string` of each value; byte strings are decoded in one go (seq tags: one per seq)."""
+    if values and all(isinstance(v, bytes) for v in values):
+        joined = b"\0".join(values)
+        if joined.count(b"\0") == len(values) - 1:  # no value has a NUL of its own to cut at
+            return joined.decode("utf-8", errors="replace").split("\0")
+    return [decode_string(v) for v in values]
+
+
 def encode_strings(items: Iterable[str]) -> np.ndarray:
     """Fixed-length UTF-8 byte strings (``S<n>``), the way RETURNN stores label lists."""
     data = [s.encode("utf-8") for s in items]

@@ -26,8 +26,21 @@ MAX_MAPPED_BLOCK_BYTES = 16 << 20
 KEEP_DELIVERED = 16
 
 
-def _nbytes(feats: dict[str, np.ndarray]) -> int:
-    return sum(a.nbytes for a in feats.values())
+def _split_rows(pieces: list[tuple[int, int, np.ndarray]], bounds: list[int]) -> list[np.ndarray]:
+    """Rows ``bounds[i]:bounds[i + 1]`` for each ``i``, cut from ``(first_row, end_row, array)`` pieces that cover them."""
+    if len(pieces) == 1:
+        first, _, arr = pieces[0]
+        return [arr[a - first : b - first] for a, b in zip(bounds, bounds[1:])]
+    out, p = [], 0
+    for a, b in zip(bounds, bounds[1:]):
+        while p + 1 < len(pieces) and pieces[p][1] <= a and pieces[p][1] < b:
+            p += 1
+        first, last, arr = pieces[p]
+        if b <= last:
+            out.append(arr[a - first : b - first])
+        else:  # the seq crosses from one stored run to the next: join its parts
+            out.append(np.concatenate([x[max(a - f, 0) : min(b, e) - f] for f, e, x in pieces if f < b and e > a]))
+    return out
 
 
 class HDFFile:
@@ -107,9 +120,7 @@ class HDFFile:
         if not self.datasets:
             raise DatasetError(f"HDF file {self.path} holds no numeric data streams")
         self.default_key = L.INPUT_KEY if L.INPUT_KEY in self.datasets else next(iter(self.datasets))
-        self._seq_bytes = sum(
-            np.diff(self.starts[k]) * self.row_bytes[k] for k in self.datasets
-        )
+        self._cum_bytes: dict[tuple[str, ...], np.ndarray] = {}
 
     def _spec(self, key: str, ds: h5py.Dataset) -> DataSpec:
         h5 = self.h5
@@ -156,9 +167,13 @@ class HDFFile:
             self.datasets = {key: self.h5[name] for key, name in self._names.items()}
         return self.h5
 
-    def seq_bytes(self, local_idx: int) -> int:
-        """Bytes of all streams of one seq."""
-        return int(self._seq_bytes[local_idx])
+    def cum_bytes(self, keys: Sequence[str]) -> np.ndarray:
+        """Bytes of the streams ``keys`` in seqs ``0:i``, for every ``i`` in ``0..num_seqs``."""
+        names = tuple(keys)
+        cum = self._cum_bytes.get(names)
+        if cum is None:
+            cum = self._cum_bytes[names] = sum(self.starts[k] * self.row_bytes[k] for k in names)
+        return cum
 
     def seq_length(self, local_idx: int, key: str | None = None) -> int:
         """Frames of ``key`` (default: inputs) of one seq."""
@@ -170,7 +185,7 @@ class HDFFile:
         if self._tags is None:
             h5 = self._open()
             if L.SEQ_TAGS in h5:
-                self._tags = [L.decode_string(t) for t in h5[L.SEQ_TAGS][...].tolist()]
+                self._tags = L.decode_strings(h5[L.SEQ_TAGS][...].tolist())
             else:
                 self._tags = [f"{os.path.basename(self.path)}/seq-{i}" for i in range(self.num_seqs)]
             if len(self._tags) != self.num_seqs:
@@ -230,23 +245,13 @@ class HDFFile:
 
     def read(self, keys: Sequence[str], start: int, end: int) -> list[dict[str, np.ndarray]]:
         """Seqs ``start:end`` (local indices), each stream read (or mapped) as one range and split."""
-        out: list[dict[str, np.ndarray]] = [{} for _ in range(end - start)]
         self._open()
         self.from_disk = False
+        columns = []
         for key in keys:
             bounds = self.starts[key][start : end + 1].tolist()
-            pieces = self._read_rows(key, bounds[0], bounds[-1])
-            p = 0
-            for i in range(end - start):
-                a, b = bounds[i], bounds[i + 1]
-                while p + 1 < len(pieces) and pieces[p][1] <= a and pieces[p][1] < b:
-                    p += 1
-                first, last, arr = pieces[p]
-                if b <= last:
-                    out[i][key] = arr[a - first : b - first]
-                else:  # the seq crosses from one stored run to the next: join its parts
-                    out[i][key] = np.concatenate([x[max(a - f, 0) : min(b, e) - f] for f, e, x in pieces if f < b and e > a])
-        return out
+            columns.append(_split_rows(self._read_rows(key, bounds[0], bounds[-1]), bounds))
+        return [dict(zip(keys, arrays)) for arrays in zip(*columns)]
 
     def close(self) -> None:
         """Close the file (a later read reopens it)."""
@@ -400,42 +405,42 @@ class HDFDataset(Dataset):
                 self._cache_bytes -= old[1]
 
     def _load_seq(self, corpus_idx: int) -> dict[str, np.ndarray]:
-        cached = self._cache.get(corpus_idx)
+        cache = self._cache
+        cached = cache.get(corpus_idx)
         if cached is not None:
-            self._cache.move_to_end(corpus_idx)
+            cache.move_to_end(corpus_idx)
             return cached[0]
         f, local = self._locate(corpus_idx)
-        end = local + 1
-        if self.cache_size > 0:
-            end = self._read_ahead_end(f, local)
-        seqs = f.read(list(self._specs), local, end)
+        keys = list(self._specs)
         if self.cache_size <= 0:
-            return seqs[0]
+            return f.read(keys, local, local + 1)[0]
+        end = self._read_ahead_end(f, local, corpus_idx, keys)
+        seqs = f.read(keys, local, end)
+        cum = f.cum_bytes(keys)[local : end + 1].tolist()
         for i, feats in enumerate(seqs):
-            size = _nbytes(feats)
-            old = self._cache.pop(corpus_idx + i, None)
-            self._cache[corpus_idx + i] = (feats, size)
+            size = cum[i + 1] - cum[i]
+            old = cache.pop(corpus_idx + i, None)
+            cache[corpus_idx + i] = (feats, size)
             self._cache_bytes += size - (old[1] if old is not None else 0)
-        self._cache.move_to_end(corpus_idx)
+        cache.move_to_end(corpus_idx)
         self._evict(keep=corpus_idx)
         return seqs[0]
 
-    def _read_ahead_end(self, f: HDFFile, local: int) -> int:
-        """End of the run of seqs that the epoch order visits next, consecutively in this file."""
+    def _read_ahead_end(self, f: HDFFile, local: int, corpus_idx: int, keys: list[str]) -> int:
+        """End of the run of seqs that the epoch order visits next, consecutively in this file, within a block."""
         order, pos = self.epoch_order(), self._cursor
-        if not (0 <= pos < len(order)) or order[pos] != self._file_start[self.files.index(f)] + local:
+        if not (0 <= pos < len(order)) or order[pos] != corpus_idx:
             return local + 1
-        budget = min(self.cache_size // 2, f.block_bytes(list(self._specs)))
-        total, end = f.seq_bytes(local), local + 1
-        j = pos + 1
-        while j < len(order) and end < f.num_seqs and order[j] == order[pos] + (end - local):
-            size = f.seq_bytes(end)
-            if total + size > budget:
-                break
-            total += size
-            end += 1
-            j += 1
-        return end
+        budget = min(self.cache_size // 2, f.block_bytes(keys))
+        cum = f.cum_bytes(keys)
+        fits = int(np.searchsorted(cum, cum[local] + budget, side="right")) - 1 - local  # the first seq always
+        run = order[pos : pos + max(fits, 1)]
+        if run != list(range(corpus_idx, corpus_idx + len(run))):
+            n = 1
+            while run[n] == corpus_idx + n:
+                n += 1
+            run = run[:n]
+        return local + len(run)
 
     def _evict(self, keep: int) -> None:
         while self._cache_bytes > self.cache_size and len(self._cache) > 1:
