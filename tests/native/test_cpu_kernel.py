@@ -77,11 +77,48 @@ def test_avx512_matches_generic_blas(direction: int, isa_and_threads) -> None:
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
 
 
+def _available_isas() -> list[str]:
+    """The step GEMMs the kernel library built for this host can run (the caller restores the ISA)."""
+    found = []
+    for isa in ("generic", "avx512", "amx"):
+        try:
+            cpu_kernels.set_isa(isa)
+        except NativeOpError:
+            continue
+        found.append(isa)
+    return found
+
+
+# B=37: row groups of 32 (two tiles) and 5 (one); n=70: K chunks of 32 with a padded tail (3 forward, 9 backward),
+# panels of 32, 32 and 6 columns
+@pytest.mark.parametrize("direction", [1, -1])
+def test_amx_split_bf16_is_float32_accurate(direction: int, isa_and_threads) -> None:
+    """AMX with split-bf16 operands: forward and backward within 1e-4 of the float32 BLAS path, and far closer to
+    it than a single bf16 rounding of the operands (one step's GEMM rounded so is off by ~1e-2)."""
+    if "amx" not in _available_isas():
+        pytest.skip("kernel library built without AMX, or the OS does not grant the tile state")
+    problem = _problem(37, 6, 70, seed=direction + 5)
+    cpu_kernels.set_num_threads(1)
+    cpu_kernels.set_isa("generic")
+    fp32 = _fwd_bwd(*problem, direction)
+    cpu_kernels.set_isa("amx")
+    assert cpu_kernels.get_isa() == "amx"
+    amx = _fwd_bwd(*problem, direction)
+    errors = [float(np.abs(got - want).max()) for got, want in zip(amx, fp32)]
+    assert max(errors) < 1e-4, errors
+    y, h, c = _numpy_lstm(*problem[:5], direction)
+    for got, want in zip(amx[:3], (y, h, c)):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    w, h0 = problem[1], problem[3]
+    bf16 = (h0.view(np.uint32) & 0xFFFF0000).view(np.float32) @ (w.view(np.uint32) & 0xFFFF0000).view(np.float32)
+    assert np.abs(bf16 - h0 @ w).max() > 100 * max(errors)
+
+
 @pytest.mark.parametrize("B,n", [(20, 20), (40, 70), (3, 136)])
 def test_two_threads_match_one(B: int, n: int, isa_and_threads) -> None:
     """Threads splitting the batch (B >= 16) or the units (B=3, n=136) match a single thread, on every ISA."""
     problem = _problem(B, 5, n, seed=B)
-    for isa in ("generic", cpu_kernels.get_isa()):
+    for isa in _available_isas():
         cpu_kernels.set_isa(isa)
         results = []
         for threads in (1, 2):

@@ -37,7 +37,7 @@ def cpu_kernel_spec() -> BuildSpec:
         compiler=find_cxx(),
         flags=(*CPU_FLAGS, f"-I{source_path()}", *blas.compile_flags()),
         link_flags=tuple(blas.link_flags()),
-        depends=(source_path("lstm.h"),),
+        depends=(source_path("lstm.h"), source_path("amx_split_bf16.h")),
         key_extra=(f"cpu={host_cpu_key()}", f"blas={blas.name}:{blas.lib_dir}"),
     )
 
@@ -89,11 +89,12 @@ def get_num_threads() -> int:
 
 
 #: Step GEMM implementations of the kernel library (``returnn_native_set_isa`` in ``kernels/lstm.h``).
-ISAS = {"auto": 0, "generic": 1, "avx512": 2}
+ISAS = {"auto": 0, "generic": 1, "avx512": 2, "amx": 3}
 
 
 def set_isa(name: str) -> None:
-    """Choose the kernels' step GEMM: ``generic`` (BLAS per step), ``avx512`` (packed micro-kernel) or ``auto``."""
+    """Choose the kernels' step GEMM: ``generic`` (BLAS per step), ``avx512`` (packed micro-kernel), ``amx``
+    (split-bf16 on AMX tiles) or ``auto``."""
     if name not in ISAS:
         raise NativeOpError(f"NativeLstm: unknown ISA {name!r}; choose one of {', '.join(ISAS)}")
     if _cdll().returnn_native_set_isa(ISAS[name]):
@@ -101,7 +102,7 @@ def set_isa(name: str) -> None:
 
 
 def get_isa() -> str:
-    """The kernels' step GEMM in use (``generic`` or ``avx512``); env ``RETURNN_NATIVE_ISA=generic`` forces BLAS."""
+    """The kernels' step GEMM in use; env ``RETURNN_NATIVE_ISA`` (one of ``ISAS``) chooses it where available."""
     code = int(_cdll().returnn_native_get_isa())
     return next(name for name, value in ISAS.items() if value == code)
 

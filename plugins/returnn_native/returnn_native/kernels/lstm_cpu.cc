@@ -53,15 +53,33 @@ int g_num_threads = 0;
 // Columns per packed weight panel (two AVX-512 vectors); unit slices of threads are multiples of it.
 const int kPanel = 32;
 
-enum Isa { kIsaAuto = 0, kIsaGeneric = 1, kIsaAvx512 = 2 };
+}  // namespace
+
+#include "amx_split_bf16.h"
+
+namespace {
+
+enum Isa { kIsaAuto = 0, kIsaGeneric = 1, kIsaAvx512 = 2, kIsaAmx = 3 };
 int g_isa = -1;  // -1: not yet read from RETURNN_NATIVE_ISA
+
+bool isa_available(int isa) {
+  if (isa == kIsaGeneric) return true;
+  if (isa == kIsaAvx512) return RN_HAVE_AVX512;
+#if RN_HAVE_AMX
+  if (isa == kIsaAmx) return amx_usable();
+#endif
+  return false;
+}
 
 int best_isa() { return RN_HAVE_AVX512 ? kIsaAvx512 : kIsaGeneric; }
 
 int current_isa() {
   if (g_isa < 0) {
     const char* env = std::getenv("RETURNN_NATIVE_ISA");
-    g_isa = (env && std::strcmp(env, "generic") == 0) ? kIsaGeneric : best_isa();
+    const char* names[] = {"auto", "generic", "avx512", "amx"};
+    g_isa = best_isa();
+    for (int isa = kIsaGeneric; env && isa <= kIsaAmx; ++isa)
+      if (std::strcmp(env, names[isa]) == 0 && isa_available(isa)) g_isa = isa;
   }
   return g_isa;
 }
@@ -219,13 +237,14 @@ inline void copy(float* dst, const float* src, int len) { std::memcpy(dst, src, 
 // ---- packed weights: a K x N matrix (element (k, j) at src[k * stride_k + j * stride_j]) as ceil(N / kPanel)
 // panels of K rows x kPanel columns, row-major, zero beyond column N. Panel p starts at p * K * kPanel.
 
+template <class T = float>
 struct Packed {
-  float* data = nullptr;
+  T* data = nullptr;
   ~Packed() { std::free(data); }
-  bool alloc(long floats) {
+  bool alloc(long count) {
     // 64-byte aligned, size rounded up as aligned_alloc requires
-    size_t bytes = (sizeof(float) * (size_t)floats + 63) / 64 * 64;
-    data = static_cast<float*>(std::aligned_alloc(64, bytes ? bytes : 64));
+    size_t bytes = (sizeof(T) * (size_t)count + 63) / 64 * 64;
+    data = static_cast<T*>(std::aligned_alloc(64, bytes ? bytes : 64));
     return data != nullptr;
   }
 };
@@ -297,10 +316,6 @@ void packed_gemm(int M, int N, int K, const float* a, long lda, const float* pac
 #endif
 }
 
-}  // namespace
-
-namespace {
-
 // The forward pass on nt threads (see returnn_lstm_fwd_cpu).
 int lstm_fwd(int nt, int B, int T, int n, int direction, const float* z, const float* w_re, const float* mask,
              const float* h0, const float* c0, float* y, float* h_final, float* c_final, float* gates, float* cells,
@@ -317,8 +332,15 @@ int lstm_fwd(int nt, int B, int T, int n, int direction, const float* z, const f
   const bool use_packed = current_isa() == kIsaAvx512;
   // w_re's four gate blocks, each n x n, packed separately: block g at g * np * n * kPanel
   const int np = panels(n);
-  Packed packed;
+  Packed<> packed;
   if (use_packed && !packed.alloc(4L * np * n * kPanel)) return 2;
+#if RN_HAVE_AMX
+  const bool use_amx = current_isa() == kIsaAmx;
+  const long amx_block = (long)np * amx_chunks(n) * kAmxChunkFloats;  // one packed gate block
+  Packed<uint16_t> amx_w;
+  AmxRows amx_h;
+  if (use_amx && (!amx_w.alloc(4 * amx_block) || !amx_h.alloc(nt, B, n))) return 2;
+#endif
   BlasThreads blas_guard(1);
   const int t_first = direction > 0 ? 0 : T - 1, t_end = direction > 0 ? T - 1 : 0;
 #pragma omp parallel num_threads(nt)
@@ -329,6 +351,16 @@ int lstm_fwd(int nt, int B, int T, int n, int direction, const float* z, const f
     if (use_packed)
       for (int g = 0; g < 4; ++g)
         pack_panels(w_re + g * n, n4, 1, n, n, part.p0, part.p1, packed.data + (long)g * np * n * kPanel);
+#if RN_HAVE_AMX
+    AmxTiles tiles(use_amx);
+#ifdef _OPENMP
+    const int tid = omp_get_thread_num();
+#else
+    const int tid = 0;
+#endif
+    if (use_amx)
+      for (int g = 0; g < 4; ++g) pack_amx(w_re + g * n, n4, 1, n, n, part.p0, part.p1, amx_w.data + g * amx_block);
+#endif
     for (int b = part.b0; b < part.b1 && len > 0; ++b)
       copy(h_prev + ((long)b * T + t_first) * n + j0, h0 + (long)b * n + j0, len);
 #pragma omp barrier
@@ -339,6 +371,14 @@ int lstm_fwd(int nt, int B, int T, int n, int direction, const float* z, const f
         // recurrent part of my units' four gate blocks: gates[rows, t, g*n + j0 : g*n + j1] = h_prev[rows, t] @ w_re
         const float* hp_t = h_prev + ((long)b0 * T + t) * n;
         float* g_t = gates + ((long)b0 * T + t) * n4;
+#if RN_HAVE_AMX
+        if (use_amx) {
+          split_rows(rows, n, hp_t, (long)T * n, amx_h.hi(tid), amx_h.lo(tid), amx_h.ld);
+          for (int g = 0; g < 4; ++g)
+            amx_gemm(rows, n, n, amx_h.hi(tid), amx_h.lo(tid), amx_h.ld, amx_w.data + g * amx_block, q0, q1,
+                     g_t + g * n, T * n4);
+        } else
+#endif
         if (use_packed)
           for (int g = 0; g < 4; ++g)
             packed_gemm(rows, n, n, hp_t, (long)T * n, packed.data + (long)g * np * n * kPanel, q0, q1, g_t + g * n,
@@ -396,8 +436,16 @@ int lstm_bwd(int nt, int B, int T, int n, int direction, const float* w_re, cons
   if (!tmp) return 2;
   const bool use_packed = current_isa() == kIsaAvx512;
   // w_re^T (4n x n) packed: the step's dh_prev = dz_t @ w_re^T
-  Packed packed;
-  if (use_packed && !packed.alloc((long)panels(n) * n4 * kPanel)) {
+  Packed<> packed;
+  bool ok = !use_packed || packed.alloc((long)panels(n) * n4 * kPanel);
+#if RN_HAVE_AMX
+  const bool use_amx = current_isa() == kIsaAmx;
+  Packed<uint16_t> amx_w;
+  AmxRows amx_dz;
+  ok = ok && (!use_amx || (amx_w.alloc((long)panels(n) * amx_chunks((int)n4) * kAmxChunkFloats) &&
+                           amx_dz.alloc(nt, B, (int)n4)));
+#endif
+  if (!ok) {
     std::free(tmp);
     return 2;
   }
@@ -414,6 +462,15 @@ int lstm_bwd(int nt, int B, int T, int n, int direction, const float* w_re, cons
       const int j0 = part.j0, len = part.j1 - part.j0, b0 = part.b0, rows = part.b1 - part.b0;
       const int q0 = j0 / kPanel, q1 = panels(part.j1);
       if (use_packed) pack_panels(w_re, 1, n4, (int)n4, n, part.p0, part.p1, packed.data);
+#if RN_HAVE_AMX
+      AmxTiles tiles(use_amx);
+#ifdef _OPENMP
+      const int tid = omp_get_thread_num();
+#else
+      const int tid = 0;
+#endif
+      if (use_amx) pack_amx(w_re, 1, n4, (int)n4, n, part.p0, part.p1, amx_w.data);
+#endif
 #pragma omp barrier
       for (int s = T - 1; s >= 0; --s) {
         const int t = direction > 0 ? s : T - 1 - s;
@@ -435,6 +492,13 @@ int lstm_bwd(int nt, int B, int T, int n, int direction, const float* w_re, cons
         if (len > 0 && rows > 0) {
           // dh_prev[rows, my units] = dz[rows, t] @ w_re[my units]^T; masked frames pass dh through unchanged
           const float* dz_t = dz + ((long)b0 * T + t) * n4;
+#if RN_HAVE_AMX
+          if (use_amx) {
+            split_rows(rows, (int)n4, dz_t, T * n4, amx_dz.hi(tid), amx_dz.lo(tid), amx_dz.ld);
+            amx_gemm(rows, n, (int)n4, amx_dz.hi(tid), amx_dz.lo(tid), amx_dz.ld, amx_w.data, q0, q1,
+                     tmp + (long)b0 * n, n);
+          } else
+#endif
           if (use_packed)
             packed_gemm(rows, n, (int)n4, dz_t, T * n4, packed.data, q0, q1, tmp + (long)b0 * n, n);
           else
@@ -553,8 +617,7 @@ extern "C" int returnn_native_get_num_threads(void) {
 
 extern "C" int returnn_native_set_isa(int isa) {
   if (isa == kIsaAuto) isa = best_isa();
-  if (isa != kIsaGeneric && isa != kIsaAvx512) return 1;
-  if (isa == kIsaAvx512 && !RN_HAVE_AVX512) return 1;
+  if (!isa_available(isa)) return 1;
   g_isa = isa;
   return 0;
 }
