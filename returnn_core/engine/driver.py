@@ -21,7 +21,7 @@ from returnn_core.engine.checkpoints import checkpoint_prefix, completed_epochs,
 from returnn_core.engine.data_check import check_batch, network_keys
 from returnn_core.engine.last_best_model import epoch_to_go_back_to, last_best_options
 from returnn_core.engine.prefetch import Prefetcher
-from returnn_core.engine.pretrain import carried_params, layer_dict, pretrain_from_config, set_default_learning_rate
+from returnn_core.engine.pretrain import carried_params, layer_dict, pretrain_from_config, set_epoch_learning_rate
 from returnn_core.engine.search import run_search
 from returnn_core.errors import ConfigError, TrainingError
 from returnn_core.learning_rate import LearningRateControl, learning_rate_control_from_config
@@ -62,13 +62,7 @@ class Engine:
         self.backend_name = select_backend(config, self.manager, self.log)
         self.backend_cls: type[Backend] = self.manager.backends.get(self.backend_name)
         self.model = config.value("model", None)
-        self.batch_opts: dict[str, Any] = {
-            "batch_size": config.int("batch_size", 1),
-            "max_seqs": config.int("max_seqs", -1),
-            "max_seq_length": config.typed_value("max_seq_length", None),
-        }
-        if isinstance(self.batch_opts["max_seq_length"], str):
-            self.batch_opts["max_seq_length"] = config.int("max_seq_length")
+        self.batch_opts = self._read_batch_opts()
         self.backend: Backend | None = None
         self._datasets: list[Dataset] = []
         self.extern_data: ExternData | None = None
@@ -76,10 +70,22 @@ class Engine:
         #: RETURNN's network.recurrent: False joins the frames of several seqs into one batch row
         self.recurrent_net = True
         self._pretrain: Pretrain | None | bool = False  # False: not read from the config yet
+        #: the config values a pretrain network's "#config" replaced, to put back before the next epoch
+        self._config_before_pretrain: dict[str, Any] = {}
         #: the layer dict the current backend was built from
         self.built_net_dict: dict[str, Any] | None = None
 
     # -- setup ----------------------------------------------------------------------------------
+    def _read_batch_opts(self) -> dict[str, Any]:
+        opts: dict[str, Any] = {
+            "batch_size": self.config.int("batch_size", 1),
+            "max_seqs": self.config.int("max_seqs", -1),
+            "max_seq_length": self.config.typed_value("max_seq_length", None),
+        }
+        if isinstance(opts["max_seq_length"], str):
+            opts["max_seq_length"] = self.config.int("max_seq_length")
+        return opts
+
     def dataset(self, key: str) -> Dataset | None:
         """The dataset configured under ``key`` (``train``, ``dev``, ``eval``), or None; closed after the task.
 
@@ -138,7 +144,7 @@ class Engine:
             if find_pretrain_wrap_values(net_dict):
                 raise ConfigError("the network has WrapEpochValue values but no pretraining is configured; set "
                                   "pretrain (e.g. 'default') or give plain values")
-            return net_dict
+            return layer_dict(net_dict)
         if epoch is None:
             return layer_dict(pretrain.get_final_network_json())
         return layer_dict(pretrain.get_network_json_for_epoch(epoch), pretrain.get_train_layers_for_epoch(epoch))
@@ -288,6 +294,7 @@ class Engine:
             t0 = time.monotonic()
             if self.pretrain is not None:
                 backend = self._pretrain_network(train_data, epoch)
+                self._apply_epoch_config(lrc, epoch)
             lr = self._learning_rate(lrc, epoch)
             if last_best is not None and not self.is_pretrain_epoch(epoch):
                 self._maybe_go_back(lrc, epoch, last_best)
@@ -316,10 +323,31 @@ class Engine:
         if self.pretrain is not None and not self.config.bool("use_learning_rate_control_always", False):
             if self.is_pretrain_epoch(epoch):
                 rate = self.config.float("pretrain_learning_rate", lrc.default_learning_rate)
-                set_default_learning_rate(lrc, epoch, rate)  # type: ignore[arg-type]
+                set_epoch_learning_rate(lrc, epoch, rate)  # type: ignore[arg-type]
             elif self.is_first_epoch_after_pretrain(epoch):
-                set_default_learning_rate(lrc, epoch, lrc.default_learning_rate)
+                set_epoch_learning_rate(lrc, epoch, lrc.default_learning_rate)
         return lrc.learning_rate(epoch)
+
+    def _apply_epoch_config(self, lrc: LearningRateControl, epoch: int) -> None:
+        """A pretrain network's ``"#config"``: config keys set for the epochs of that network (RETURNN's way of
+        e.g. a smaller batch_size while the network is small); ``learning_rate`` there is that epoch's rate."""
+        for key, value in self._config_before_pretrain.items():
+            self.config.set(key, value)
+        self._config_before_pretrain.clear()
+        assert self.pretrain is not None
+        overrides = self.pretrain.get_network_json_for_epoch(epoch).get("#config") or {}
+        for key, value in overrides.items():
+            if key == "learning_rate":
+                set_epoch_learning_rate(lrc, epoch, float(value), overwrite=True)
+                continue
+            if not self.config.has(key):
+                raise ConfigError(f"pretrain network of epoch {epoch}: '#config' sets {key!r}, which the config "
+                                  "does not set; set it in the config too (it is restored after the epoch)")
+            self.log.v3(f"pretrain epoch {epoch}: config key {key!r} is {value!r} "
+                        f"(instead of {self.config.typed_value(key)!r})")
+            self._config_before_pretrain[key] = self.config.typed_value(key)
+            self.config.set(key, value)
+        self.batch_opts = self._read_batch_opts()
 
     def _pretrain_network(self, reference: Dataset, epoch: int) -> Backend:
         """The backend with ``epoch``'s pretrain network: when it differs from the one built, a new one is built

@@ -91,9 +91,10 @@ def carried_params(old: Mapping[str, np.ndarray], new: Mapping[str, np.ndarray],
     return out
 
 
-def set_default_learning_rate(lrc: LearningRateControl, epoch: int, learning_rate: float) -> None:
-    """RETURNN's ``setDefaultLearningRateForEpoch``: ``epoch`` trains at ``learning_rate`` unless it has a rate
-    already (from ``learning_rates`` or the state file of an earlier run)."""
+def set_epoch_learning_rate(lrc: LearningRateControl, epoch: int, learning_rate: float, *,
+                            overwrite: bool = False) -> None:
+    """``epoch`` trains at ``learning_rate``; unless ``overwrite``, only when it has no rate yet (from
+    ``learning_rates`` or the state file of an earlier run), as RETURNN's ``setDefaultLearningRateForEpoch``."""
     data = lrc.epoch_data.setdefault(epoch, EpochData(None))
-    if not data.learning_rate:
+    if overwrite or not data.learning_rate:
         data.learning_rate = float(learning_rate)

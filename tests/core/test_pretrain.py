@@ -4,6 +4,7 @@ WrapEpochValue, carrying params, checkpoint names, the 2017 hidden_size descript
 from __future__ import annotations
 
 import io
+import os
 import pathlib
 
 import numpy as np
@@ -305,3 +306,30 @@ def test_bad_hidden_size_descriptions_say_what_to_do(values, message):
     with pytest.raises(ConfigError) as info:
         network_from_topology(config, _accepts)
     assert message in str(info.value)
+
+
+# -- in the training loop (the toy numpy backend) ------------------------------------------------------------
+def test_pretrain_epochs_learning_rates_config_overrides_and_checkpoints(tmp_path, manager):
+    def algo(idx, net_dict):
+        steps = [{"batch_size": 10}, {"learning_rate": 0.25}]
+        return {**net_dict, "#config": steps[idx]} if idx < len(steps) else None
+
+    config = Config({
+        "backend": "toy", "task": "train", "network": {"output": {"class": "softmax", "loss": "ce", "n_out": 2}},
+        "train": {"class": "ToyDataset", "num_seqs": 20}, "dev": {"class": "ToyDataset", "num_seqs": 5},
+        "num_epochs": 4, "batch_size": 40, "learning_rate": 1.0, "learning_rate_control": "newbob",
+        "learning_rate_file": str(tmp_path / "lr.txt"), "model": str(tmp_path / "model"),
+        "pretrain": {"construction_algo": algo}, "pretrain_learning_rate": 0.5,
+    })
+    out = io.StringIO()
+    Engine(config, manager=manager, log=Log(verbosity=3, stream=out)).run()
+    log = out.getvalue()
+    assert "pretrain epoch 1: config key 'batch_size' is 10 (instead of 40)" in log
+    assert log.count("config key 'batch_size'") == 1 and config.int("batch_size") == 40  # put back after epoch 1
+    rates = [line.split("with learning rate ")[1] for line in log.splitlines() if line.startswith("start ")]
+    # pretrain_learning_rate, the step's own, pretrain_learning_rate, then the initial rate after pretraining
+    assert rates == ["0.5", "0.25", "0.5", "1"]
+    assert [line.split(" with")[0] for line in log.splitlines() if line.startswith("start ")] == [
+        "start pretrain epoch 1", "start pretrain epoch 2", "start pretrain epoch 3", "start epoch 4"]
+    assert sorted(os.listdir(tmp_path)) == ["lr.txt", "model.004.npz", "model.pretrain.001.npz",
+                                            "model.pretrain.002.npz", "model.pretrain.003.npz"]
