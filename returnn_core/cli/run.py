@@ -10,11 +10,12 @@ from returnn_core.errors import ReturnnError
 
 
 def _kept(engine: Any) -> str:
-    from returnn_core.engine.checkpoints import checkpoint_prefix
+    from returnn_core.engine.checkpoints import epoch_checkpoint
 
     last = engine.last_epoch() if engine is not None else None
     return (
-        f"the newest complete checkpoint {checkpoint_prefix(engine.model, last)} is kept; run again to resume"
+        f"the newest complete checkpoint {epoch_checkpoint(engine.model, last, engine.backend_cls.checkpoint_marker)} "
+        "is kept; run again to resume"
         if last is not None
         else "no checkpoint of this run was complete yet"
     )
