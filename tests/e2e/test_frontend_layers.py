@@ -383,7 +383,7 @@ def test_subnetwork_with_base_refs() -> None:
         ({"class": "reduce", "mode": "median", "axes": "T"}, "unknown reduce mode 'median'"),
         ({"class": "reduce", "mode": "sum"}, "needs 'axes'"),
         ({"class": "window", "window_size": 3, "padding": "full"}, "padding must be 'same' or 'valid'"),
-        ({"class": "slice", "axis": "T", "slice_start": -2}, "time slices need start >= 0"),
+        ({"class": "slice", "axis": "T", "slice_start": -2}, "time slices need slice_start >= 0"),
         ({"class": "squeeze", "axis": "F"}, "squeeze axis 2 has size 4, not 1"),
         ({"class": "squeeze", "axis": "T"}, "cannot squeeze the batch or time axis"),
         ({"class": "window", "window_size": 0}, "window_size >= 1"),

@@ -112,3 +112,27 @@ def _labels_batch(labels: np.ndarray, lens: list[int]):
     seqs = [DatasetSeq(i, f"seq-{i}", {"data": row[:n]}) for i, (row, n) in enumerate(zip(labels, lens))]
     (only,) = list(generate_batches(seqs, batch_size=0))
     return only.to_data(ExternData({"data": DataSpec(20, sparse=True)}))
+
+
+def test_axis_descriptions_bt_spatial_and_negative_time_slice() -> None:
+    net = {"split": {"class": "split_dims", "axis": "F", "dims": (2, 2)},
+           "bt": {"class": "merge_dims", "axes": "BT", "from": "split"},
+           "back": {"class": "split_batch_time", "base": "data", "from": "bt", "is_output_layer": True},
+           "s1": {"class": "reduce", "mode": "mean", "axes": "s:1", "keep_dims": True, "from": "split",
+                  "is_output_layer": True},
+           "spatial": {"class": "reduce", "mode": "max", "axes": "spatial", "from": "split", "is_output_layer": True},
+           "output": {"class": "slice", "axis": "T", "slice_start": 1, "slice_end": -1}}
+    backends = _both(net)
+    split = X.reshape(X.shape[0], X.shape[1], 2, 2)
+    back, lens = _forward(backends, "back")
+    np.testing.assert_allclose(back, split, rtol=1e-6)
+    assert list(lens) == list(SEQ_LENS)
+    s1, _ = _forward(backends, "s1")
+    np.testing.assert_allclose(s1, split.mean(axis=2, keepdims=True), rtol=1e-5, atol=1e-6)
+    spatial, _ = _forward(backends, "spatial")  # time (masked) and the split axis: per seq, per feature
+    want = np.stack([split[b, :n].max(axis=(0, 1)) for b, n in enumerate(SEQ_LENS)])
+    np.testing.assert_allclose(spatial.reshape(want.shape), want, rtol=1e-6)
+    out, lens = _forward(backends, "output")
+    assert list(lens) == [max(n - 2, 0) for n in SEQ_LENS]  # RETURNN: each seq loses its first and its last frame
+    for b, n in enumerate(SEQ_LENS):
+        np.testing.assert_allclose(out[b, :max(n - 2, 0)], X[b, 1:max(n - 1, 1)], rtol=1e-6)

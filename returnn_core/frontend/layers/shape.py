@@ -18,18 +18,48 @@ from returnn_core.frontend._output import LayerOutput
 from returnn_core.network import axis_index as core_axis_index
 
 
+def spatial_axes(src: LayerOutput) -> list[int]:
+    """RETURNN's spatial axes: all but batch and feature (time first, if any)."""
+    return list(range(1, src.ndim if src.sparse else src.ndim - 1))
+
+
 def axis_index(src: LayerOutput, axis: Any, *, layer: str) -> int:
-    """Absolute axis index of ``axis`` in the batch-major tensor of ``src``."""
+    """Absolute axis index of ``axis`` in the batch-major tensor of ``src``; besides the core's names RETURNN's
+    ``"spatial:i"`` (short ``"s:i"``), the i-th spatial axis."""
+    if isinstance(axis, str) and axis.lower().startswith(("spatial:", "s:")):
+        spatial = spatial_axes(src)
+        try:
+            return spatial[int(axis.split(":", 1)[1])]
+        except (ValueError, IndexError):
+            raise NetworkError(f"layer {layer!r}: axis {axis!r}, but the input has {len(spatial)} spatial axes "
+                               f"(time and the static axes before the feature)") from None
     return core_axis_index(axis, rank=src.ndim, has_time=src.has_time, sparse=src.sparse, layer=layer)
 
 
+def _axis_group(src: LayerOutput, name: str) -> list[int] | None:
+    """The axes a RETURNN group name stands for (``get_axes_from_description``), None for a single-axis name."""
+    key = name.lower()
+    if key == "spatial":
+        return spatial_axes(src)
+    if key == "spatial_except_time":
+        return [a for a in spatial_axes(src) if not (src.has_time and a == 1)]
+    if key == "except_time":
+        return [a for a in range(1, src.ndim) if not (src.has_time and a == 1)]
+    if key == "except_batch":
+        return list(range(1, src.ndim))
+    if key in ("bt", "tb"):
+        return [0, 1] if src.has_time else [0]
+    return None
+
+
 def axis_list(src: LayerOutput, axes: Any, *, layer: str) -> list[int]:
-    """Absolute indices of one axis or a list of axes, in the given order, without repeats."""
+    """Absolute indices of one axis or a list of axes (group names expanded), in the given order, no repeats."""
     out: list[int] = []
     for axis in axes if isinstance(axes, (list, tuple)) else [axes]:
-        idx = axis_index(src, axis, layer=layer)
-        if idx not in out:
-            out.append(idx)
+        group = _axis_group(src, axis) if isinstance(axis, str) else None
+        for idx in group if group is not None else [axis_index(src, axis, layer=layer)]:
+            if idx not in out:
+                out.append(idx)
     return out
 
 
@@ -103,8 +133,12 @@ class MergeDimsLayer(Layer):
             idx = axis_list(src, axes, layer=self.name)
             if not self.opts.get("keep_order", False):
                 idx.sort()
+        if src.has_time and idx == [0, 1]:
+            # RETURNN's "BT": frames of all seqs (padding included) as one batch axis; split_batch_time undoes it
+            shape = ops.shape(x)
+            return LayerOutput(ops.reshape(x, [-1, *shape[2:]]), None, src.dim, src.sparse)
         if any(i == 0 or (src.has_time and i == 1) for i in idx):
-            raise self.error("merge_dims cannot merge the batch or time axis")
+            raise self.error("merge_dims cannot merge the batch or time axis with others (only both: 'BT')")
         if len(idx) < 2:
             return src
         dims = static_dims(src)
@@ -168,15 +202,17 @@ class SliceLayer(Layer):
         if step == 0:
             raise self.error("slice_step must not be 0")
         over_time = src.has_time and ax == 1
-        if over_time and ((start or 0) < 0 or (end is not None and end < 0) or (step or 1) < 1):
-            raise self.error("time slices need start >= 0, end >= 0, step >= 1")
+        if over_time and ((start or 0) < 0 or (step or 1) < 1):
+            raise self.error("time slices need slice_start >= 0 and slice_step >= 1 (slice_end may be negative: "
+                             "counted from each seq's own end)")
         index: list[Any] = [slice(None)] * src.ndim
         index[ax] = slice(start, end, step)
         out = src.tensor[tuple(index)]
         seq_lens = src.seq_lens
         if over_time:
             step_ = step or 1
-            stop = seq_lens if end is None else ops.minimum(seq_lens, end)
+            # a negative end cuts each seq at its own end: frames start..len+end of a seq all lie before T+end
+            stop = seq_lens if end is None else ops.minimum(seq_lens, end) if end >= 0 else seq_lens + end
             seq_lens = ops.maximum(ops.floordiv(stop - (start or 0) + (step_ - 1), step_), 0)
         if src.sparse:
             return LayerOutput(out, seq_lens, src.dim, True)
