@@ -122,6 +122,8 @@ CATALOGUE: dict[str, dict[str, tuple[str, tuple[str, ...]]]] = {
         "loss": ("layers.theano_era.costs:LossLayer", ()),
         "corruption": ("layers.theano_era.stochastic:CorruptionLayer", ()),
         "random_route": ("layers.theano_era.stochastic:RandomRouteLayer", ()),
+        "resnet": ("layers.theano_era.cnn:ResNetLayer", ()),
+        "conv_1d": ("layers.theano_era.cnn_line:ConcatConvLayer", ()),
     },
     "rec_units": {
         "lstm": ("units:LstmUnit", ("standardlstm", "basiclstm", "lstmblock", "lstmblockfused", "cudnnlstm",

@@ -200,3 +200,24 @@ class CnnLayer(Layer):
                  for n, size, stride, pad, out in zip((rows, cols), self.pool_size, self.pool_stride, self.pool_padding,
                                                       sizes)]
         return mean / ops.constant(np.outer(share[0], share[1])[:, :, None].astype("float32")), sizes[0], sizes[1]
+
+
+class ResNetLayer(Layer):
+    """``resnet`` (NetworkCNNTLayer.ResNet): the shortcut connection of two ``conv`` layers with maps of one shape,
+    ``relu(x + f(x))`` per pixel; its maps are those of the second source. As in RETURNN it has no parameters, and
+    the conv options it accepts (border_mode, pool_size, ...) change nothing."""
+
+    options = OPTIONS
+
+    def call(self, sources: list[LayerOutput], ctx: Context) -> LayerOutput:
+        """Add the two sources' maps, then relu."""
+        ops = ctx.ops
+        shapes = [s.extra.get(IMAGE) for s in sources]
+        if len(sources) != 2 or any(shape is None for shape in shapes):
+            raise self.error("needs exactly two conv layers as sources (x and f(x))")
+        if shapes[0] != shapes[1]:
+            raise self.error(f"the two sources' maps (rows, cols, features) differ: {shapes[0]} and {shapes[1]}")
+        first = sources[0]
+        out = LayerOutput(ops.relu(first.tensor + sources[1].tensor), first.seq_lens, first.dim)
+        out.extra[IMAGE] = shapes[1]
+        return out
