@@ -28,7 +28,7 @@ from returnn_core.learning_rate import LearningRateControl, learning_rate_contro
 from returnn_core.log import Log, Progress, epoch_line
 from returnn_core.network import NetworkDescription, is_recurrent, resolve_network
 from returnn_core.network.pretrain import Pretrain, find_pretrain_wrap_values
-from returnn_core.network.topology import has_topology, network_from_topology
+from returnn_core.network.topology import has_topology, network_from_topology, registry_accepts
 from returnn_core.plugin import PluginManager, get_plugin_manager
 
 TASKS = ("train", "eval", "forward", "search", "compute_priors")
@@ -108,15 +108,11 @@ class Engine:
         """The config's ``network`` as a layer dict (a line-based config's text parsed; without ``network``, the
         2017 ``hidden_size``/``hidden_type`` description)."""
         if has_topology(self.config):
-            return network_from_topology(self.config, self._layer_accepts)
+            return network_from_topology(self.config, registry_accepts(self.manager, self.backend_name))
         net_dict = self.config.typed_value("network")
         if net_dict is None:
             raise ConfigError("the config has no 'network'")
         return network_from_text(net_dict) if isinstance(net_dict, str) else net_dict
-
-    def _layer_accepts(self, layer_class: str, option: str) -> bool:
-        """Whether the layer class registered under ``layer_class`` for this backend takes ``option``."""
-        return option in self.manager.layers.get(layer_class, backend=self.backend_name).options
 
     @property
     def pretrain(self) -> Pretrain | None:

@@ -2,7 +2,8 @@
 
 As RETURNN's ``LayerNetworkDescription``: one chain of hidden layers from the input (named ``hidden_0``, ... or
 ``hidden_name``), a softmax ``output`` layer on top. With ``bidirectional`` (default True) each recurrent hidden layer
-runs twice, ``<name>_fw`` and ``<name>_bw`` (``reverse``), each chain from the input, and the output reads both ends.
+runs twice, ``<name>_fw`` and ``<name>_bw`` (``reverse``, or ``direction`` -1), each chain from the input, and the
+output reads both ends.
 """
 
 from __future__ import annotations
@@ -14,6 +15,20 @@ from returnn_core.errors import ConfigError
 
 #: ``accepts(layer_class, option)``: whether that layer class takes that option
 Accepts = Callable[[str, str], bool]
+
+
+def registry_accepts(manager: Any, backend: str) -> Accepts:
+    """``accepts`` from the layer classes registered for ``backend``; ``activation`` is False for the LSTM classes
+    whose activations are fixed (RETURNN ignores the description's activation for them)."""
+    from returnn_core.frontend.layers.theano_era.lstm_layers import Lstm2Layer
+
+    def accepts(layer_class: str, option: str) -> bool:
+        cls = manager.layers.get(layer_class, backend=backend)
+        if option == "activation":
+            return not (isinstance(cls, type) and issubclass(cls, Lstm2Layer) and cls.activation_slots == 0)
+        return option in getattr(cls, "options", ())
+
+    return accepts
 
 
 def _per_layer(values: list[Any], n: int, fill: Any) -> list[Any]:
@@ -62,17 +77,19 @@ def network_from_topology(config: Any, accepts: Accepts) -> dict[str, Any]:
     def chain(reverse: bool) -> str:
         last = "data"
         for i in range(n):
-            layer: dict[str, Any] = {"class": types[i], "n_out": sizes[i], "activation": acts[i], "from": [last],
-                                     **common}
+            layer: dict[str, Any] = {"class": types[i], "n_out": sizes[i], "from": [last], **common}
+            if accepts(types[i], "activation"):
+                layer["activation"] = acts[i]
             if dropout[i]:
                 layer["dropout"] = dropout[i]
             name = names[i]
-            if accepts(types[i], "reverse"):  # RETURNN's recurrent layer classes
+            takes_reverse = accepts(types[i], "reverse")
+            if takes_reverse or accepts(types[i], "direction"):  # RETURNN's recurrent layer classes
                 layer["truncation"] = truncation
                 if bidirectional:
                     name += "_bw" if reverse else "_fw"
                     if reverse:
-                        layer["reverse"] = True
+                        layer.update({"reverse": True} if takes_reverse else {"direction": -1})
                 if accepts(types[i], "sharpgates"):
                     layer["sharpgates"] = sharpgates
             net[name] = layer

@@ -16,10 +16,11 @@ from returnn_core.engine.checkpoints import checkpoint_prefix, completed_epochs,
 from returnn_core.engine.pretrain import carried_params, layer_dict, pretrain_from_config
 from returnn_core.errors import ConfigError, TrainingError
 from returnn_core.frontend.layers.theano_era.hidden import HiddenLayer
-from returnn_core.frontend.layers.theano_era.lstm_layers import LstmLayer
+from returnn_core.frontend.layers.theano_era.lstm_layers import Lstm2Layer, LstmLayer, SimpleLstmLayer
 from returnn_core.log import Log
 from returnn_core.network.pretrain import Pretrain, WrapEpochValue
-from returnn_core.network.topology import network_from_topology
+from returnn_core.network.topology import network_from_topology, registry_accepts
+from returnn_core.plugin import PluginManager, Registrar, hookimpl
 
 CHAIN = {
     "hidden_0": {"class": "hidden", "n_out": 10, "from": ["data"]},
@@ -260,21 +261,42 @@ def test_checkpoint_names_of_pretrain_epochs_and_finding_them(tmp_path):
 
 # -- the 2017 description ------------------------------------------------------------------------------------
 def _accepts(layer_class: str, option: str) -> bool:
-    return option in {"forward": HiddenLayer, "lstm": LstmLayer}[layer_class].options
+    """The frontend's classes as a backend registers them (``hidden``/``forward``, ``lstm``, ``lstm2``, ...)."""
+    return registry_accepts(_frontend_manager(), "theano")(layer_class, option)
+
+
+def _frontend_manager() -> PluginManager:
+    pm = PluginManager(strict=True, disabled=())
+    pm.register(_FrontendLayers(), "frontend", distribution="returnn-test", version="0.1")
+    return pm
+
+
+class _FrontendLayers:
+    @hookimpl
+    def returnn_register_layers(self, registry: Registrar) -> None:
+        for name, cls in (("forward", HiddenLayer), ("lstm", LstmLayer), ("lstm_simple", SimpleLstmLayer),
+                          ("lstm2", Lstm2Layer)):
+            registry.register(name, cls, backend="theano")
 
 
 def test_hidden_size_description_with_a_bidirectional_lstm():
     config = Config()
-    for key, value in (("hidden_size", "10,20"), ("hidden_type", "forward,lstm"), ("activation", "tanh"),
-                       ("dropout", "0.1,0.2,0.3"), ("L2_reg", "0.01")):
+    for key, value in (("hidden_size", "10,20,5,5"), ("hidden_type", "forward,lstm,lstm_simple,lstm2"),
+                       ("activation", "tanh"), ("dropout", "0.1,0.2,0.3"), ("L2_reg", "0.01")):
         config.override(key, value)
     net = network_from_topology(config, _accepts)
+    assert net["hidden_3_bw"] == {"class": "lstm2", "n_out": 5, "from": ["hidden_2_bw"], "L2": 0.01, "dropout": 0.3,
+                                  "activation": "tanh", "truncation": -1, "direction": -1}
+    assert net["hidden_2_fw"]["sharpgates"] == "none"  # lstm_simple takes it
+    del net["hidden_2_fw"], net["hidden_2_bw"], net["hidden_3_fw"], net["hidden_3_bw"]
+    net["output"]["from"] = ["hidden_1_fw", "hidden_1_bw"]
+    # the lstm class's activations are fixed: RETURNN ignores the description's activation for it
     assert net == {
         "hidden_0": {"class": "forward", "n_out": 10, "activation": "tanh", "from": ["data"], "L2": 0.01,
                      "dropout": 0.1},
-        "hidden_1_fw": {"class": "lstm", "n_out": 20, "activation": "tanh", "from": ["hidden_0"], "L2": 0.01,
+        "hidden_1_fw": {"class": "lstm", "n_out": 20, "from": ["hidden_0"], "L2": 0.01,
                         "dropout": 0.2, "truncation": -1},
-        "hidden_1_bw": {"class": "lstm", "n_out": 20, "activation": "tanh", "from": ["hidden_0"], "L2": 0.01,
+        "hidden_1_bw": {"class": "lstm", "n_out": 20, "from": ["hidden_0"], "L2": 0.01,
                         "dropout": 0.2, "truncation": -1, "reverse": True},
         "output": {"class": "softmax", "loss": "ce", "from": ["hidden_1_fw", "hidden_1_bw"], "L2": 0.01,
                    "dropout": 0.3},
