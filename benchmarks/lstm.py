@@ -47,6 +47,11 @@ IMPLS = {
     "keras": "tf.keras LSTM",
     "torch": "torch.nn.LSTM",
 }
+#: opt-in implementations (``--only``): the TF op with another step-GEMM ISA of the kernel library
+EXTRA_IMPLS = {
+    "native_tf_avx512": "NativeLSTM (TF op, AVX-512 float32 step GEMMs)",
+    "native_tf_amx": "NativeLSTM (TF op, AMX split-bf16 step GEMMs)",
+}
 
 
 def setting_heading(name: str, s: dict) -> str:
@@ -140,6 +145,29 @@ def run_native_tf(s: dict, threads: int, repeat: int) -> Callable[[], object]:
         layer_fns.append(lambda h, fns=dir_fns: tf.concat([f(h) for f in fns], axis=-1) if len(fns) > 1 else fns[0](h))
         n_in = s["n"] * len(dir_fns)
     return _tf_step(tf, layer_fns, x, variables)
+
+
+def run_native_tf_isa(isa: str) -> Callable[[dict, int, int], Callable[[], object]]:
+    """The TF op with the kernel library's step GEMMs switched to ``isa`` for its steps (the others keep theirs)."""
+
+    def runner(s: dict, threads: int, repeat: int) -> Callable[[], object]:
+        from returnn_native.cpu_kernels import get_isa, set_isa
+
+        default = get_isa()
+        set_isa(isa)  # raises here, before timing, where the library lacks it
+        set_isa(default)
+        step = run_native_tf(s, threads, repeat)
+
+        def isa_step() -> object:
+            set_isa(isa)
+            try:
+                return step()
+            finally:
+                set_isa(default)
+
+        return isa_step
+
+    return runner
 
 
 def run_blocklstm(s: dict, threads: int, repeat: int) -> Callable[[], object]:
@@ -284,6 +312,8 @@ RUNNERS = {
     "blocklstm": run_blocklstm,
     "keras": run_keras,
     "torch": run_torch,
+    "native_tf_avx512": run_native_tf_isa("avx512"),
+    "native_tf_amx": run_native_tf_isa("amx"),
 }
 
 
@@ -473,15 +503,16 @@ def main() -> None:
         print("| implementation | best ms / step | median ms | GFLOP/s (best) | CPU ms (best) | NativeLSTM (TF) speedup |")
         print("|---|---:|---:|---:|---:|---:|")
         ref = results.get("native_tf")
+        names = {**IMPLS, **EXTRA_IMPLS}
         for impl in impls:
             res = results.get(impl)
             if res is None:
-                print(f"| {IMPLS[impl]} | failed | | | | |")
+                print(f"| {names[impl]} | failed | | | | |")
                 continue
             sec = res["best"]
             rel = f"{sec / ref['best']:.2f}x" if ref and impl != "native_tf" else ""
             print(
-                f"| {IMPLS[impl]} | {sec * 1e3:.1f} | {res['median'] * 1e3:.1f} | {flops / sec / 1e9:.0f} | "
+                f"| {names[impl]} | {sec * 1e3:.1f} | {res['median'] * 1e3:.1f} | {flops / sec / 1e9:.0f} | "
                 f"{res['cpu_best'] * 1e3:.0f} | {rel} |"
             )
         bound = {}

@@ -26,6 +26,8 @@ const int kAmxChunk = 32;                       // K rows per tile (16 pairs)
 const long kAmxTile = 16 * 32;                  // bf16 per tile: 16 rows x 16 columns x 2
 const long kAmxChunkFloats = 4 * kAmxTile;      // bf16 per 32-row chunk of a panel: 2 column halves x hi, lo
 
+const int kPrefetchChunks = 2;
+
 inline int amx_chunks(int K) { return (K + kAmxChunk - 1) / kAmxChunk; }
 
 // bf16 of x, rounded to nearest even (inputs are finite)
@@ -58,8 +60,7 @@ bool amx_usable() {
   return ok;
 }
 
-// Eight tiles of 16 rows x 64 bytes: 0-3 accumulators (rows 0-15 / 16-31 x columns 0-15 / 16-31), 4-5 the
-// left-hand hi and lo, 6-7 the right-hand hi and lo. Loaded per thread for the duration of a guard.
+// Eight tiles of 16 rows x 64 bytes (their use: amx_panel). Loaded per thread for the duration of a guard.
 struct AmxTiles {
   explicit AmxTiles(bool on) : on_(on) {
     if (!on_) return;
@@ -107,9 +108,12 @@ void split_rows(int M, int K, const float* a, long lda, uint16_t* hi, uint16_t* 
 }
 
 // scratch[0:16*RB, 0:32] (row stride 32) = rows of the split A (ld bf16 per row) x one packed panel.
+// Consecutive tile products go to different accumulators and a loaded tile serves all products that need it
+// before it is reloaded: a tile is not renamed, so reloading it waits for the products still reading it.
 template <int RB>
 void amx_panel(int kc_n, const uint16_t* a_hi, const uint16_t* a_lo, int ld, const uint16_t* panel, float* scratch) {
   const long lda = 2L * ld;  // bytes
+  const long a2 = 16L * ld;  // rows 16-31
   _tile_zero(0);
   _tile_zero(1);
   if (RB == 2) {
@@ -117,31 +121,50 @@ void amx_panel(int kc_n, const uint16_t* a_hi, const uint16_t* a_lo, int ld, con
     _tile_zero(3);
   }
   for (int kc = 0; kc < kc_n; ++kc) {
-    const uint16_t* b = panel + (long)kc * kAmxChunkFloats;
+    const uint16_t* b = panel + (long)kc * kAmxChunkFloats;  // column halves 0, 1: hi at 0, 2; lo at 1, 2 tiles
     const long ka = (long)kc * kAmxChunk;
-    _tile_loadd(4, a_hi + ka, lda);
-    _tile_loadd(5, a_lo + ka, lda);
-    _tile_loadd(6, b, 64);
-    _tile_loadd(7, b + kAmxTile, 64);
-    _tile_dpbf16ps(0, 4, 6);
-    _tile_dpbf16ps(0, 4, 7);
-    _tile_dpbf16ps(0, 5, 6);
-    _tile_loadd(6, b + 2 * kAmxTile, 64);
-    _tile_loadd(7, b + 3 * kAmxTile, 64);
-    _tile_dpbf16ps(1, 4, 6);
-    _tile_dpbf16ps(1, 4, 7);
-    _tile_dpbf16ps(1, 5, 6);
+    // the weights stream from L3 (4n^2 * 4 bytes per step exceed L2); fetch chunks ahead (past the end: the next
+    // panel's first chunks, which follow in memory)
+    const char* ahead = reinterpret_cast<const char*>(b + kPrefetchChunks * kAmxChunkFloats);
+    for (int line = 0; line < kAmxChunkFloats * 2 / 64; ++line) _mm_prefetch(ahead + 64 * line, _MM_HINT_T0);
     if (RB == 2) {
-      _tile_loadd(4, a_hi + 16L * ld + ka, lda);
-      _tile_loadd(5, a_lo + 16L * ld + ka, lda);
-      _tile_dpbf16ps(3, 4, 6);
-      _tile_dpbf16ps(3, 4, 7);
-      _tile_dpbf16ps(3, 5, 6);
+      // tiles: 0-3 C (rows 0-15 x cols 0-15, 0-15 x 16-31, 16-31 x 0-15, 16-31 x 16-31), 4-5 A rows, 6-7 B cols
+      _tile_loadd(4, a_hi + ka, lda);
+      _tile_loadd(5, a_hi + a2 + ka, lda);
       _tile_loadd(6, b, 64);
-      _tile_loadd(7, b + kAmxTile, 64);
-      _tile_dpbf16ps(2, 4, 6);
-      _tile_dpbf16ps(2, 4, 7);
+      _tile_loadd(7, b + 2 * kAmxTile, 64);
+      _tile_dpbf16ps(0, 4, 6);
+      _tile_dpbf16ps(1, 4, 7);
       _tile_dpbf16ps(2, 5, 6);
+      _tile_dpbf16ps(3, 5, 7);
+      _tile_loadd(6, b + kAmxTile, 64);
+      _tile_loadd(7, b + 3 * kAmxTile, 64);
+      _tile_dpbf16ps(0, 4, 6);
+      _tile_dpbf16ps(1, 4, 7);
+      _tile_dpbf16ps(2, 5, 6);
+      _tile_dpbf16ps(3, 5, 7);
+      _tile_loadd(4, a_lo + ka, lda);
+      _tile_loadd(5, a_lo + a2 + ka, lda);
+      _tile_loadd(6, b, 64);
+      _tile_loadd(7, b + 2 * kAmxTile, 64);
+      _tile_dpbf16ps(0, 4, 6);
+      _tile_dpbf16ps(1, 4, 7);
+      _tile_dpbf16ps(2, 5, 6);
+      _tile_dpbf16ps(3, 5, 7);
+    } else {
+      // tiles: 0-1 C (cols 0-15, 16-31), 2-3 A hi, lo, 4-7 B hi, lo of both column halves: no reloads
+      _tile_loadd(2, a_hi + ka, lda);
+      _tile_loadd(4, b, 64);
+      _tile_loadd(5, b + 2 * kAmxTile, 64);
+      _tile_dpbf16ps(0, 2, 4);
+      _tile_dpbf16ps(1, 2, 5);
+      _tile_loadd(6, b + kAmxTile, 64);
+      _tile_loadd(7, b + 3 * kAmxTile, 64);
+      _tile_dpbf16ps(0, 2, 6);
+      _tile_dpbf16ps(1, 2, 7);
+      _tile_loadd(3, a_lo + ka, lda);
+      _tile_dpbf16ps(0, 3, 4);
+      _tile_dpbf16ps(1, 3, 5);
     }
   }
   _tile_stored(0, scratch, 128);

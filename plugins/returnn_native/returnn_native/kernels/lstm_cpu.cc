@@ -123,7 +123,9 @@ struct Part {
   bool by_batch;
 };
 
-const int kMinRowsPerThread = 8;
+// Rows per thread for the batch split. AMX: two full tiles of rows, else its threads stream all the weights (4n^2
+// split-bf16 pairs, more than L2) per step where a unit split lets each stream its share.
+const int kMinRowsPerThread = 8, kMinRowsPerThreadAmx = 32;
 
 void slice(int len, int parts, int k, int round, int* lo, int* hi) {
   int chunk = (len + parts - 1) / parts;
@@ -135,14 +137,14 @@ void slice(int len, int parts, int k, int round, int* lo, int* hi) {
 int panels(int N) { return (N + kPanel - 1) / kPanel; }
 
 // My part inside a parallel region; uses the actual team size (a nested region may get fewer threads).
-Part my_part(int B, int n) {
+Part my_part(int B, int n, int min_rows) {
 #ifdef _OPENMP
   const int team = omp_get_num_threads(), tid = omp_get_thread_num();
 #else
   const int team = 1, tid = 0;
 #endif
   Part p;
-  p.by_batch = team > 1 && B >= kMinRowsPerThread * team;
+  p.by_batch = team > 1 && B >= min_rows * team;
   int u0, u1;
   slice(n, team, tid, kPanel, &u0, &u1);
   p.p0 = u1 > u0 ? u0 / kPanel : 0;
@@ -334,8 +336,8 @@ int lstm_fwd(int nt, int B, int T, int n, int direction, const float* z, const f
   const int np = panels(n);
   Packed<> packed;
   if (use_packed && !packed.alloc(4L * np * n * kPanel)) return 2;
+  const bool use_amx = current_isa() == kIsaAmx;  // only where compiled in (isa_available)
 #if RN_HAVE_AMX
-  const bool use_amx = current_isa() == kIsaAmx;
   const long amx_block = (long)np * amx_chunks(n) * kAmxChunkFloats;  // one packed gate block
   Packed<uint16_t> amx_w;
   AmxRows amx_h;
@@ -345,7 +347,7 @@ int lstm_fwd(int nt, int B, int T, int n, int direction, const float* z, const f
   const int t_first = direction > 0 ? 0 : T - 1, t_end = direction > 0 ? T - 1 : 0;
 #pragma omp parallel num_threads(nt)
   {
-    const Part part = my_part(B, n);
+    const Part part = my_part(B, n, use_amx ? kMinRowsPerThreadAmx : kMinRowsPerThread);
     const int j0 = part.j0, len = part.j1 - part.j0, b0 = part.b0, rows = part.b1 - part.b0;
     const int q0 = j0 / kPanel, q1 = panels(part.j1);
     if (use_packed)
@@ -438,8 +440,8 @@ int lstm_bwd(int nt, int B, int T, int n, int direction, const float* w_re, cons
   // w_re^T (4n x n) packed: the step's dh_prev = dz_t @ w_re^T
   Packed<> packed;
   bool ok = !use_packed || packed.alloc((long)panels(n) * n4 * kPanel);
+  const bool use_amx = current_isa() == kIsaAmx;  // only where compiled in (isa_available)
 #if RN_HAVE_AMX
-  const bool use_amx = current_isa() == kIsaAmx;
   Packed<uint16_t> amx_w;
   AmxRows amx_dz;
   ok = ok && (!use_amx || (amx_w.alloc((long)panels(n) * amx_chunks((int)n4) * kAmxChunkFloats) &&
@@ -458,7 +460,7 @@ int lstm_bwd(int nt, int B, int T, int n, int direction, const float* w_re, cons
     BlasThreads blas_guard(1);
 #pragma omp parallel num_threads(nt)
     {
-      const Part part = my_part(B, n);
+      const Part part = my_part(B, n, use_amx ? kMinRowsPerThreadAmx : kMinRowsPerThread);
       const int j0 = part.j0, len = part.j1 - part.j0, b0 = part.b0, rows = part.b1 - part.b0;
       const int q0 = j0 / kPanel, q1 = panels(part.j1);
       if (use_packed) pack_panels(w_re, 1, n4, (int)n4, n, part.p0, part.p1, packed.data);
