@@ -136,3 +136,34 @@ def test_axis_descriptions_bt_spatial_and_negative_time_slice() -> None:
     assert list(lens) == [max(n - 2, 0) for n in SEQ_LENS]  # RETURNN: each seq loses its first and its last frame
     for b, n in enumerate(SEQ_LENS):
         np.testing.assert_allclose(out[b, :max(n - 2, 0)], X[b, 1:max(n - 1, 1)], rtol=1e-6)
+
+
+def test_window_keeps_labels_sparse() -> None:
+    net = {"output": {"class": "window", "window_size": 3, "padding": "valid", "from": "data"},
+           "same": {"class": "window", "window_size": 3, "from": "data", "is_output_layer": True}}
+    feed = _labels_batch(np.array([[1, 2, 3, 4, 5], [6, 7, 8, 0, 0], [11, 0, 0, 0, 0]], "int32"), [5, 3, 1])
+    for name in ("tf", "theano"):
+        be = _backend(name, net, extern={"data": DataSpec(20, sparse=True)})
+        out, lens = be.forward_step(feed, "output")
+        assert list(lens) == [3, 1, 0]
+        assert out[0].tolist() == [[1, 2, 3], [2, 3, 4], [3, 4, 5]] and out[1, 0].tolist() == [6, 7, 8]
+        out, lens = be.forward_step(feed, "same")
+        assert list(lens) == [5, 3, 1] and out[0, :2].tolist() == [[0, 1, 2], [1, 2, 3]]
+
+
+def test_conv_input_add_feature_dim_on_raw_samples() -> None:
+    net = {"conv_1": {"class": "conv", "activation": "abs", "filter_size": (4,), "n_out": 6, "padding": "valid",
+                      "strides": 10},
+           "pad": {"class": "pad", "axes": "time", "padding": 20, "from": "conv_1"},
+           "conv_2": {"class": "conv", "activation": "abs", "filter_size": (2, 3), "input_add_feature_dim": True,
+                      "n_out": 5, "padding": "valid", "strides": 2, "from": "pad"},
+           "output": {"class": "merge_dims", "axes": "except_time", "from": "conv_2"}}
+    rng = np.random.RandomState(1)
+    seqs = [DatasetSeq(i, f"seq-{i}", {"data": rng.randn(n, 1).astype("f")}) for i, n in enumerate((400, 300))]
+    (only,) = list(generate_batches(seqs, batch_size=0))
+    feed = only.to_data(ExternData({"data": DataSpec(1)}))
+    backends = _both(net, extern={"data": DataSpec(1)})
+    assert backends[0].get_param_values()["conv_2/W"].shape == (2, 3, 1, 5)
+    out, lens = _forward(backends, "output", feed)
+    # 400 samples: 40 frames, 80 padded, (80 - 2) // 2 + 1 = 40; features (6 - 3) // 2 + 1 = 2 positions x 5
+    assert list(lens) == [40, 35] and out.shape[-1] == 10

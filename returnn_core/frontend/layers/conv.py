@@ -72,10 +72,11 @@ class _SpatialLayer(Layer):
 
 
 class ConvLayer(_SpatialLayer):
-    """Convolution; ``W`` (*filter_size, n_in, n_out), ``b`` (n_out,); ``input_split_feature_dim`` k: F as (F/k, k)."""
+    """Convolution; ``W`` (*filter_size, n_in, n_out), ``b`` (n_out,); ``input_split_feature_dim`` k: F as (F/k, k);
+    ``input_add_feature_dim``: F as a spatial axis of one channel."""
 
     options = frozenset({"filter_size", "strides", "dilation_rate", "padding", "input_split_feature_dim",
-                         "auto_use_channel_first"})
+                         "input_add_feature_dim", "auto_use_channel_first"})
 
     def __new__(cls, name: str, layer_class: str, opts: Any, net: Any) -> Layer:
         """The Theano era's ``conv`` (NetworkCNNLayer) where the options are its own (``n_features``, ...)."""
@@ -90,6 +91,10 @@ class ConvLayer(_SpatialLayer):
         x = src.dense()
         n_in = self.feature_dim(src)
         split = self.opts.get("input_split_feature_dim")
+        if self.opts.get("input_add_feature_dim"):
+            if split is not None:
+                raise self.error("give input_add_feature_dim or input_split_feature_dim, not both")
+            split = 1  # the features become a spatial axis with one channel
         if split is not None:
             if not _is_int(split) or split < 1 or n_in % split:
                 raise self.error(f"input_split_feature_dim {split!r} must be a positive divisor of the "

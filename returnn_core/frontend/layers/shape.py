@@ -322,7 +322,8 @@ class WindowLayer(Layer):
     ``padding="valid"`` keeps only the frames whose window lies inside the seq (T - window_size + 1).
 
     The Theano era's option ``window`` instead concatenates the frames on the feature axis, (B, T, W * D), and
-    keeps a sparse source sparse as (B, T, W) labels (what ``hidden``'s ``sparse_window`` reads); its ``delta`` and
+    keeps a sparse source sparse as (B, T, W) labels (what ``hidden``'s ``sparse_window`` reads; so does
+    ``window_size``, as RETURNN's TF layer); its ``delta`` and
     ``delta_delta`` were never implemented in RETURNN and only 0 is accepted.
     """
 
@@ -354,7 +355,7 @@ class WindowLayer(Layer):
         right = size - 1 - left
         if left < 0 or right < 0:
             raise self.error(f"window_left/window_right do not fit window_size {size}")
-        x = src.tensor if theano and src.sparse else src.dense()
+        x = src.tensor if src.sparse else src.dense()  # RETURNN keeps labels sparse: windows of class indices
         rank = ops.ndim(x)
         mask = src.mask(ops.dtype(x))
         for _ in range(rank - 2):
@@ -362,7 +363,7 @@ class WindowLayer(Layer):
         padded = ops.pad(x * mask, [(0, 0), (left, right)] + [(0, 0)] * (rank - 2))
         # the padded time axis is T + size - 1 long, so frame i is padded[:, i : i + T] with static bounds
         out = ops.stack([padded[:, i : (i - size + 1) or None] for i in range(size)], axis=2)
-        if theano and src.sparse:
+        if src.sparse:
             return LayerOutput(out, src.seq_lens, src.dim, sparse=True)
         if theano:
             if src.dim is None or rank != 3:
@@ -374,10 +375,10 @@ class WindowLayer(Layer):
     def _valid(self, src: LayerOutput, size: int, ctx: Context) -> LayerOutput:
         """Windows of frames t..t+size-1 for t up to each seq's length minus size."""
         ops = ctx.ops
-        x = src.dense()
+        x = src.tensor if src.sparse else src.dense()
         out = ops.stack([x[:, i : (i - size + 1) or None] for i in range(size)], axis=2)
         seq_lens = ops.maximum(ops.cast(src.seq_lens, "int32") - (size - 1), 0)
-        return LayerOutput(out, seq_lens, src.dim)
+        return LayerOutput(out, seq_lens, src.dim, src.sparse)
 
 
 def gather_frames(ops: Ops, x: Any, idx: Any) -> Any:
