@@ -179,9 +179,14 @@ class Engine:
             raise TrainingError(f"no complete checkpoint {prefix} (missing {prefix}{self.backend_cls.checkpoint_marker})")
         return prefix
 
+    @staticmethod
+    def epoch_model_filename(model_filename: str, epoch: int, is_pretrain: bool) -> str:
+        """RETURNN's name of an epoch's checkpoint: ``<model>.NNN``, ``<model>.pretrain.NNN`` in pretraining."""
+        return checkpoint_prefix(model_filename, epoch, pretrain=is_pretrain)
+
     def epoch_prefix(self, epoch: int) -> str:
         """Where ``epoch``'s checkpoint goes: ``<model>.pretrain.NNN`` in pretraining, else ``<model>.NNN``."""
-        return checkpoint_prefix(self._require_model(), epoch, pretrain=self.is_pretrain_epoch(epoch))
+        return self.epoch_model_filename(self._require_model(), epoch, self.is_pretrain_epoch(epoch))
 
     def last_epoch(self) -> int | None:
         """The newest epoch with a complete checkpoint."""

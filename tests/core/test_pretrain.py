@@ -251,6 +251,8 @@ def test_params_carry_over_by_name_and_shape_output_per_copy_output_layer():
 def test_checkpoint_names_of_pretrain_epochs_and_finding_them(tmp_path):
     model = str(tmp_path / "model")
     assert checkpoint_prefix(model, 2, pretrain=True) == model + ".pretrain.002"
+    assert Engine.epoch_model_filename(model, 12, True) == model + ".pretrain.012"
+    assert Engine.epoch_model_filename(model, 3, False) == model + ".003"
     for name in ("model.pretrain.001.npz", "model.pretrain.002.npz", "model.003.npz", "model.pretrain.004.tmp-1.npz"):
         (tmp_path / name).write_text("")
     assert completed_epochs(model, ".npz") == [1, 2, 3]
