@@ -21,7 +21,13 @@ from returnn_core.engine.checkpoints import checkpoint_prefix, completed_epochs,
 from returnn_core.engine.data_check import check_batch, network_keys
 from returnn_core.engine.last_best_model import epoch_to_go_back_to, last_best_options
 from returnn_core.engine.prefetch import Prefetcher
-from returnn_core.engine.pretrain import carried_params, layer_dict, pretrain_from_config, set_epoch_learning_rate
+from returnn_core.engine.pretrain import (
+    apply_epoch_config,
+    carried_params,
+    layer_dict,
+    pretrain_from_config,
+    set_pretrain_learning_rate,
+)
 from returnn_core.engine.search import run_search
 from returnn_core.errors import ConfigError, TrainingError
 from returnn_core.learning_rate import LearningRateControl, learning_rate_control_from_config
@@ -295,8 +301,10 @@ class Engine:
             t0 = time.monotonic()
             if self.pretrain is not None:
                 backend = self._pretrain_network(train_data, epoch)
-                self._apply_epoch_config(lrc, epoch)
-            lr = self._learning_rate(lrc, epoch)
+                apply_epoch_config(self.config, self.pretrain, lrc, epoch, self._config_before_pretrain, self.log)
+                self.batch_opts = self._read_batch_opts()
+                set_pretrain_learning_rate(self.config, self.pretrain, lrc, epoch)
+            lr = lrc.learning_rate(epoch)
             if last_best is not None and not self.is_pretrain_epoch(epoch):
                 self._maybe_go_back(lrc, epoch, last_best)
             self.log.v3(f"start {'pretrain ' if self.is_pretrain_epoch(epoch) else ''}epoch {epoch} "
@@ -317,38 +325,6 @@ class Engine:
             backend.epoch_summary(epoch, {**scores, "learning_rate": lr})
             self.log.v1(epoch_line(epoch, scores.get("train_score"), time.monotonic() - t0, dev_lines))
         self.log.v3(f"finished training after epoch {num_epochs}")
-
-    def _learning_rate(self, lrc: LearningRateControl, epoch: int) -> float:
-        """The rate of ``epoch``; as RETURNN, pretrain epochs train at ``pretrain_learning_rate`` (default: the
-        initial rate) and the first epoch after them at the initial rate, unless the control decides always."""
-        if self.pretrain is not None and not self.config.bool("use_learning_rate_control_always", False):
-            if self.is_pretrain_epoch(epoch):
-                rate = self.config.float("pretrain_learning_rate", lrc.default_learning_rate)
-                set_epoch_learning_rate(lrc, epoch, rate)  # type: ignore[arg-type]
-            elif self.is_first_epoch_after_pretrain(epoch):
-                set_epoch_learning_rate(lrc, epoch, lrc.default_learning_rate)
-        return lrc.learning_rate(epoch)
-
-    def _apply_epoch_config(self, lrc: LearningRateControl, epoch: int) -> None:
-        """A pretrain network's ``"#config"``: config keys set for the epochs of that network (RETURNN's way of
-        e.g. a smaller batch_size while the network is small); ``learning_rate`` there is that epoch's rate."""
-        for key, value in self._config_before_pretrain.items():
-            self.config.set(key, value)
-        self._config_before_pretrain.clear()
-        assert self.pretrain is not None
-        overrides = self.pretrain.get_network_json_for_epoch(epoch).get("#config") or {}
-        for key, value in overrides.items():
-            if key == "learning_rate":
-                set_epoch_learning_rate(lrc, epoch, float(value), overwrite=True)
-                continue
-            if not self.config.has(key):
-                raise ConfigError(f"pretrain network of epoch {epoch}: '#config' sets {key!r}, which the config "
-                                  "does not set; set it in the config too (it is restored after the epoch)")
-            self.log.v3(f"pretrain epoch {epoch}: config key {key!r} is {value!r} "
-                        f"(instead of {self.config.typed_value(key)!r})")
-            self._config_before_pretrain[key] = self.config.typed_value(key)
-            self.config.set(key, value)
-        self.batch_opts = self._read_batch_opts()
 
     def _pretrain_network(self, reference: Dataset, epoch: int) -> Backend:
         """The backend with ``epoch``'s pretrain network: when it differs from the one built, a new one is built

@@ -98,3 +98,39 @@ def set_epoch_learning_rate(lrc: LearningRateControl, epoch: int, learning_rate:
     data = lrc.epoch_data.setdefault(epoch, EpochData(None))
     if overwrite or not data.learning_rate:
         data.learning_rate = float(learning_rate)
+
+
+def set_pretrain_learning_rate(config: Any, pretrain: Pretrain, lrc: LearningRateControl, epoch: int) -> None:
+    """As RETURNN: pretrain epochs train at ``pretrain_learning_rate`` (default: the initial rate), the first epoch
+    after them at the initial rate; with ``use_learning_rate_control_always`` the control decides those too."""
+    if config.bool("use_learning_rate_control_always", False):
+        return
+    num = pretrain.get_train_num_epochs()
+    if epoch <= num:
+        set_epoch_learning_rate(lrc, epoch, config.float("pretrain_learning_rate", lrc.default_learning_rate))
+    elif epoch == num + 1:
+        set_epoch_learning_rate(lrc, epoch, lrc.default_learning_rate)
+
+
+def apply_epoch_config(config: Any, pretrain: Pretrain, lrc: LearningRateControl, epoch: int,
+                       saved: dict[str, Any], log: Any) -> None:
+    """The ``"#config"`` of ``epoch``'s pretrain network: config keys set for its epochs (RETURNN's way to e.g. use
+    a smaller batch_size while the network is small), ``learning_rate`` that epoch's rate. ``saved`` holds the values
+    replaced before; they are put back first."""
+    for key, value in saved.items():
+        config.set(key, value)
+    saved.clear()
+    overrides = pretrain.get_network_json_for_epoch(epoch).get("#config") or {}
+    if not isinstance(overrides, Mapping):
+        raise ConfigError(f"pretrain network of epoch {epoch}: '#config' must be a dict of config keys, got "
+                          f"{overrides!r}")
+    for key, value in overrides.items():
+        if key == "learning_rate":
+            set_epoch_learning_rate(lrc, epoch, float(value), overwrite=True)
+            continue
+        if not config.has(key):
+            raise ConfigError(f"pretrain network of epoch {epoch}: '#config' sets {key!r}, which the config does not "
+                              "set; set it in the config too (it is put back after the pretrain network's epochs)")
+        log.v3(f"pretrain epoch {epoch}: config key {key!r} is {value!r} (instead of {config.typed_value(key)!r})")
+        saved[key] = config.typed_value(key)
+        config.set(key, value)
