@@ -80,6 +80,7 @@ class Engine:
         self._config_before_pretrain: dict[str, Any] = {}
         #: the layer dict the current backend was built from
         self.built_net_dict: dict[str, Any] | None = None
+        self._unread_keys_warned = False
 
     # -- setup ----------------------------------------------------------------------------------
     def _read_batch_opts(self) -> dict[str, Any]:
@@ -170,7 +171,9 @@ class Engine:
         if not self.recurrent_net:
             self.log.v4("the network is not recurrent: train and eval batches join the frames of several seqs")
         self.log.v4(f"backend {self.backend_name}: network with layers {', '.join(self.network.layers)}")
-        warn_unread_keys(self.config, self.log, self.manager)
+        if not self._unread_keys_warned:  # once, not again at each pretrain network
+            warn_unread_keys(self.config, self.log, self.manager)
+            self._unread_keys_warned = True
         return backend
 
     def _require_model(self) -> str:

@@ -339,16 +339,21 @@ def test_pretrain_epochs_learning_rates_config_overrides_and_checkpoints(tmp_pat
         return {**net_dict, "#config": steps[idx]} if idx < len(steps) else None
 
     config = Config({
-        "backend": "toy", "task": "train", "network": {"output": {"class": "softmax", "loss": "ce", "n_out": 2}},
+        "backend": "toy", "task": "train",
+        # the toy backend ignores dropout; its value per epoch makes each epoch's network a new one
+        "network": {"output": {"class": "softmax", "loss": "ce", "n_out": 2,
+                               "dropout": WrapEpochValue(lambda epoch: epoch / 10)}},
         "train": {"class": "ToyDataset", "num_seqs": 20}, "dev": {"class": "ToyDataset", "num_seqs": 5},
         "num_epochs": 4, "batch_size": 40, "learning_rate": 1.0, "learning_rate_control": "newbob",
         "learning_rate_file": str(tmp_path / "lr.txt"), "model": str(tmp_path / "model"),
-        "pretrain": {"construction_algo": algo}, "pretrain_learning_rate": 0.5,
+        "pretrain": {"construction_algo": algo}, "pretrain_learning_rate": 0.5, "num_epoch": 3,
     })
     out = io.StringIO()
     Engine(config, manager=manager, log=Log(verbosity=3, stream=out)).run()
     log = out.getvalue()
     assert "pretrain epoch 1: config key 'batch_size' is 10 (instead of 40)" in log
+    assert log.count("warning: num_epoch: not a known key") == 1  # not again for each new network
+    assert "pretrain: new network for epoch 3; 2 params carried over" in log
     assert log.count("config key 'batch_size'") == 1 and config.int("batch_size") == 40  # put back after epoch 1
     rates = [line.split("with learning rate ")[1] for line in log.splitlines() if line.startswith("start ")]
     # pretrain_learning_rate, the step's own, pretrain_learning_rate, then the initial rate after pretraining
