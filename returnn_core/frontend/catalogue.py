@@ -124,6 +124,8 @@ CATALOGUE: dict[str, dict[str, tuple[str, tuple[str, ...]]]] = {
         "random_route": ("layers.theano_era.stochastic:RandomRouteLayer", ()),
         "resnet": ("layers.theano_era.cnn:ResNetLayer", ()),
         "conv_1d": ("layers.theano_era.cnn_line:ConcatConvLayer", ()),
+        "time_warp": ("layers.theano_era.warp:TimeWarpLayer", ()),
+        "adaptive_depth": ("layers.theano_era.depth:AdaptiveDepthLayer", ()),
     },
     "rec_units": {
         "lstm": ("units:LstmUnit", ("standardlstm", "basiclstm", "lstmblock", "lstmblockfused", "cudnnlstm",
