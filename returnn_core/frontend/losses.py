@@ -20,10 +20,23 @@ def frame_errors(ops: Ops, output: Any, labels: Any, mask: Any) -> Any:
     return ops.reduce(wrong * mask, "sum")
 
 
+def smoothed_cross_entropy(ops: Ops, logp: Any, one_hot: Any, smoothing: float, num_classes: int) -> Any:
+    """RETURNN's label-smoothed cross entropy per frame: targets ``1 - smoothing`` on the true class and
+    ``smoothing / (K - 1)`` on each other one, less that target's own entropy (the best reachable value, so a
+    perfect model scores 0 as without smoothing)."""
+    if num_classes < 2:
+        raise NetworkError(f"label_smoothing needs at least 2 classes, got {num_classes}")
+    on, off = 1.0 - smoothing, smoothing / (num_classes - 1)
+    entropy = -(on * np.log(on) if on > 0 else 0.0) - (num_classes - 1) * off * np.log(off + 1e-20)
+    dist = one_hot * np.float32(on - off) + np.float32(off)
+    return -ops.reduce(dist * logp, "sum", -1) - np.float32(entropy)
+
+
 class CrossEntropyLoss(Loss):
     """Cross entropy against sparse class indices (or dense distributions); error = wrong frames.
 
-    ``loss_opts``: ``label_smoothing`` (float, spreads that much probability mass uniformly over the classes).
+    ``loss_opts``: ``label_smoothing`` (float, spreads that much probability mass uniformly over the other classes,
+    see :func:`smoothed_cross_entropy`).
     """
 
     options = {"label_smoothing": 0.0}
@@ -41,9 +54,8 @@ class CrossEntropyLoss(Loss):
         smoothing = float(self.opts.get("label_smoothing") or 0.0)
         if target.sparse:
             if smoothing:
-                dist = self.dense_target(output, target) * np.float32(1.0 - smoothing) + np.float32(
-                    smoothing / float(output.dim))
-                xent = -ops.reduce(dist * logp, "sum", -1)
+                xent = smoothed_cross_entropy(ops, logp, self.dense_target(output, target), smoothing,
+                                              int(output.dim or 0))
             else:
                 xent = ops.cross_entropy_sparse(logp, target.tensor)
             labels = target.tensor
