@@ -21,6 +21,8 @@ class OptimizerSettings:
     gradient_clip_global_norm: float | None = None
     gradient_noise: float | None = None
     accum_grad_multiple_step: int = 1
+    #: ``optimizer_epsilon``: RETURNN gives it to every optimizer that has an epsilon and is not given one
+    epsilon: float = 1e-16
 
     @classmethod
     def from_config(cls, config: Any) -> OptimizerSettings:
@@ -44,8 +46,6 @@ class OptimizerSettings:
                 opts["momentum"] = config.float("momentum", 0.9)
             elif config.float("momentum", 0.0) and name == "sgd":
                 name, opts = "momentum", {"momentum": config.float("momentum", 0.0)}
-            if name in ("adam", "nadam") and config.has("optimizer_epsilon"):
-                opts["epsilon"] = config.float("optimizer_epsilon")
         else:
             raise ConfigError(f"optimizer: expected a dict or a name, got {opt!r}")
         name = str(name).lower()
@@ -59,4 +59,13 @@ class OptimizerSettings:
             gradient_clip_global_norm=config.float("gradient_clip_global_norm", None) or None,
             gradient_noise=config.float("gradient_noise", None) or None,
             accum_grad_multiple_step=config.int("accum_grad_multiple_step", 1) or 1,
+            epsilon=config.float("optimizer_epsilon", 1e-16),
         )
+
+    def create(self, cls: type) -> Any:
+        """The optimizer ``cls`` with the config's options; an epsilon it takes defaults to ``optimizer_epsilon``
+        (RETURNN's 1e-16, as its Theano updaters had; not the frameworks' own defaults)."""
+        opts = dict(self.opts)
+        if "epsilon" in getattr(cls, "defaults", {}) and "epsilon" not in opts:
+            opts["epsilon"] = self.epsilon
+        return cls(**opts)

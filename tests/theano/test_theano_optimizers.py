@@ -11,6 +11,8 @@ from returnn_core.errors import ConfigError
 
 EXTERN = {"data": DataSpec(3), "target": DataSpec(2)}
 LR = 0.1
+#: RETURNN's optimizer_epsilon, every optimizer's epsilon unless given
+EPS = 1e-16
 
 
 def _setup(**config):
@@ -34,24 +36,24 @@ def _np_update(name: str, opts: dict, p: np.ndarray, g: np.ndarray, s: dict, t: 
         s["v"] = opts.get("momentum", 0.9) * s.get("v", 0) + g
         return p - LR * s["v"]
     if name in ("adam", "nadam"):
-        b1, b2, eps = 0.9, 0.999, opts.get("epsilon", 1e-8)
+        b1, b2, eps = 0.9, 0.999, opts.get("epsilon", EPS)
         s["m"] = b1 * s.get("m", 0) + (1 - b1) * g
         s["v"] = b2 * s.get("v", 0) + (1 - b2) * g * g
         lr_t = LR * np.sqrt(1 - b2**t) / (1 - b1**t)
         m = b1 * s["m"] + (1 - b1) * g if name == "nadam" else s["m"]
         return p - lr_t * m / (np.sqrt(s["v"]) + eps)
     if name == "adadelta":
-        rho, eps = 0.95, 1e-6
+        rho, eps = 0.95, EPS
         s["ag"] = rho * s.get("ag", 0) + (1 - rho) * g * g
         d = np.sqrt(s.get("ad", 0) + eps) / np.sqrt(s["ag"] + eps) * g
         s["ad"] = rho * s.get("ad", 0) + (1 - rho) * d * d
         return p - LR * d
     if name == "adagrad":
         s["acc"] = s.get("acc", 0.1) + g * g
-        return p - LR * g / (np.sqrt(s["acc"]) + 1e-7)
+        return p - LR * g / (np.sqrt(s["acc"]) + EPS)
     if name == "rmsprop":
         s["ms"] = 0.9 * s.get("ms", 0) + 0.1 * g * g
-        s["mom"] = opts.get("momentum", 0.0) * s.get("mom", 0) + LR * g / np.sqrt(s["ms"] + 1e-7)
+        s["mom"] = opts.get("momentum", 0.0) * s.get("mom", 0) + LR * g / np.sqrt(s["ms"] + EPS)
         return p - s["mom"]
     raise AssertionError(name)
 

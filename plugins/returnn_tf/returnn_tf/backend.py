@@ -126,7 +126,7 @@ class TFBackend(Backend):
                 raise NetworkError("the network has no loss to train (set 'loss' on an output layer)")
             self.settings = OptimizerSettings.from_config(self.config)
             cls = self.manager.updaters.get(self.settings.name, backend=self.name)
-            self.optimizer = cls(**self.settings.opts)
+            self.optimizer = self.settings.create(cls)
             if isinstance(self.optimizer, Optimizer):
                 self.updater = Updater(self.optimizer, self.trainable)
             else:  # a TF optimizer of the old duck-typed interface (build, apply, state)

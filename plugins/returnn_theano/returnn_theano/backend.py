@@ -124,7 +124,7 @@ class TheanoBackend(Backend):
             cls = self.manager.updaters.get(settings.name, backend=NAME)
         except UnknownNameError as exc:
             raise ConfigError(f"optimizer: {exc}") from exc
-        return cls(**settings.opts)
+        return settings.create(cls)
 
     def _make_slots(self) -> None:
         """One shared variable per trainable parameter and optimizer slot, the step counter, accumulators."""
