@@ -126,6 +126,8 @@ CATALOGUE: dict[str, dict[str, tuple[str, tuple[str, ...]]]] = {
         "conv_1d": ("layers.theano_era.cnn_line:ConcatConvLayer", ()),
         "time_warp": ("layers.theano_era.warp:TimeWarpLayer", ()),
         "adaptive_depth": ("layers.theano_era.depth:AdaptiveDepthLayer", ()),
+        "window_context": ("layers.theano_era.context:WindowContextLayer", ()),
+        "gaussian_filter_1d": ("layers.theano_era.context:GaussianFilter1DLayer", ()),
     },
     "rec_units": {
         "lstm": ("units:LstmUnit", ("standardlstm", "basiclstm", "lstmblock", "lstmblockfused", "cudnnlstm",

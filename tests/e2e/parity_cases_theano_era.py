@@ -160,4 +160,12 @@ CASES: dict[str, tuple[dict[str, Any], dict[str, Any], str]] = {
          "output": {"class": "softmax", "loss": "ce", "from": "noisy"}},
         {"optimizer": {"class": "adam"}}, "eval_only",
     ),
+    # window_context (projected, then the past frames; averaged future frames) and gaussian_filter_1d
+    "theano-era-context-sgd": (
+        {"past": {"class": "window_context", "window": 3, "n_out": 2, "from": ["data", "data:classes"]},
+         "future": {"class": "window_context", "window": 2, "average": "exponential", "direction": 1},
+         "smooth": {"class": "gaussian_filter_1d", "sigma": 1.0, "axis": 0, "window_radius": 2, "from": "past"},
+         "output": {"class": "softmax", "loss": "ce", "from": ["smooth", "future"]}},
+        {"optimizer": {"class": "sgd"}}, "ce",
+    ),
 }
