@@ -15,22 +15,21 @@ pytest.importorskip("returnn_tf")
 pytest.importorskip("returnn_theano")
 pytest.importorskip("returnn_datasets")
 
-# RETURNN's demos/demo-pretrain.config (2017: line-based, the hidden_size description, no network key), smaller
+# a 2017-style line-based config: the hidden_size description (no network key) with default pretraining
 CONFIG = """\
-train GeneratingDataset::Task12AXDataset(num_seqs=40)
-dev GeneratingDataset::Task12AXDataset(num_seqs=10)
+pretrain default
+hidden_size 7,7,7
+hidden_type forward
+activation tanh
+bidirectional false
 num_inputs 9
 num_outputs 2
-hidden_size 10,10,10
-hidden_type forward
-activation sigmoid
-bidirectional false
-batch_size 2000
-max_seqs 10
-chunking 200:200
-pretrain default
-adadelta true
-learning_rate 1
+train Task12AXDataset:num_seqs=30
+dev Task12AXDataset:num_seqs=8,fixed_random_seed=1
+batch_size 1000
+max_seqs 8
+adam true
+learning_rate 0.01
 """
 
 
@@ -71,7 +70,7 @@ def test_greedy_pretraining_grows_the_network_and_carries_the_params(tmp_path, b
         assert f"pretrain epoch {epoch} (of 3): network with layers {layers}" in log
     assert "pretrain: new network for epoch 2; 4 params carried over, freshly initialised: hidden_1/W, hidden_1/b" \
         in log
-    assert "start epoch 4 with learning rate 1" in log
+    assert "start epoch 4 with learning rate 0.01" in log
     marker = ".index" if backend == "tf" else ".npz"
     assert [f for f in _files(tmp_path) if f.endswith(marker)] == [
         f"model.004{marker}", f"model.pretrain.001{marker}", f"model.pretrain.002{marker}",
