@@ -34,6 +34,8 @@ def parse_chunking(chunking: object) -> tuple[Sizes, Sizes] | None:
     """
     if chunking in (None, 0, "0", "", "none"):
         return None
+    if isinstance(chunking, (list, tuple)) and len(chunking) == 2 and chunking[0] in (None, 0):
+        return None  # RETURNN's chunk_size 0: off, whatever the step
     try:
         if isinstance(chunking, str):
             size_s, _, step_s = chunking.partition(":")

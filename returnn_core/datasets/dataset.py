@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from returnn_core.datasets.batching import Batch, DatasetSeq, generate_batches
-from returnn_core.datasets.chunking import parse_context_window
+from returnn_core.datasets.chunking import chunk_seq, parse_chunking, parse_context_window
 from returnn_core.datasets.seq_order import seq_order, seq_order_every
 from returnn_core.datasets.spec import DataSpec
 from returnn_core.errors import DatasetError
@@ -101,13 +101,19 @@ class Dataset:
                 raise DatasetError(f"{self.name}: seq tag(s) not found: {', '.join(missing[:5])}")
             self._order = [index[t] for t in seq_list]
             return
+        self._order = self.get_seq_order_for_epoch(epoch, total, self._seq_length)
+
+    def get_seq_order_for_epoch(self, epoch: int | None, num_seqs: int, get_seq_len: Any = None) -> list[int]:
+        """The corpus indices of (sub-)epoch ``epoch``, by ``seq_ordering``, of ``num_seqs`` seqs of lengths
+        ``get_seq_len(i)``: RETURNN's method, also what :meth:`init_seq_order` uses."""
         seed = self.random_seed(epoch, every=seq_order_every(self.seq_ordering))
-        order = seq_order(self.seq_ordering, total, self._seq_length, seed)
+        order = seq_order(self.seq_ordering, num_seqs, get_seq_len, seed)
         if self.partition_epoch > 1:
             part = ((epoch or 1) - 1) % self.partition_epoch
-            start = sum(self.partition_sizes(len(order))[:part])
-            order = order[start : start + self.partition_sizes(len(order))[part]]
-        self._order = order
+            sizes = self.partition_sizes(len(order))
+            start = sum(sizes[:part])
+            order = order[start : start + sizes[part]]
+        return order
 
     def partition_sizes(self, num_seqs: int) -> list[int]:
         """Seqs per sub-epoch: RETURNN gives the first ``num_seqs % partition_epoch`` parts one seq more."""
@@ -181,6 +187,88 @@ class Dataset:
         """Sorted data keys."""
         return sorted(self.data_specs())
 
+    # -- RETURNN's Dataset API names (its manual), over the same state -----------------------------
+    def initialize(self) -> None:
+        """RETURNN's setup call before loading seqs: the constructor did the rest, this fixes the first order."""
+        self.init_seq_order()
+
+    def load_seqs(self, start: int, end: int) -> None:
+        """Make seqs ``start:end`` of the epoch readable; seqs load on access here, so this only checks the range
+        (as in RETURNN, ``end`` may lie behind the last seq)."""
+        if not 0 <= start <= end:
+            raise DatasetError(f"{self.name}: load_seqs({start}, {end}): need 0 <= start <= end")
+
+    def have_seqs(self) -> bool:
+        """Whether the current epoch has any seq."""
+        return self.is_less_than_num_seqs(0)
+
+    def get_data_keys(self) -> list[str]:
+        """Sorted data keys."""
+        return self.data_keys
+
+    def get_target_list(self) -> list[str]:
+        """The data keys other than ``data``."""
+        return [k for k in self.data_keys if k != "data"]
+
+    def get_data_dim(self, key: str) -> int:
+        """Feature dim (dense) or number of classes (sparse) of ``key`` as delivered."""
+        return int(self._output_spec(key).dim or 0)
+
+    def get_data_dtype(self, key: str) -> str:
+        """Numpy dtype name of ``key``."""
+        return self._output_spec(key).dtype
+
+    def is_data_sparse(self, key: str) -> bool:
+        """Whether ``key`` holds class indices (one per frame)."""
+        return self._output_spec(key).sparse
+
+    def get_data_shape(self, key: str) -> list[int]:
+        """Shape of one frame of ``key``: ``[]`` when sparse, else ``[dim]``."""
+        spec = self._output_spec(key)
+        return [] if spec.sparse else [int(spec.dim or 0)]
+
+    def get_targets(self, target: str, seq_idx: int) -> np.ndarray:
+        """Array of the target ``target`` of one seq."""
+        return self.get_data(seq_idx, target)
+
+    def get_input_data(self, seq_idx: int) -> np.ndarray:
+        """Array of ``data`` of one seq."""
+        return self.get_data(seq_idx, "data")
+
+    def _output_spec(self, key: str) -> DataSpec:
+        specs = self.output_specs()
+        if key not in specs:
+            raise DatasetError(f"{self.name}: no data key {key!r}; it has {', '.join(sorted(specs)) or 'none'}")
+        return specs[key]
+
+    @property
+    def labels(self) -> dict[str, list[str]]:
+        """Data key -> label names, from the specs; a dict the caller may extend, as RETURNN's ``labels``."""
+        if "_labels" not in self.__dict__:
+            self._labels = {k: list(s.labels) for k, s in self.output_specs().items() if s.labels}
+        return self._labels
+
+    def can_serialize_data(self, key: str) -> bool:
+        """Whether :meth:`serialize_data` knows the labels of ``key``."""
+        return key in self.labels
+
+    def serialize_data(self, key: str, data: np.ndarray) -> str:
+        """Label indices of ``key`` as text, as RETURNN writes them: labels that are single chars are joined
+        (bytes that are UTF-8 are decoded), longer labels are joined by spaces."""
+        if key not in self.labels:
+            raise DatasetError(f"{self.name}: no labels for {key!r} to serialize with; set labels[{key!r}]")
+        labels = self.labels[key]
+        indices = np.asarray(data).reshape(-1).tolist()
+        names = [labels[int(i)] for i in indices]
+        if len(labels) < 1000 and all(len(label) == 1 for label in labels):
+            if all(ord(label) <= 255 for label in labels):
+                try:
+                    return bytes(ord(n) for n in names).decode("utf-8")
+                except UnicodeDecodeError:
+                    pass  # not UTF-8 after all: the chars as they are
+            return "".join(names)
+        return " ".join(names)
+
     def output_specs(self) -> dict[str, DataSpec]:
         """Specs as delivered (``window`` multiplies the input dim)."""
         specs = dict(self.data_specs())
@@ -209,6 +297,49 @@ class Dataset:
         padded[left : left + t] = x
         windowed = np.concatenate([padded[i : i + t] for i in range(w)], axis=1)
         return {**features, "data": windowed}
+
+    # -- chunks ---------------------------------------------------------------------------------
+    def _chunk_pair(self) -> tuple[Any, Any]:
+        """``chunking`` as RETURNN's ``(chunk_size, chunk_step)``; size 0 means no chunking."""
+        if isinstance(self.chunking, tuple) and len(self.chunking) == 2 and not self.chunking[0]:
+            return self.chunking  # off, keeping a step set before the size (RETURNN sets them one at a time)
+        parsed = parse_chunking(self.chunking)
+        return parsed if parsed is not None else (0, 0)
+
+    @property
+    def chunk_size(self) -> int | dict[str, int]:
+        """Frames per chunk (or per key), 0 without chunking: the first half of ``chunking``."""
+        return self._chunk_pair()[0]
+
+    @chunk_size.setter
+    def chunk_size(self, size: int | dict[str, int]) -> None:
+        self.chunking = (size, self._chunk_pair()[1])
+
+    @property
+    def chunk_step(self) -> int | dict[str, int]:
+        """Frames from one chunk's start to the next (or per key): the second half of ``chunking``."""
+        return self._chunk_pair()[1]
+
+    @chunk_step.setter
+    def chunk_step(self, step: int | dict[str, int]) -> None:
+        self.chunking = (self._chunk_pair()[0], step)
+
+    def iterate_seqs(
+        self, chunk_size: Any = None, chunk_step: Any = None, used_data_keys: Any = None
+    ) -> Iterator[tuple[int, Any, Any]]:
+        """``(seq_idx, start, end)`` of every chunk of the epoch, as batches cut them (``chunk_size``/``chunk_step``
+        default to the dataset's); per-key chunking or a context window gives ``{key: frame}`` dicts."""
+        size, step = self._chunk_pair() if chunk_size is None else (chunk_size, chunk_step or chunk_size)
+        chunks = parse_chunking((size, step) if size else None)
+        context = parse_context_window(self.context_window)
+        for seq in self.iter_seqs():
+            keys = [k for k in (used_data_keys or seq.features) if k in seq.features]
+            for piece in chunk_seq(seq, chunks, min_chunk_size=self.min_chunk_size, context=context):
+                if piece.key_bounds:
+                    bounds = {k: piece.bounds(k) for k in keys}
+                    yield seq.seq_idx, {k: b[0] for k, b in bounds.items()}, {k: b[1] for k, b in bounds.items()}
+                else:
+                    yield seq.seq_idx, piece.start, piece.end
 
     # -- batches --------------------------------------------------------------------------------
     def generate_batches(

@@ -9,6 +9,22 @@ from typing import Any
 from returnn_core.errors import ConfigError
 
 
+class NumOutputs(list):
+    """RETURNN's ``[dim, ndim]`` pair of ``num_outputs``; equal to the same two numbers as a list or a tuple.
+
+    RETURNN held the pair as a list in some places and a tuple in others (its manual: ``(dim, ndim)``), and
+    configs and scripts compare against either.
+    """
+
+    def __eq__(self, other: object) -> bool:
+        return list.__eq__(self, list(other) if isinstance(other, tuple) else other)
+
+    def __ne__(self, other: object) -> bool:
+        return not self == other
+
+    __hash__ = None  # type: ignore[assignment]  # a list, so unhashable
+
+
 @dataclass(frozen=True)
 class DataSpec:
     """One data stream: feature dim (dense) or class count (sparse), time-major per seq."""
@@ -27,9 +43,9 @@ class DataSpec:
         """RETURNN's ``num_outputs`` ndim: 1 for sparse (time), 2 for dense (time, feature)."""
         return 1 if self.sparse else 2
 
-    def as_num_outputs(self) -> list[int]:
+    def as_num_outputs(self) -> NumOutputs:
         """The ``[dim, ndim]`` pair used by ``num_outputs`` and HDF ``targets/size``."""
-        return [int(self.dim or 0), self.ndim]
+        return NumOutputs([int(self.dim or 0), self.ndim])
 
     @classmethod
     def from_config(cls, key: str, value: Any) -> DataSpec:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -115,7 +115,9 @@ class TranslationDataset(_InMemoryText):
 
     Lines are whitespace-split words (files may be gzipped, also as ``*.gz``); vocabularies are
     ``source.vocab.pkl``/``target.vocab.pkl`` (pickled dicts) or given explicitly. ``source_postfix`` /
-    ``target_postfix`` (e.g. ``" </S>"``) are appended to every line before splitting.
+    ``target_postfix`` (e.g. ``" </S>"``) are appended to every line before splitting. ``unknown_label``
+    replaces words missing from a vocabulary: one label for both sides (where that vocabulary has it), or
+    ``{"data": ..., "classes": ...}`` per side (then the vocabulary must have it).
     """
 
     def __init__(
@@ -126,15 +128,26 @@ class TranslationDataset(_InMemoryText):
         target_postfix: str = "",
         source_vocab: str | None = None,
         target_vocab: str | None = None,
-        unknown_label: str | None = None,
+        unknown_label: str | Mapping[str, str | None] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        if isinstance(unknown_label, Mapping):
+            unknown = dict(unknown_label)
+            extra = sorted(set(unknown) - {"data", "classes"})
+            if extra:
+                raise DatasetError(f"{self.name}: unknown_label has keys {extra}; its keys are 'data' and 'classes'")
         sides = {}
-        for side, postfix, vocab_file in (("source", source_postfix, source_vocab), ("target", target_postfix, target_vocab)):
+        for side, key, postfix, vocab_file in (
+            ("source", "data", source_postfix, source_vocab), ("target", "classes", target_postfix, target_vocab)
+        ):
             text_file = self._find(os.path.join(path, f"{side}.{file_postfix}"))
             vocab = load_vocab(vocab_file or os.path.join(path, f"{side}.vocab.pkl"))
-            encoder = Encoder(vocab, unknown_label if unknown_label in vocab else None, self.name)
+            if isinstance(unknown_label, Mapping):
+                label = unknown.get(key)
+            else:
+                label = unknown_label if unknown_label in vocab else None
+            encoder = Encoder(vocab, label, f"{self.name} ({side})")
             seqs = [encoder.encode((line + postfix).split(), f"{text_file}:{n}") for n, line in enumerate(read_lines(text_file), 1)]
             sides[side] = (text_file, vocab, seqs)
         (src_file, src_vocab, src), (tgt_file, tgt_vocab, tgt) = sides["source"], sides["target"]
