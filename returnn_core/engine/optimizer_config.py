@@ -20,6 +20,8 @@ class OptimizerSettings:
     gradient_clip: float | None = None
     gradient_clip_global_norm: float | None = None
     gradient_noise: float | None = None
+    gradient_clip_norm: float | None = None
+    gradient_nan_inf_filter: bool = False
     accum_grad_multiple_step: int = 1
     #: ``optimizer_epsilon``: RETURNN gives it to every optimizer that has an epsilon and is not given one
     epsilon: float = 1e-16
@@ -58,9 +60,17 @@ class OptimizerSettings:
             gradient_clip=config.float("gradient_clip", None) or None,
             gradient_clip_global_norm=config.float("gradient_clip_global_norm", None) or None,
             gradient_noise=config.float("gradient_noise", None) or None,
+            gradient_clip_norm=config.float("gradient_clip_norm", None) or None,
+            gradient_nan_inf_filter=bool(config.bool("gradient_nan_inf_filter", False)),
             accum_grad_multiple_step=config.int("accum_grad_multiple_step", 1) or 1,
             epsilon=config.float("optimizer_epsilon", 1e-16),
         )
+
+    def gradient_options(self) -> dict[str, Any]:
+        """The keyword arguments of :func:`returnn_core.frontend.process_gradients` these settings ask for."""
+        return {"clip": self.gradient_clip, "global_norm": self.gradient_clip_global_norm,
+                "noise": self.gradient_noise, "clip_norm": self.gradient_clip_norm,
+                "nan_inf_filter": self.gradient_nan_inf_filter}
 
     def create(self, cls: type) -> Any:
         """The optimizer ``cls`` with the config's options; an epsilon it takes defaults to ``optimizer_epsilon``

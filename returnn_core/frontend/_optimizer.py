@@ -63,18 +63,30 @@ class Optimizer:
 
 
 def process_gradients(ops: Ops, grads: Sequence[Any], *, clip: float | None = None,
-                      global_norm: float | None = None, noise: float | None = None) -> list[Any]:
-    """``gradient_clip`` (elementwise), ``gradient_clip_global_norm``, then ``gradient_noise`` (``None`` kept)."""
+                      global_norm: float | None = None, noise: float | None = None, clip_norm: float | None = None,
+                      nan_inf_filter: bool = False) -> list[Any]:
+    """The gradient treatment of RETURNN's updater, in its order (``None`` kept): ``gradient_noise``, then
+    ``gradient_clip`` (elementwise), ``gradient_clip_norm`` (per tensor), ``gradient_clip_global_norm`` (by the
+    global norm of the gradients as they came), ``gradient_nan_inf_filter`` (nan and inf become 0)."""
     grads = list(grads)
-    if clip:
-        grads = [None if g is None else ops.clip(g, -float(clip), float(clip)) for g in grads]
+    norm = None
     if global_norm:
         present = [g for g in grads if g is not None]
         norm = ops.sqrt(sum(ops.reduce(ops.square(g), "sum") for g in present))
-        scale = np.float32(global_norm) / ops.maximum(norm, np.float32(global_norm))
-        grads = [None if g is None else g * scale for g in grads]
     if noise:
         grads = [None if g is None else g + ops.random_normal(ops.shape(g), float(noise)) for g in grads]
+    if clip:
+        grads = [None if g is None else ops.clip(g, -float(clip), float(clip)) for g in grads]
+    if clip_norm:
+        limit = np.float32(clip_norm)
+        grads = [None if g is None else g * (limit / ops.maximum(ops.sqrt(ops.reduce(ops.square(g), "sum")), limit))
+                 for g in grads]
+    if norm is not None:
+        scale = np.float32(global_norm) / ops.maximum(norm, np.float32(global_norm))
+        grads = [None if g is None else g * scale for g in grads]
+    if nan_inf_filter:
+        # x - x is 0 exactly for finite x (nan for nan and inf)
+        grads = [None if g is None else ops.where(ops.equal(g - g, 0.0), g, 0.0) for g in grads]
     return grads
 
 

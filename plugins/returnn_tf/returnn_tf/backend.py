@@ -231,8 +231,7 @@ class TFBackend(Backend):
         s = self.settings
         # embedding lookups give IndexedSlices, which the ops do not take
         grads = [tf.convert_to_tensor(g) if g is not None else None for g in grads]
-        return process_gradients(TF_OPS, grads, clip=s.gradient_clip, global_norm=s.gradient_clip_global_norm,
-                                 noise=s.gradient_noise)
+        return process_gradients(TF_OPS, grads, **s.gradient_options())
 
     def _accumulate(self, grads: list[Any], variables: list[tf.Variable], names: list[str]) -> None:
         n = self.settings.accum_grad_multiple_step

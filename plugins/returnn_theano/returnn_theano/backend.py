@@ -191,8 +191,7 @@ class TheanoBackend(Backend):
         if not params:
             raise NetworkError("the network has no trainable parameters")
         grads = pytensor.grad(objective, list(params.values()), disconnected_inputs="ignore")
-        grads = process_gradients(graph.ops, grads, clip=settings.gradient_clip,
-                                  global_norm=settings.gradient_clip_global_norm, noise=settings.gradient_noise)
+        grads = process_gradients(graph.ops, grads, **settings.gradient_options())
         lr = pt.scalar("learning_rate", dtype=floatX)
         updates = self._optimizer_updates(graph.ops, params, grads, lr)
         updates += graph.ops.updates + graph.ops.random.updates()
