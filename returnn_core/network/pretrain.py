@@ -40,19 +40,19 @@ class WrapEpochValue:
         return f"WrapEpochValue({getattr(self.func, '__name__', self.func)!r})"
 
 
+def _has_wrap_value(v: Any) -> bool:
+    if isinstance(v, WrapEpochValue):
+        return True
+    if isinstance(v, Mapping):
+        return any(_has_wrap_value(x) for x in v.values())
+    if isinstance(v, (list, tuple)):
+        return any(_has_wrap_value(x) for x in v)
+    return False
+
+
 def find_pretrain_wrap_values(net_dict: Mapping[str, Any]) -> bool:
     """Whether a :class:`WrapEpochValue` sits anywhere in ``net_dict`` (through dicts, lists and tuples)."""
-
-    def found(v: Any) -> bool:
-        if isinstance(v, WrapEpochValue):
-            return True
-        if isinstance(v, Mapping):
-            return any(found(x) for x in v.values())
-        if isinstance(v, (list, tuple)):
-            return any(found(x) for x in v)
-        return False
-
-    return found(net_dict)
+    return _has_wrap_value(net_dict)
 
 
 def resolve_wrap_values(value: Any, epoch: int) -> Any:
@@ -61,7 +61,7 @@ def resolve_wrap_values(value: Any, epoch: int) -> Any:
         return value.get_value(epoch=epoch)
     if isinstance(value, Mapping):
         return {k: resolve_wrap_values(v, epoch) for k, v in value.items()}
-    if isinstance(value, (list, tuple)) and find_pretrain_wrap_values({"": value}):
+    if isinstance(value, (list, tuple)) and _has_wrap_value(value):
         return type(value)(resolve_wrap_values(v, epoch) for v in value)
     return value
 
