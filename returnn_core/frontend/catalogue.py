@@ -128,6 +128,8 @@ CATALOGUE: dict[str, dict[str, tuple[str, tuple[str, ...]]]] = {
         "adaptive_depth": ("layers.theano_era.depth:AdaptiveDepthLayer", ()),
         "window_context": ("layers.theano_era.context:WindowContextLayer", ()),
         "gaussian_filter_1d": ("layers.theano_era.context:GaussianFilter1DLayer", ()),
+        "base": ("layers.theano_era.base_attention:BaseInterpolationLayer", ()),
+        "source_attention": ("layers.theano_era.base_attention:SourceAttentionLayer", ()),
     },
     "rec_units": {
         "lstm": ("units:LstmUnit", ("standardlstm", "basiclstm", "lstmblock", "lstmblockfused", "cudnnlstm",

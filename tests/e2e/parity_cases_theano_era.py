@@ -168,4 +168,13 @@ CASES: dict[str, tuple[dict[str, Any], dict[str, Any], str]] = {
          "output": {"class": "softmax", "loss": "ce", "from": ["smooth", "future"]}},
         {"optimizer": {"class": "sgd"}}, "ce",
     ),
+    # base and source_attention: softmax over the frames of a base layer (sgd: the gradient of base's own W is
+    # only rounding noise, its score cancels in the softmax, and adam would blow that noise up to full steps)
+    "theano-era-base-attention-sgd": (
+        {"enc": {"class": "hidden", "n_out": 3, "activation": "tanh", "from": ["data", "data:classes"]},
+         "interp": {"class": "base", "base": "enc"},
+         "att": {"class": "source_attention", "base": "enc", "n_tmp": 2},
+         "output": {"class": "softmax", "loss": "ce", "from": ["interp", "att"]}},
+        {"optimizer": {"class": "sgd"}}, "ce",
+    ),
 }

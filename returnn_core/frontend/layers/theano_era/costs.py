@@ -93,7 +93,8 @@ class _DetectionCost(Loss):
 class DetectionLayer(HiddenLayer):
     """``detection``: a two-class ``hidden`` softmax that detects the class ``label_idx`` of ``target`` in each
     frame: its cross entropy against "the target is label_idx" is the layer's cost (RETURNN's output was the
-    flattened (time * batch, 2) probabilities; here they keep their frames)."""
+    flattened (time * batch, 2) probabilities, and its cost applied the softmax once more to them; here the
+    probabilities keep their frames and the cost is their own cross entropy)."""
 
     options = HiddenLayer.options | {"label_idx"}
     default_activation = "softmax"
