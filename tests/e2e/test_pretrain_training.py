@@ -102,3 +102,6 @@ def test_resume_in_the_middle_of_pretraining_builds_that_epochs_network(tmp_path
     # eval of a pretrain epoch's checkpoint builds that epoch's network
     evaluated = _train(tmp_path, backend, "++task", "eval", "++load_epoch", "1")
     assert "epoch 1 dev: score" in evaluated
+    # load_epoch in the middle of pretraining: that epoch's network is loaded, then the next one grows from it
+    again = _train(tmp_path, backend, "++load_epoch", "2", "++num_epochs", "3")
+    assert "pretrain: new network for epoch 3; 6 params carried over" in again and "resuming" not in again
