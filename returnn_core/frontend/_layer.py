@@ -113,6 +113,9 @@ class Layer:
         shape = out_type.get("shape") if isinstance(out_type, Mapping) else None
         if isinstance(shape, (list, tuple)) and shape and isinstance(shape[-1], int):
             return tuple(d if isinstance(d, int) else None for d in shape)
+        dim = out_type.get("dim") if isinstance(out_type, Mapping) else None
+        if shape is None and isinstance(dim, int) and not isinstance(dim, bool) and not out_type.get("sparse"):
+            return (dim,)  # RETURNN: a dense out_type of only a dim is one frame of that many features
         return None
 
     def _owner_name(self, reuse: str) -> str:

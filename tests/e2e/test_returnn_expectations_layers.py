@@ -167,3 +167,15 @@ def test_conv_input_add_feature_dim_on_raw_samples() -> None:
     out, lens = _forward(backends, "output", feed)
     # 400 samples: 40 frames, 80 padded, (80 - 2) // 2 + 1 = 40; features (6 - 3) // 2 + 1 = 2 positions x 5
     assert list(lens) == [40, 35] and out.shape[-1] == 10
+
+
+def test_rec_counter_from_prev_output_with_out_type_dim() -> None:
+    # RETURNN's test_engine_rec_subnet_count: out_type's dim tells the loop the shape of prev:output
+    net = {"output": {"class": "rec", "from": "data", "unit": {
+        "output": {"class": "activation", "activation": "identity + 1", "from": "prev:output", "initial_output": 0,
+                   "out_type": {"dim": 1, "dtype": "int32"}}}}}
+    backends = _both(net)
+    out, lens = _forward(backends, "output")
+    assert list(lens) == list(SEQ_LENS)
+    for b, n in enumerate(SEQ_LENS):
+        assert out[b, :n, 0].tolist() == list(range(1, n + 1))
