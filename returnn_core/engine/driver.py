@@ -346,8 +346,12 @@ class Engine:
         # Adadelta accumulators, ...) belong to the old network's variables, whose set and shapes have changed.
         backend = self.build(reference, train=True, epoch=epoch)
         assert self.network is not None
-        copy_out = self.pretrain.copy_output_layer if self.is_pretrain_epoch(epoch) else "ifpossible"
-        values = carried_params(old_values, backend.get_param_values(), self.network.output_layers, copy_out, self.log)
+        pretraining = self.is_pretrain_epoch(epoch)
+        copy_out = self.pretrain.copy_output_layer if pretraining else "ifpossible"
+        mode = self.pretrain.get_network_json_for_epoch(epoch).get(
+            "#copy_param_mode", self.pretrain.copy_param_mode if pretraining else None)
+        values = {} if mode == "reset" else carried_params(
+            old_values, backend.get_param_values(), self.network.output_layers, copy_out, self.log)
         backend.set_param_values(values)
         fresh = sorted(set(backend.get_param_values()) - set(values))
         self.log.v3(f"pretrain: new network for epoch {epoch}; {len(values)} params carried over"

@@ -18,6 +18,9 @@ from returnn_core.errors import ConfigError
 CONSTRUCTION_ALGOS = ("from_output", "from_input", "no_network_modifications")
 #: values of ``copy_output_layer``
 COPY_OUTPUT_LAYER = (True, False, "ifpossible", "reset")
+#: values of ``copy_param_mode`` (and of a step's ``"#copy_param_mode"``): None/"ifpossible" carries what matches,
+#: "reset" nothing
+COPY_PARAM_MODES = (None, "ifpossible", "reset")
 #: a callable construction_algo that never returns None would build steps forever
 MAX_CUSTOM_STEPS = 1000
 
@@ -89,9 +92,9 @@ class Pretrain:
     ) -> None:
         if not isinstance(original_network_json, Mapping) or not original_network_json:
             raise ConfigError("pretrain needs a network: set 'network' (or hidden_size/hidden_type)")
-        if copy_param_mode not in (None, "ifpossible", "reset"):
-            raise ConfigError(f"pretrain copy_param_mode {copy_param_mode!r} is not supported; use 'ifpossible' "
-                              "(copy what matches) or 'reset'")
+        _check_copy_param_mode("pretrain copy_param_mode", copy_param_mode)
+        #: how params carry over to a new pretrain network: None/"ifpossible" by name and shape, "reset" not at all
+        self.copy_param_mode = copy_param_mode
         if copy_output_layer is None:
             copy_output_layer = copy_param_mode or "ifpossible"
         if copy_output_layer not in COPY_OUTPUT_LAYER:
@@ -119,6 +122,8 @@ class Pretrain:
                               f"{', '.join(CONSTRUCTION_ALGOS)} or a function (idx, net_dict) -> net_dict or None")
         if not callable(algo):  # a callable's steps are taken as they are
             steps = self._drop_steps_adding_only_fixed_layers(steps)
+        for i, step in enumerate(steps):
+            _check_copy_param_mode(f"pretrain step {i}: '#copy_param_mode'", step.get("#copy_param_mode"))
         reps = self._repetitions(repetitions, len(steps))
         for i, step in enumerate(steps):
             if "#repetition" in step:
@@ -322,6 +327,18 @@ class Pretrain:
                                   "steps; give at most one per step (the last one repeats)")
             return reps + [reps[-1]] * (num_steps - len(reps))
         return [_count("repetitions", repetitions)] * num_steps
+
+
+def _check_copy_param_mode(what: str, mode: Any) -> None:
+    if mode == "subset":
+        # RETURNN copies the overlapping part of a param whose dims grew, split per LSTM gate and per source; the
+        # layers here do not record those splits, and an unsplit copy would mix the gates
+        raise ConfigError(f"{what} 'subset' (copying part of a grown param) is not supported; keep the dims of the "
+                          "pretrain networks equal to the final ones, or use 'ifpossible' (fresh values where the "
+                          "shape changed) or 'reset'")
+    if mode not in COPY_PARAM_MODES:
+        raise ConfigError(f"{what} {mode!r} is not allowed; expected one of "
+                          f"{', '.join(map(repr, COPY_PARAM_MODES))}")
 
 
 def _count(what: str, n: Any) -> int:

@@ -139,6 +139,9 @@ def test_greedy_trains_only_the_new_and_the_output_layers():
     ({"copy_output_layer": "maybe"}, "copy_output_layer 'maybe' is not allowed"),
     ({"output_layers": ["out"]}, "output layer 'out' is not in the network"),
     ({"construction_algo": lambda idx, net_dict: 42}, "expected a network dict or None, got int"),
+    ({"copy_param_mode": "subset"}, "copy_param_mode 'subset' (copying part of a grown param) is not supported"),
+    ({"construction_algo": lambda idx, net_dict: {**net_dict, "#copy_param_mode": "some"} if idx == 0 else None},
+     "step 0: '#copy_param_mode' 'some' is not allowed; expected one of None, 'ifpossible', 'reset'"),
     ({"construction_algo": lambda idx, net_dict: net_dict}, "return None once pretraining is done"),
 ])
 def test_bad_pretrain_options_name_the_option(opts, message):
@@ -335,8 +338,8 @@ def test_bad_hidden_size_descriptions_say_what_to_do(values, message):
 # -- in the training loop (the toy numpy backend) ------------------------------------------------------------
 def test_pretrain_epochs_learning_rates_config_overrides_and_checkpoints(tmp_path, manager):
     def algo(idx, net_dict):
-        steps = [{"batch_size": 10}, {"learning_rate": 0.25}]
-        return {**net_dict, "#config": steps[idx]} if idx < len(steps) else None
+        steps = [{"#config": {"batch_size": 10}}, {"#config": {"learning_rate": 0.25}, "#copy_param_mode": "reset"}]
+        return {**net_dict, **steps[idx]} if idx < len(steps) else None
 
     config = Config({
         "backend": "toy", "task": "train",
@@ -353,6 +356,7 @@ def test_pretrain_epochs_learning_rates_config_overrides_and_checkpoints(tmp_pat
     log = out.getvalue()
     assert "pretrain epoch 1: config key 'batch_size' is 10 (instead of 40)" in log
     assert log.count("warning: num_epoch: not a known key") == 1  # not again for each new network
+    assert "pretrain: new network for epoch 2; 0 params carried over, freshly initialised: output/W, output/b" in log
     assert "pretrain: new network for epoch 3; 2 params carried over" in log
     assert log.count("config key 'batch_size'") == 1 and config.int("batch_size") == 40  # put back after epoch 1
     rates = [line.split("with learning rate ")[1] for line in log.splitlines() if line.startswith("start ")]
