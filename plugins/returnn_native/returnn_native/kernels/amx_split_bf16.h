@@ -30,26 +30,23 @@ const int kPrefetchChunks = 2;
 
 inline int amx_chunks(int K) { return (K + kAmxChunk - 1) / kAmxChunk; }
 
-// bf16 of x, rounded to nearest even (inputs are finite)
-inline uint16_t bf16_round(float x) {
-  uint32_t u;
-  std::memcpy(&u, &x, 4);
-  u += 0x7FFFu + ((u >> 16) & 1u);
-  return (uint16_t)(u >> 16);
-}
-
-inline float bf16_value(uint16_t h) {
-  const uint32_t u = (uint32_t)h << 16;
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
-}
-
-inline void split_bf16(float x, uint16_t* hi, uint16_t* lo) {
-  const uint16_t h = bf16_round(x);
+// hi = bf16(x) rounded to nearest even, lo = bf16(x - hi), each in the low half of a 32-bit lane (x finite)
+inline void split16(__m512 x, __m512i* hi, __m512i* lo) {
+  const __m512i one = _mm512_set1_epi32(1), half = _mm512_set1_epi32(0x7FFF);
+  __m512i u = _mm512_castps_si512(x);
+  const __m512i h = _mm512_srli_epi32(_mm512_add_epi32(u, _mm512_add_epi32(half, _mm512_and_si512(_mm512_srli_epi32(u, 16), one))), 16);
+  u = _mm512_castps_si512(_mm512_sub_ps(x, _mm512_castsi512_ps(_mm512_slli_epi32(h, 16))));
   *hi = h;
-  *lo = bf16_round(x - bf16_value(h));
+  *lo = _mm512_srli_epi32(_mm512_add_epi32(u, _mm512_add_epi32(half, _mm512_and_si512(_mm512_srli_epi32(u, 16), one))), 16);
 }
+
+// The first `count` (0..16) lanes.
+inline __mmask16 lanes(int count) {
+  return count >= 16 ? (__mmask16)0xFFFF : (count <= 0 ? (__mmask16)0 : (__mmask16)((1u << count) - 1));
+}
+
+// Pairs (a, b) of bf16 lanes as the 32-bit words AMX reads: a in the low half.
+inline __m512i pair16(__m512i a, __m512i b) { return _mm512_or_si512(a, _mm512_slli_epi32(b, 16)); }
 
 // Linux hands out the AMX tile state only on request; once per process. False where the kernel or CPU refuses.
 bool amx_usable() {
@@ -79,46 +76,104 @@ struct AmxTiles {
   bool on_;
 };
 
-// Panels [p0, p1) of the K x N matrix (element (k, j) at src[k * stride_k + j * stride_j]) into out.
+// Panels [p0, p1) of the K x N matrix into out; element (k, j) at src[k * stride_k + j * stride_j], where the
+// matrix's rows (stride_j == 1) or columns (stride_k == 1) are contiguous.
 void pack_amx(const float* src, long stride_k, long stride_j, int K, int N, int p0, int p1, uint16_t* out) {
   const int kc_n = amx_chunks(K);
+  const __m512i rows = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                                          _mm512_set1_epi32(16));
   for (int p = p0; p < p1; ++p)
     for (int kc = 0; kc < kc_n; ++kc)
       for (int half = 0; half < 2; ++half) {
         uint16_t* hi = out + ((long)p * kc_n + kc) * kAmxChunkFloats + half * 2 * kAmxTile;
         uint16_t* lo = hi + kAmxTile;
-        for (int r = 0; r < 16; ++r)
-          for (int j = 0; j < 16; ++j)
+        const int k0 = kc * kAmxChunk, j0 = p * kPanel + half * 16;
+        if (stride_j == 1) {
+          // tile row r: the 16 columns of matrix rows k0 + 2r and k0 + 2r + 1, interleaved
+          const __mmask16 cols = lanes(N - j0);
+          for (int r = 0; r < 16; ++r) {
+            const int k = k0 + 2 * r;
+            const __m512 x0 = _mm512_maskz_loadu_ps(k < K ? cols : 0, src + k * stride_k + j0);
+            const __m512 x1 = _mm512_maskz_loadu_ps(k + 1 < K ? cols : 0, src + (k + 1) * stride_k + j0);
+            __m512i h0, l0, h1, l1;
+            split16(x0, &h0, &l0);
+            split16(x1, &h1, &l1);
+            _mm512_storeu_si512(hi + r * 32, pair16(h0, h1));
+            _mm512_storeu_si512(lo + r * 32, pair16(l0, l1));
+          }
+        } else {
+          // matrix column j0 + j: 32 contiguous rows k0.. = the pairs of tile rows 0..15 in tile column j
+          for (int j = 0; j < 16; ++j) {
+            const bool in = j0 + j < N;
+            const float* col = src + (long)(j0 + j) * stride_j + k0;
+            __m512i h[2], l[2];
             for (int q = 0; q < 2; ++q) {
-              const int k = kc * kAmxChunk + 2 * r + q, col = p * kPanel + half * 16 + j;
-              const float x = k < K && col < N ? src[k * stride_k + col * stride_j] : 0.f;
-              split_bf16(x, hi + r * 32 + j * 2 + q, lo + r * 32 + j * 2 + q);
+              const __m512 x = _mm512_maskz_loadu_ps(in ? lanes(K - k0 - 16 * q) : 0, col + 16 * q);
+              split16(x, &h[q], &l[q]);
             }
+            // bf16 of rows 2r, 2r + 1 from the two halves: even lanes of (h0 | h1 << 16) packed 32-bit words
+            const __m512i idx = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+            const __m512i idx1 = _mm512_add_epi32(idx, _mm512_set1_epi32(1));
+            const __m512i hp = pair16(_mm512_permutex2var_epi32(h[0], idx, h[1]), _mm512_permutex2var_epi32(h[0], idx1, h[1]));
+            const __m512i lp = pair16(_mm512_permutex2var_epi32(l[0], idx, l[1]), _mm512_permutex2var_epi32(l[0], idx1, l[1]));
+            _mm512_i32scatter_epi32(hi + j * 2, rows, hp, 4);
+            _mm512_i32scatter_epi32(lo + j * 2, rows, lp, 4);
+          }
+        }
       }
 }
 
 // Rows [0, M) of A (row stride lda, K columns) into hi and lo buffers of ld = amx_chunks(K) * 32 bf16 per row.
 void split_rows(int M, int K, const float* a, long lda, uint16_t* hi, uint16_t* lo, int ld) {
-  for (int r = 0; r < M; ++r) {
-    const float* ar = a + r * lda;
-    uint16_t* hr = hi + (long)r * ld;
-    uint16_t* lr = lo + (long)r * ld;
-    for (int k = 0; k < K; ++k) split_bf16(ar[k], hr + k, lr + k);
-  }
+  for (int r = 0; r < M; ++r)
+    for (int k = 0; k < K; k += 16) {
+      const __mmask16 m = lanes(K - k);
+      __m512i h, l;
+      split16(_mm512_maskz_loadu_ps(m, a + r * lda + k), &h, &l);
+      _mm512_mask_cvtepi32_storeu_epi16(hi + (long)r * ld + k, m, h);
+      _mm512_mask_cvtepi32_storeu_epi16(lo + (long)r * ld + k, m, l);
+    }
+}
+
+// Rows [m0, m1) of A = S^T, S (K x M) with row stride lds, into hi and lo buffers as split_rows writes them.
+void split_rows_transposed(int m0, int m1, int K, const float* s, long lds, uint16_t* hi, uint16_t* lo, int ld) {
+  const __m512i rows = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                                          _mm512_set1_epi32(ld / 2));
+  for (int k = 0; k < K; k += 2)
+    for (int m = m0; m < m1; m += 16) {
+      const __mmask16 in = lanes(m1 - m);
+      __m512i h0, l0, h1, l1;
+      split16(_mm512_maskz_loadu_ps(in, s + k * lds + m), &h0, &l0);
+      split16(_mm512_maskz_loadu_ps(k + 1 < K ? in : 0, s + (k + 1) * lds + m), &h1, &l1);
+      // the pair (k, k + 1) of row m + i is the 32-bit word (m + i) * ld / 2 + k / 2
+      _mm512_mask_i32scatter_epi32(hi + (long)m * ld + k, in, rows, pair16(h0, h1), 4);
+      _mm512_mask_i32scatter_epi32(lo + (long)m * ld + k, in, rows, pair16(l0, l1), 4);
+    }
 }
 
 // scratch[0:16*RB, 0:32] (row stride 32) = rows of the split A (ld bf16 per row) x one packed panel.
 // Consecutive tile products go to different accumulators and a loaded tile serves all products that need it
 // before it is reloaded: a tile is not renamed, so reloading it waits for the products still reading it.
+// With `accumulate`, adds to what scratch holds.
 template <int RB>
-void amx_panel(int kc_n, const uint16_t* a_hi, const uint16_t* a_lo, int ld, const uint16_t* panel, float* scratch) {
+void amx_panel(int kc_n, const uint16_t* a_hi, const uint16_t* a_lo, int ld, const uint16_t* panel, float* scratch,
+               bool accumulate) {
   const long lda = 2L * ld;  // bytes
   const long a2 = 16L * ld;  // rows 16-31
-  _tile_zero(0);
-  _tile_zero(1);
-  if (RB == 2) {
-    _tile_zero(2);
-    _tile_zero(3);
+  if (accumulate) {
+    _tile_loadd(0, scratch, 128);
+    _tile_loadd(1, scratch + 16, 128);
+    if (RB == 2) {
+      _tile_loadd(2, scratch + 16 * 32, 128);
+      _tile_loadd(3, scratch + 16 * 32 + 16, 128);
+    }
+  } else {
+    _tile_zero(0);
+    _tile_zero(1);
+    if (RB == 2) {
+      _tile_zero(2);
+      _tile_zero(3);
+    }
   }
   for (int kc = 0; kc < kc_n; ++kc) {
     const uint16_t* b = panel + (long)kc * kAmxChunkFloats;  // column halves 0, 1: hi at 0, 2; lo at 1, 2 tiles
@@ -177,20 +232,32 @@ void amx_panel(int kc_n, const uint16_t* a_hi, const uint16_t* a_lo, int ld, con
 
 // C[0:M, columns of panels p0..p1) clipped to N] = split A (M rows, ld bf16 each, buffers of ceil(M/32)*32 rows)
 // x packed matrix (K x N); C with row stride ldc. The calling thread holds AmxTiles.
+// K runs in blocks of kKBlock chunks, so that a block of A's rows (512 rows: 1 MB) stays in L2 across the panels
+// and a panel's block (64 KB) across the rows; C is carried between blocks.
 void amx_gemm(int M, int N, int K, const uint16_t* a_hi, const uint16_t* a_lo, int ld, const uint16_t* packed,
               int p0, int p1, float* c, long ldc) {
+  const int kKBlock = 16;
   const int kc_n = amx_chunks(K);
   alignas(64) float scratch[32 * 32];
-  for (int p = p0; p < p1; ++p) {
-    const uint16_t* panel = packed + (long)p * kc_n * kAmxChunkFloats;
-    const int col = p * kPanel, cols = N - col < kPanel ? N - col : kPanel;
-    for (int r0 = 0; r0 < M; r0 += 32) {
-      const int rows = M - r0 < 32 ? M - r0 : 32;
-      if (rows > 16)
-        amx_panel<2>(kc_n, a_hi + (long)r0 * ld, a_lo + (long)r0 * ld, ld, panel, scratch);
-      else
-        amx_panel<1>(kc_n, a_hi + (long)r0 * ld, a_lo + (long)r0 * ld, ld, panel, scratch);
-      for (int r = 0; r < rows; ++r) std::memcpy(c + (r0 + r) * ldc + col, scratch + r * 32, sizeof(float) * cols);
+  for (int kb = 0; kb < kc_n; kb += kKBlock) {
+    const int kb_n = kc_n - kb < kKBlock ? kc_n - kb : kKBlock;
+    const long ka = (long)kb * kAmxChunk;
+    for (int p = p0; p < p1; ++p) {
+      const uint16_t* panel = packed + ((long)p * kc_n + kb) * kAmxChunkFloats;
+      const int col = p * kPanel, cols = N - col < kPanel ? N - col : kPanel;
+      for (int r0 = 0; r0 < M; r0 += 32) {
+        const int rows = M - r0 < 32 ? M - r0 : 32;
+        float* c0 = c + r0 * ldc + col;
+        if (kb > 0)
+          for (int r = 0; r < rows; ++r) std::memcpy(scratch + r * 32, c0 + r * ldc, sizeof(float) * cols);
+        const uint16_t* ah = a_hi + (long)r0 * ld + ka;
+        const uint16_t* al = a_lo + (long)r0 * ld + ka;
+        if (rows > 16)
+          amx_panel<2>(kb_n, ah, al, ld, panel, scratch, kb > 0);
+        else
+          amx_panel<1>(kb_n, ah, al, ld, panel, scratch, kb > 0);
+        for (int r = 0; r < rows; ++r) std::memcpy(c0 + r * ldc, scratch + r * 32, sizeof(float) * cols);
+      }
     }
   }
 }
