@@ -106,14 +106,18 @@ class Dataset:
     def get_seq_order_for_epoch(self, epoch: int | None, num_seqs: int, get_seq_len: Any = None) -> list[int]:
         """The corpus indices of (sub-)epoch ``epoch``, by ``seq_ordering``, of ``num_seqs`` seqs of lengths
         ``get_seq_len(i)``: RETURNN's method, also what :meth:`init_seq_order` uses."""
-        seed = self.random_seed(epoch, every=seq_order_every(self.seq_ordering))
-        order = seq_order(self.seq_ordering, num_seqs, get_seq_len, seed)
+        order = self._full_epoch_order(epoch, num_seqs, get_seq_len)
         if self.partition_epoch > 1:
             part = ((epoch or 1) - 1) % self.partition_epoch
             sizes = self.partition_sizes(len(order))
             start = sum(sizes[:part])
             order = order[start : start + sizes[part]]
         return order
+
+    def _full_epoch_order(self, epoch: int | None, num_seqs: int, get_seq_len: Any) -> list[int]:
+        """All seqs of the full epoch that ``epoch`` belongs to, in ``seq_ordering``, before partitioning."""
+        seed = self.random_seed(epoch, every=seq_order_every(self.seq_ordering))
+        return seq_order(self.seq_ordering, num_seqs, get_seq_len, seed)
 
     def partition_sizes(self, num_seqs: int) -> list[int]:
         """Seqs per sub-epoch: RETURNN gives the first ``num_seqs % partition_epoch`` parts one seq more."""
@@ -143,6 +147,10 @@ class Dataset:
     def get_total_num_seqs(self) -> int:
         """Seqs in the whole corpus."""
         return self._num_total_seqs()
+
+    def get_all_tags(self) -> list[str]:
+        """Tags of every corpus seq, in corpus order."""
+        return [self._seq_tag(i) for i in range(self._num_total_seqs())]
 
     def corpus_index(self, seq_idx: int) -> int:
         """Corpus index of the ``seq_idx``-th seq of the current epoch."""

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import pickle
+
 import numpy as np
 import pytest
 from ds_hdf_files import write_returnn_style
@@ -118,3 +121,75 @@ def test_combined_dataset_fills_missing_streams() -> None:
             assert len(f["copy_in"]) == 0 and f["data"].shape[0] == len(f["classes"]) >= 10
     bd = next(iter(ds.generate_batches(batch_size=10000))).to_data(ds.output_specs())
     assert bd.num_seqs == 5 and bd.data["copy_in"].dtype == np.int32
+
+
+def test_meta_dataset_orders_its_seqs_itself(tmp_path) -> None:
+    # RETURNN's MetaDataset: its own seq_ordering over the seq list, lengths from seq_lens_file or from the data
+    fpath, apath, feats, align, tags = _features_and_alignment(tmp_path)
+    lens = {t: len(f) for t, f in zip(tags, feats)}
+    datasets = {"feat": {"class": "HDFDataset", "files": [fpath], "seq_ordering": "random"},
+                "align": {"class": "HDFDataset", "files": [apath]}}
+    data_map = {"data": ("feat", "data"), "classes": ("align", "classes")}
+    by_len = sorted(tags, key=lambda t: (lens[t], tags.index(t)))
+    ds = init_dataset({"class": "MetaDataset", "datasets": datasets, "data_map": data_map, "seq_ordering": "sorted",
+                       "data_dims": {"data": (5, 2), "classes": [9, 1]}, "data_dtypes": {"classes": "int32"}})
+    ds.init_seq_order(epoch=1)
+    assert [ds.get_tag(i) for i in range(8)] == by_len
+    np.testing.assert_array_equal(ds.get_data(0, "classes"), align[tags.index(by_len[0])])
+
+    # the lengths file decides instead of the data; the seq list file restricts and partition_epoch splits
+    fake = {t: {"data": -i} for i, t in enumerate(tags)}
+    (tmp_path / "lens.json").write_text(json.dumps(fake))
+    (tmp_path / "list.txt").write_text("\n".join(tags[:6]) + "\n")
+    ds = init_dataset({"class": "MetaDataset", "datasets": datasets, "data_map": data_map, "seq_ordering": "sorted",
+                       "seq_lens_file": str(tmp_path / "lens.json"), "seq_list_file": str(tmp_path / "list.txt"),
+                       "partition_epoch": 2})
+    ds.init_seq_order(epoch=1)
+    assert [ds.get_tag(i) for i in range(ds.num_seqs)] == tags[5:2:-1]
+    ds.init_seq_order(epoch=2)
+    assert [ds.get_tag(i) for i in range(ds.num_seqs)] == tags[2::-1]
+
+    with pytest.raises(DatasetError, match=r"data_dims\['classes'\] is \[10, 1\], but the data delivers \[9, 1\]"):
+        init_dataset({"class": "MetaDataset", "datasets": datasets, "data_map": data_map, "data_dims": {"classes": (10, 1)}})
+
+
+def test_meta_dataset_seq_list_per_dataset(tmp_path) -> None:
+    # a pickled dict dataset -> tags, for datasets that name the same seqs differently
+    fpath, _, feats, _, tags = _features_and_alignment(tmp_path)
+    renamed = str(tmp_path / "renamed.hdf")
+    write_returnn_style(renamed, [f[:, :2] for f in feats], tags=[f"other/{i}" for i in range(8)])
+    with open(tmp_path / "lists.pkl", "wb") as f:
+        pickle.dump({"a": tags[::-1], "b": [f"other/{i}" for i in range(8)][::-1]}, f)
+    ds = init_dataset({
+        "class": "MetaDataset", "seq_list_file": str(tmp_path / "lists.pkl"),
+        "datasets": {"a": {"class": "HDFDataset", "files": [fpath]}, "b": {"class": "HDFDataset", "files": [renamed]}},
+        "data_map": {"data": ("a", "data"), "head": ("b", "data")},
+    })
+    ds.init_seq_order(epoch=1)
+    assert ds.get_tag(0) == tags[-1]
+    np.testing.assert_array_equal(ds.get_data(0, "head"), feats[-1][:, :2])
+
+
+def test_combined_dataset_picks_datasets_as_returnn() -> None:
+    def build(ordering: str, **extra):
+        return init_dataset({
+            "class": "CombinedDataset", "seq_ordering": ordering,
+            "datasets": {"a": {"class": "DummyDataset", "input_dim": 2, "output_dim": 3, "num_seqs": 3},
+                         "b": {"class": "DummyDataset", "input_dim": 2, "output_dim": 3, "num_seqs": 4}},
+            "data_map": {("a", "data"): "data", ("b", "data"): "data", ("b", "classes"): "classes"}, **extra,
+        })
+
+    def picks(ds, epoch=1):
+        ds.init_seq_order(epoch=epoch)
+        return [(ds.dataset_of(i), ds.get_tag(i)) for i in range(ds.num_seqs)]
+
+    in_order = picks(build("in-order", data_dims={"data": (2, 2), "classes": (3, 1)}))
+    assert in_order == [("a", f"seq-{i}") for i in range(3)] + [("b", f"seq-{i}") for i in range(4)]
+    assert picks(build("reversed")) == [("b", f"seq-{i}") for i in range(4)] + [("a", f"seq-{i}") for i in range(3)]
+    mixed = picks(build("default"))
+    assert sorted(mixed) == sorted(in_order) and mixed != in_order  # random datasets, each in its own order
+    for name in "ab":
+        assert [t for d, t in mixed if d == name] == sorted(t for d, t in mixed if d == name)
+    assert picks(build("default")) == mixed and picks(build("default"), epoch=2) != mixed
+    with pytest.raises(DatasetError, match=r"data_dims\['data'\] is \[3, 2\]"):
+        build("default", data_dims={"data": (3, 2)})

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import bisect
-from collections.abc import Mapping, Sequence
+import gzip
+import json
+import pickle
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -23,9 +26,12 @@ class MetaDataset(Dataset):
     """Streams taken from several datasets whose seqs share tags.
 
     ``datasets``: name -> dataset (dict spec or instance); ``data_map``: our key -> ``(name, their key)``.
-    The ``seq_order_control_dataset`` (default: the one that provides ``data``, else the first name)
-    fixes the seqs and their order each epoch (its own ``seq_ordering``/``partition_epoch`` apply); every
-    other dataset is asked for exactly those tags.
+    The seqs are those of ``seq_list_file`` (lines, ``.gz`` lines, or a ``.pkl`` list or dict name -> tags
+    when the datasets name seqs differently), else all seqs of the default dataset (the one providing
+    ``data``). Each epoch this dataset orders them by its own ``seq_ordering``/``partition_epoch``, with the
+    lengths of ``seq_lens_file`` (JSON ``tag -> key -> frames``) or of the default dataset's ``data``; with
+    ``seq_order_control_dataset`` that dataset's own order is taken instead. Every dataset is then asked for
+    exactly those tags. ``data_dims``/``data_dtypes`` (RETURNN's, optional) must agree with the streams.
     """
 
     def __init__(
@@ -34,6 +40,9 @@ class MetaDataset(Dataset):
         data_map: Mapping[str, Sequence[str]],
         seq_order_control_dataset: str | None = None,
         seq_list_file: str | None = None,
+        seq_lens_file: str | None = None,
+        data_dims: Mapping[str, Any] | None = None,
+        data_dtypes: Mapping[str, str] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -53,52 +62,94 @@ class MetaDataset(Dataset):
                     f"(it has {', '.join(sorted(self.datasets[name].output_specs()))})"
                 )
             self.data_map[key] = (name, sub_key)
-        if seq_order_control_dataset is None:
-            seq_order_control_dataset = self.data_map["data"][0] if "data" in self.data_map else sorted(self.datasets)[0]
-        if seq_order_control_dataset not in self.datasets:
+        if seq_order_control_dataset is not None and seq_order_control_dataset not in self.datasets:
             raise ConfigError(f"{self.name}: seq_order_control_dataset {seq_order_control_dataset!r} is not in datasets")
-        self.control = seq_order_control_dataset
-        self.seq_list = None
-        if seq_list_file:
-            with open(seq_list_file, encoding="utf-8") as f:
-                self.seq_list = [line.strip() for line in f if line.strip()]
+        self.order_control = seq_order_control_dataset
+        self.control = seq_order_control_dataset or (
+            self.data_map["data"][0] if "data" in self.data_map else sorted(self.datasets)[0]
+        )
         self._used = sorted({name for name, _ in self.data_map.values()} | {self.control})
-        self._tags: list[str] = []
+        self._lists = _read_seq_lists(seq_list_file, self._used) if seq_list_file else None
+        self._seq_lens = _read_seq_lens(seq_lens_file) if seq_lens_file else None
+        _check_declared(self.name, self.data_specs(), data_dims or {}, data_dtypes or {})
+        self._tags: dict[str, list[str]] = {}  # dataset name -> tags of the epoch's seqs, in order
 
     def data_specs(self) -> dict[str, DataSpec]:
         """Our keys with the specs of the streams they map to."""
         return {key: self.datasets[name].output_specs()[sub] for key, (name, sub) in self.data_map.items()}
 
+    def _seq_lists(self) -> dict[str, list[str]]:
+        """Dataset name -> its tags of all our seqs (the same list for each, unless the seq list file differs)."""
+        if self._lists is None:
+            tags = self.datasets[self.control].get_all_tags()
+            self._lists = dict.fromkeys(self._used, tags)
+        return self._lists
+
+    def _num_total_seqs(self) -> int:
+        return len(self._seq_lists()[self.control])
+
     def init_seq_order(self, epoch: int | None = None, seq_list: list[str] | None = None) -> None:
-        """Let the control dataset pick the seqs; align every other dataset to those tags."""
+        """Order our seqs (or take ``seq_list``, or the control dataset's order); align every dataset to them."""
         self.epoch = epoch
-        control = self.datasets[self.control]
-        control.init_seq_order(epoch, seq_list=seq_list if seq_list is not None else self.seq_list)
-        self._tags = [control.get_tag(i) for i in range(control.num_seqs)]
+        lists = self._seq_lists()
+        main = lists[self.control]
+        index = {tag: i for i, tag in enumerate(main)}
+        if seq_list is None and self.order_control is not None:
+            control = self.datasets[self.control]
+            control.init_seq_order(epoch)
+            seq_list = [control.get_tag(i) for i in range(control.num_seqs)]
+        if seq_list is not None:
+            missing = [t for t in seq_list if t not in index]
+            if missing:
+                raise DatasetError(f"{self.name}: seq tag(s) not in the seq list of {self.control!r}: {', '.join(missing[:5])}")
+            order = [index[t] for t in seq_list]
+        else:
+            order = self.get_seq_order_for_epoch(epoch, len(main), self._length_of(main))
+        self._tags = {name: [lists[name][i] for i in order] for name in self._used}
         for name in self._used:
-            if name == self.control:
-                continue
+            if name == self.order_control:
+                continue  # it is in that order already
             try:
-                self.datasets[name].init_seq_order(epoch, seq_list=self._tags)
+                self.datasets[name].init_seq_order(epoch, seq_list=self._tags[name])
             except DatasetError as exc:
                 raise DatasetError(
                     f"{self.name}: dataset {name!r} lacks seqs of control dataset {self.control!r}: {exc}"
                 ) from None
-        self._order = list(range(len(self._tags)))
+        self._order = list(range(len(order)))
 
-    def _num_total_seqs(self) -> int:
-        return self.datasets[self.control].get_total_num_seqs()
+    def _length_of(self, main: list[str]) -> Callable[[int], int]:
+        """Length of ``data`` of our ``i``-th seq (for sorted orderings): from the lengths file, else read."""
+        if self._seq_lens is not None:
+            def from_file(i: int) -> int:
+                try:
+                    return int(self._seq_lens[main[i]]["data"])
+                except KeyError:
+                    raise DatasetError(f"{self.name}: seq_lens_file has no 'data' length of seq {main[i]!r}") from None
+            return from_file
+        control = self.datasets[self.control]
+        key = "data" if "data" in control.output_specs() else self.data_map.get("data", (None, None))[1]
+        state: dict[str, bool] = {}
+
+        def read(i: int) -> int:
+            if not state:  # only sorted orderings ask: put the control dataset in list order once
+                control.init_seq_order(self.epoch, seq_list=main)
+                state["ready"] = True
+            lengths = control.get_seq_length(i)
+            return int(lengths[key] if key in lengths else max(lengths.values()))
+        return read
 
     def _load_seq(self, corpus_idx: int) -> dict[str, np.ndarray]:
         seqs = {name: self.datasets[name].get_seq(corpus_idx) for name in self._used}
-        tag = self._tags[corpus_idx]
         for name, seq in seqs.items():
-            if seq.tag != tag:
-                raise DatasetError(f"{self.name}: dataset {name!r} gave seq {seq.tag!r} where {tag!r} was expected")
+            expected = self._tags[name][corpus_idx]
+            if seq.tag != expected:
+                raise DatasetError(f"{self.name}: dataset {name!r} gave seq {seq.tag!r} where {expected!r} was expected")
         return {key: seqs[name].features[sub] for key, (name, sub) in self.data_map.items()}
 
     def _seq_tag(self, corpus_idx: int) -> str:
-        return self._tags[corpus_idx]
+        if self._tags:
+            return self._tags[self.control][corpus_idx]
+        return self._seq_lists()[self.control][corpus_idx]
 
     def finish_epoch(self) -> None:
         """Pass on to every sub dataset."""
@@ -109,6 +160,56 @@ class MetaDataset(Dataset):
         """Close every sub dataset."""
         for ds in self.datasets.values():
             ds.close()
+
+
+def _check_declared(
+    owner: str, specs: Mapping[str, DataSpec], data_dims: Mapping[str, Any], data_dtypes: Mapping[str, str]
+) -> None:
+    """RETURNN's ``data_dims`` (key -> ``[dim, ndim]``) and ``data_dtypes`` must agree with the streams delivered."""
+    for key, dims in data_dims.items():
+        if key not in specs:
+            raise ConfigError(f"{owner}: data_dims names {key!r}, which data_map does not map")
+        declared = DataSpec.from_config(key, dims).as_num_outputs()
+        if declared != specs[key].as_num_outputs():
+            raise DatasetError(
+                f"{owner}: data_dims[{key!r}] is {list(declared)}, but the data delivers {list(specs[key].as_num_outputs())}"
+            )
+    for key, dtype in data_dtypes.items():
+        if key in specs and str(dtype) != specs[key].dtype:
+            raise DatasetError(f"{owner}: data_dtypes[{key!r}] is {dtype}, but the data delivers {specs[key].dtype}")
+
+
+def _read_seq_lists(path: str, names: Sequence[str]) -> dict[str, list[str]]:
+    """RETURNN's ``seq_list_file``: a ``.pkl`` list or dict name -> list, ``.gz`` lines or plain lines."""
+    try:
+        if path.endswith(".pkl"):
+            with open(path, "rb") as f:
+                value = pickle.load(f)
+        else:
+            with (gzip.open(path, "rt", encoding="utf-8") if path.endswith(".gz") else open(path, encoding="utf-8")) as f:
+                value = [line.strip() for line in f if line.strip()]
+    except (OSError, pickle.UnpicklingError, EOFError) as exc:
+        raise DatasetError(f"seq_list_file {path} cannot be read: {exc}") from None
+    if isinstance(value, list):
+        return dict.fromkeys(names, value)
+    if not isinstance(value, dict) or set(names) - set(value):
+        raise DatasetError(f"seq_list_file {path}: expected a tag list or a dict with a tag list for each of {list(names)}")
+    lists = {name: list(value[name]) for name in names}
+    if len({len(v) for v in lists.values()}) > 1:
+        raise DatasetError(f"seq_list_file {path}: the datasets' tag lists differ in length")
+    return lists
+
+
+def _read_seq_lens(path: str) -> dict[str, dict[str, int]]:
+    """RETURNN's ``seq_lens_file``: JSON ``tag -> data key -> frames``."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            value = json.load(f)
+    except (OSError, ValueError) as exc:
+        raise DatasetError(f"seq_lens_file {path} cannot be read as JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise DatasetError(f"seq_lens_file {path}: expected a JSON object tag -> {{key: frames}}")
+    return value
 
 
 class ConcatDataset(Dataset):
@@ -184,14 +285,29 @@ class ConcatDataset(Dataset):
             ds.close()
 
 
+#: CombinedDataset's own orderings, which pick the dataset of each position and keep every dataset's order
+DATASET_PICKING = ("default", "random", "random_dataset", "in-order", "reversed")
+
+
 class CombinedDataset(ConcatDataset):
     """Seqs of several datasets with different streams in one epoch (e.g. multi-task data).
 
     ``datasets``: name -> dataset; ``data_map``: ``(name, their key)`` -> our key. A seq carries every
-    one of our keys; those its dataset does not map are empty (length 0).
+    one of our keys; those its dataset does not map are empty (length 0). As RETURNN's manual says, each
+    position of the epoch takes the next seq of a dataset picked at random, equally distributed over all
+    seqs (``seq_ordering`` ``default``, ``random`` or ``random_dataset``, seeded by the epoch); ``in-order``
+    goes through the datasets one after another, ``reversed`` from the last; the length-based orderings
+    order all seqs together. ``data_dims``/``data_dtypes`` (RETURNN's) must agree with the streams.
     """
 
-    def __init__(self, datasets: Mapping[str, Any], data_map: Mapping[Sequence[str], str], **kwargs: Any) -> None:
+    def __init__(
+        self,
+        datasets: Mapping[str, Any],
+        data_map: Mapping[Sequence[str], str],
+        data_dims: Mapping[str, Any] | None = None,
+        data_dtypes: Mapping[str, str] | None = None,
+        **kwargs: Any,
+    ) -> None:
         Dataset.__init__(self, **kwargs)
         if not datasets:
             raise ConfigError(f"{self.name}: 'datasets' is empty")
@@ -215,7 +331,25 @@ class CombinedDataset(ConcatDataset):
             specs.setdefault(key, spec)
             self.maps[i][key] = sub_key
         self._specs = specs
+        _check_declared(self.name, specs, data_dims or {}, data_dtypes or {})
         self._offsets = [0]
+
+    def _full_epoch_order(self, epoch: int | None, num_seqs: int, get_seq_len: Any) -> list[int]:
+        name = self.seq_ordering.split(":", 1)[0]
+        if name not in DATASET_PICKING:
+            return super()._full_epoch_order(epoch, num_seqs, get_seq_len)
+        counts = [b - a for a, b in zip(self._offsets, self._offsets[1:])]
+        picks = [i for i, n in enumerate(counts) for _ in range(n)]  # the dataset of each position
+        if name == "reversed":
+            picks.reverse()
+        elif name != "in-order":
+            np.random.RandomState(self.random_seed(epoch) % 2**32).shuffle(picks)
+        taken = [0] * len(counts)
+        order = []
+        for i in picks:
+            order.append(self._offsets[i] + taken[i])
+            taken[i] += 1
+        return order
 
     def _complete(self, i: int, features: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         out = {}
