@@ -73,7 +73,8 @@ def _scores_layer(engine: Engine, layer: str) -> str:
 
 def run_search(engine: Engine) -> None:
     """Beam search over ``search_data``; log each hypothesis (and, with ``search_do_eval``, the error rates of the
-    best ones against the target) and write ``search_output_file`` if set, as RETURNN's ``Engine.search``."""
+    best ones against the target) and write ``search_output_file`` if set (seqs in corpus order), as RETURNN's
+    ``Engine.search``."""
     config = engine.config
     fmt = config.value("search_output_file_format", "txt")
     if fmt not in OUTPUT_FORMATS:
@@ -89,7 +90,7 @@ def run_search(engine: Engine) -> None:
     target = engine.network[layer].opts.get("target") or "classes"
     spec = engine.extern_data.get(target) if target in engine.extern_data else None
     vocab = spec.labels if spec is not None else None
-    results: list[tuple[str, Result]] = []
+    results: list[tuple[int, str, Result]] = []  # (corpus index, tag, result)
     errors = [0, 0, 0, 0]  # label edits, ref labels, wrong seqs, seqs
     for out, lens, data in engine.forward_batches(dataset, layer):
         num = len(data.tags)
@@ -103,14 +104,15 @@ def run_search(engine: Engine) -> None:
                               f"or a 'decide' on it), got shape {out.shape} {out.dtype} for {num} seqs")
         refs = data.data.get(target) if do_eval else None
         for i, tag in enumerate(data.tags):
+            corpus_idx = dataset.corpus_index(data.seq_idx[i])
             rows = range(i * scores.shape[1], (i + 1) * scores.shape[1])
             hyps = [serialize_hypothesis(out[r, : int(lens[r])], vocab) for r in rows]
             if beam > 1:
                 entries = [(float(scores[i, k]), hyp) for k, hyp in enumerate(hyps)]
-                results.append((tag, entries))
+                results.append((corpus_idx, tag, entries))
                 engine.log.v4(f"search: seq {tag!r}: " + "; ".join(f"{sc:.4g} {h!r}" for sc, h in entries))
             else:
-                results.append((tag, hyps[0]))
+                results.append((corpus_idx, tag, hyps[0]))
                 engine.log.v4(f"search: seq {tag!r}: {hyps[0]!r}")
             if refs is not None and refs.ndim == 2:
                 ref = list(refs[i, : int(data.seq_lens[target][i])])
@@ -125,5 +127,7 @@ def run_search(engine: Engine) -> None:
                  f"{target!r}), seq error rate {errors[2] / errors[3]:.4g}")
     engine.log.v1(line)
     if output_file:
-        atomic_write_text(output_file, format_results(results, fmt))
+        # RETURNN writes the seqs in corpus order, whatever order the search ran them in (a txt line per seq)
+        ordered = [(tag, res) for _, tag, res in sorted(results, key=lambda r: r[0])]
+        atomic_write_text(output_file, format_results(ordered, fmt))
         engine.log.v2(f"search: wrote {output_file}")
