@@ -14,6 +14,11 @@ from returnn_core.errors import ConfigError
 __all__ = ["Config", "ConfigError", "parse_literal"]
 
 _MISSING = object()
+#: RETURNN's command-line options (its ``Config.parse_cmd_args``) that set a config key: option -> key
+CMD_OPTIONS = {"-x": "task", "--task": "task", "-t": "train", "--train": "train", "--dev": "dev", "--eval": "eval",
+               "-b": "batch_size", "--batch_size": "batch_size", "-r": "learning_rate",
+               "--learning_rate": "learning_rate", "-n": "num_epochs", "--num_epochs": "num_epochs",
+               "-L": "load", "--load": "load", "-l": "log", "--log": "log", "-u": "device", "--device": "device"}
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", "none", ""}
 
@@ -66,7 +71,8 @@ class Config:
     # -- loading ------------------------------------------------------------------------------
     @classmethod
     def from_args(cls, args: Iterable[str]) -> Config:
-        """Build from a RETURNN command line: config files and ``++key value`` overrides.
+        """Build from a RETURNN command line: config files, ``++key value`` overrides and RETURNN's options that
+        set one key (``--task search``, ``-x search``, ``--task=search``; see :data:`CMD_OPTIONS`).
 
         The overrides are set before the files load (so a Python config's own ``config.value(...)`` calls see
         them) and applied again afterwards, converted to the type the files gave each key.
@@ -85,7 +91,18 @@ class Config:
                 i += 2
                 continue
             if arg.startswith("-"):
-                raise ConfigError(f"command line: unknown option {arg!r} (overrides are written ++key value)")
+                option, eq, value = arg.partition("=")
+                if option not in CMD_OPTIONS:
+                    raise ConfigError(f"command line: unknown option {arg!r} (overrides are written ++key value; "
+                                      f"RETURNN's options: {', '.join(sorted(CMD_OPTIONS))})")
+                if not eq:
+                    if i + 1 >= len(args):
+                        raise ConfigError(f"command line: {arg} needs a value")
+                    value = args[i + 1]
+                    i += 1
+                overrides.append((CMD_OPTIONS[option], value))
+                i += 1
+                continue
             files.append(arg)
             i += 1
         config = cls()
