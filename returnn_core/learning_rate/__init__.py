@@ -8,6 +8,7 @@ from returnn_core.learning_rate.control import (
     NewbobRelative,
     flatten_errors,
     learning_rate_control_from_config,
+    load_learning_rate_control_from_config,
 )
 from returnn_core.learning_rate.state_file import EpochData, format_state, load_state, parse_state, save_state
 
@@ -21,6 +22,7 @@ __all__ = [
     "flatten_errors",
     "format_state",
     "learning_rate_control_from_config",
+    "load_learning_rate_control_from_config",
     "load_state",
     "parse_state",
     "save_state",

@@ -8,6 +8,7 @@ from typing import Any
 from returnn_core.config import parse_literal
 from returnn_core.errors import ConfigError
 from returnn_core.learning_rate.state_file import EpochData, load_state, save_state
+from returnn_core.plugin import get_plugin_manager
 
 
 def flatten_errors(errors: Mapping[str, Any]) -> dict[str, float]:
@@ -187,6 +188,18 @@ class LearningRateControl:
         values = [(value, ep) for value, ep in values if value + min_score_dist < latest]
         return min(values)[1] if values else None
 
+    def epoch_error_dict(self, epoch: int) -> dict[str, float]:
+        """All scores recorded for ``epoch`` (empty if none)."""
+        data = self.epoch_data.get(epoch)
+        return data.error if data is not None else {}
+
+    # RETURNN's method names (its manual and tests), for code written against RETURNN's LearningRateControl
+    get_learning_rate_for_epoch = learning_rate
+    get_error_key = error_key
+    get_epoch_error_value = epoch_error
+    get_epoch_error_dict = epoch_error_dict
+    get_last_best_epoch = last_best_epoch
+
     def relative_error(self, old_epoch: int, new_epoch: int) -> float | None:
         """``(new - old) / |new|`` of the driving score, as RETURNN's ``calc_relative_error``; None across keys."""
         if self.error_key(old_epoch) != self.error_key(new_epoch):
@@ -309,8 +322,15 @@ class NewbobMultiEpoch(NewbobRelative):
         return lr
 
 
-def learning_rate_control_from_config(config: Any, manager: Any) -> LearningRateControl:
-    """The control named by ``learning_rate_control`` (default ``constant``), resolved through the registry."""
+def learning_rate_control_from_config(config: Any, manager: Any = None) -> LearningRateControl:
+    """The control named by ``learning_rate_control`` (default ``constant``), resolved through the registry of
+    ``manager`` (default: the process's plugin manager)."""
+    if manager is None:
+        manager = get_plugin_manager()
     name = config.value("learning_rate_control", "constant")
     cls = manager.lr_controls.get(name)
     return cls.from_config(config)
+
+
+#: RETURNN's name of :func:`learning_rate_control_from_config`
+load_learning_rate_control_from_config = learning_rate_control_from_config

@@ -133,3 +133,24 @@ def test_later_schedule_entry_after_warmup_and_reload(tmp_path):
     again = control({**values, "learning_rates": schedule})
     assert 251 in again.epoch_data
     assert again.learning_rate(251) == pytest.approx(lr * 0.5)
+
+
+def test_returnn_method_names() -> None:
+    # RETURNN's test_init_error_old, on its own names
+    from returnn_core.learning_rate import load_learning_rate_control_from_config
+
+    cfg = Config()
+    cfg.update({"learning_rate_control": "newbob", "learning_rate_control_error_measure": "dev_score"})
+    lrc = load_learning_rate_control_from_config(cfg)
+    assert isinstance(lrc, NewbobRelative)
+    lrc.get_learning_rate_for_epoch(1)
+    lrc.set_epoch_error(1, {"train_score": 1.9344199658230012})
+    lrc.set_epoch_error(1, {"dev_score": 1.99, "dev_error": 0.6})
+    assert {"train_score", "dev_score", "dev_error"} <= set(lrc.get_epoch_error_dict(1))
+    assert lrc.get_error_key(1) == "dev_score" and lrc.get_epoch_error_value(1) == 1.99
+    assert lrc.get_epoch_error_dict(7) == {}
+    lrc.get_learning_rate_for_epoch(2)
+    lrc.set_epoch_error(2, {"train_score": 1.8})
+    lrc.set_epoch_error(2, {"dev_score": 1.9, "dev_error": 0.5})
+    assert lrc.get_learning_rate_for_epoch(3) == 1.0  # 1.99 -> 1.9 is -4.7%: better than -1%, no decay
+    assert lrc.get_last_best_epoch(last_epoch=3) is None  # the latest scored epoch, 2, is the best
