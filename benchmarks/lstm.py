@@ -17,6 +17,10 @@ backend (its dots on OpenBLAS). Below each table the ratios the NativeLSTM goals
 op vs the large-sgemm bound, PyTensor op vs TF op), from the best wall-clock steps and, in brackets, from CPU time.
 
     python benchmarks/lstm.py [--threads 2] [--repeat 10] [--only native_tf,torch]
+    python benchmarks/lstm.py --only native_tf_amx,native_tf_avx512 --settings 1x500
+
+The opt-in rows ``native_tf_amx`` / ``native_tf_avx512`` run the TF op with the kernel library's step GEMMs switched
+to one instruction set for their steps, to compare them with each other in one run (how the default was chosen).
     python benchmarks/lstm.py --gpu [--repeat 10] [--only native_tf,keras,torch,native_pytensor]
 
 ``--gpu`` times NativeLSTM's CUDA kernels (TF op; PyTensor op with host copies) against cuDNN (keras LSTM on the
