@@ -9,7 +9,7 @@ import numpy as np
 
 from returnn_core.datasets.allocator import reuse_freed_memory
 from returnn_core.datasets.chunking import chunk_seq, parse_chunking, parse_context_window
-from returnn_core.datasets.seqs import DatasetSeq, SeqSlice
+from returnn_core.datasets.seqs import BatchSeqCopyPart, DatasetSeq, SeqSlice
 from returnn_core.datasets.spec import DataSpec
 
 __all__ = ["Batch", "BatchData", "DatasetSeq", "SeqSlice", "chunk_seq", "generate_batches", "parse_chunking"]
@@ -46,6 +46,32 @@ class Batch:
     def num_seqs(self) -> int:
         """Number of slices."""
         return len(self.slices)
+
+    @property
+    def start_seq(self) -> int:
+        """The first seq index in the batch (RETURNN's name)."""
+        return min((s.seq.seq_idx for s in self.slices), default=0)
+
+    @property
+    def end_seq(self) -> int:
+        """One past the last seq index in the batch (RETURNN's name)."""
+        return max((s.seq.seq_idx + 1 for s in self.slices), default=0)
+
+    @property
+    def seqs(self) -> list[BatchSeqCopyPart]:
+        """Each slice with its place in the batch, as RETURNN's ``Batch.seqs`` describes it."""
+        out, offset = [], 0
+        for row, piece in enumerate(self.slices):
+            if piece.key_bounds:
+                bounds = {k: piece.bounds(k) for k in piece.seq.features}
+                start, end = {k: b[0] for k, b in bounds.items()}, {k: b[1] for k, b in bounds.items()}
+                length: int | dict[str, int] = {k: b[1] - b[0] for k, b in bounds.items()}
+            else:
+                start, end, length = piece.start, piece.end, piece.end - piece.start
+            out.append(BatchSeqCopyPart(piece.seq.seq_idx, start, end, length, 0 if self.joined else row,
+                                        offset if self.joined else 0))
+            offset += piece.end - piece.start
+        return out
 
     def padded_frames(self) -> int:
         """``num_seqs * max_len`` (the joined row's length if joined): what ``batch_size`` bounds."""

@@ -7,7 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from returnn_core.datasets.batching import Batch, DatasetSeq, generate_batches
+from returnn_core.datasets.batch_set import BatchSetGenerator
+from returnn_core.datasets.batching import DatasetSeq, generate_batches
 from returnn_core.datasets.chunking import chunk_seq, parse_chunking, parse_context_window
 from returnn_core.datasets.seq_order import seq_order, seq_order_every
 from returnn_core.datasets.spec import DataSpec
@@ -358,9 +359,9 @@ class Dataset:
         max_seq_length: int | Mapping[str, int] | None = None,
         chunking: Any = "from-dataset",
         recurrent_net: bool = True,
-    ) -> Iterator[Batch]:
+    ) -> BatchSetGenerator:
         """Batches over the current epoch (``chunking`` defaults to the dataset's own; see :func:`generate_batches`)."""
-        return generate_batches(
+        return BatchSetGenerator(generate_batches(
             self.iter_seqs(),
             batch_size=batch_size,
             max_seqs=max_seqs,
@@ -369,7 +370,7 @@ class Dataset:
             min_chunk_size=self.min_chunk_size,
             context_window=self.context_window,
             recurrent_net=recurrent_net,
-        )
+        ))
 
     def finish_epoch(self) -> None:
         """Called when an epoch's seqs are consumed (streaming datasets stop their source here)."""

@@ -70,3 +70,16 @@ class SeqSlice(NamedTuple):
     def max_length(self) -> int:
         """The longest stream in this slice (what padding costs in a batch)."""
         return max((self.length(k) for k in self.seq.features), default=0)
+
+
+class BatchSeqCopyPart(NamedTuple):
+    """Where a slice sits in its batch, under RETURNN's names: frames ``seq_start_frame:seq_end_frame`` of seq
+    ``seq_idx`` go to row ``batch_slice`` from frame ``batch_frame_offset``; the frames are ints, or
+    ``{key: frame}`` when the keys have bounds of their own (per-key chunking, a context window)."""
+
+    seq_idx: int
+    seq_start_frame: int | dict[str, int]
+    seq_end_frame: int | dict[str, int]
+    frame_length: int | dict[str, int]
+    batch_slice: int
+    batch_frame_offset: int

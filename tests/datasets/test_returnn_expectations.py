@@ -227,3 +227,54 @@ def test_translation_dataset_unknown_label_per_side(tmp_path, postfix: str) -> N
         TranslationDataset(path=str(tmp_path), file_postfix="test2", unknown_label={"classes": "<UNK>"})
     with pytest.raises(DatasetError, match=r"unknown_label has keys \['target'\]"):
         TranslationDataset(path=str(tmp_path), file_postfix="test", unknown_label={"target": "<UNK>"})
+
+
+def _drain(batch_gen) -> list:
+    """RETURNN's loop over a BatchSetGenerator: peek one, keep it, advance."""
+    out = []
+    while batch_gen.has_more():
+        (batch,) = batch_gen.peek_next_n(1)
+        out.append(batch)
+        batch_gen.advance(1)
+    assert batch_gen.peek_next_n(1) == []
+    return out
+
+
+def _parts(batch) -> list[tuple]:
+    return [(p.seq_idx, p.seq_start_frame, p.seq_end_frame, p.frame_length, p.batch_slice, p.batch_frame_offset)
+            for p in batch.seqs]
+
+
+def test_recurrent_batches_through_the_batch_set_generator() -> None:
+    # test_Dataset.test_batches_recurrent_1: chunks 10:5 of two 11-frame seqs, one per batch
+    ds = DummyDataset(input_dim=2, output_dim=3, num_seqs=2, seq_len=11)
+    ds.init_seq_order(1)
+    ds.chunk_size, ds.chunk_step = 10, 5
+    batches = _drain(ds.generate_batches(recurrent_net=True, max_seqs=1, batch_size=20))
+    assert [(b.start_seq, b.end_seq) for b in batches] == [(0, 1)] * 3 + [(1, 2)] * 3
+    assert [_parts(b) for b in batches[:4]] == [
+        [(0, 0, 10, 10, 0, 0)], [(0, 5, 11, 6, 0, 0)], [(0, 10, 11, 1, 0, 0)], [(1, 0, 10, 10, 0, 0)]]
+
+
+def test_non_recurrent_batches_through_the_batch_set_generator() -> None:
+    # test_Dataset.test_batches_non_recurrent_1: 2 x 11 frames joined into rows of 5
+    ds = DummyDataset(input_dim=2, output_dim=3, num_seqs=2, seq_len=11)
+    ds.init_seq_order(1)
+    batches = _drain(ds.generate_batches(recurrent_net=False, max_seqs=2, batch_size=5))
+    assert [(b.start_seq, b.end_seq) for b in batches] == [(0, 1), (0, 1), (0, 2), (1, 2), (1, 2)]
+    assert _parts(batches[2]) == [(0, 10, 11, 1, 0, 0), (1, 0, 4, 4, 0, 1)]
+    assert _parts(batches[4]) == [(1, 9, 11, 2, 0, 0)]
+
+
+def test_context_window_batches_through_the_batch_set_generator() -> None:
+    # test_Dataset.test_batches_context_window: window 2 adds 0 frames before and 1 after each chunk of data
+    ds = DummyDataset(input_dim=2, output_dim=3, num_seqs=1, seq_len=11, context_window=2)
+    ds.init_seq_order(1)
+    ds.chunk_size, ds.chunk_step = 5, 5
+    batches = _drain(ds.generate_batches(recurrent_net=True, max_seqs=1, batch_size=20))
+    assert len(batches) == 3
+    last = batches[2].seqs[0]
+    assert last.seq_start_frame == {"data": 10, "classes": 10} and last.seq_end_frame == {"data": 12, "classes": 11}
+    assert last.frame_length == {"data": 2, "classes": 1} and (last.batch_slice, last.batch_frame_offset) == (0, 0)
+    with pytest.raises(IndexError, match=r"advance\(4\): the epoch has 1 batch\(es\) left"):
+        ds.generate_batches(batch_size=20).advance(4)
