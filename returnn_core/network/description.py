@@ -10,7 +10,7 @@ from returnn_core.errors import NetworkError
 
 #: options (besides ``from``) whose string value may name another layer that must be built first
 LAYER_REF_OPTIONS = ("reuse_params", "initial_state", "chunking_layer", "size_base", "base", "base_ctx", "prefix",
-                     "postfix", "copy_output", "copy_input")
+                     "postfix", "copy_output", "copy_input", "encoder")
 #: options every layer accepts and the core interprets
 COMMON_OPTIONS = frozenset(
     {"class", "from", "is_output_layer", "loss", "target", "loss_scale", "loss_opts", "n_out", "activation",
@@ -152,9 +152,11 @@ def resolve_network(
         opts = {k: v for k, v in layer.items() if k not in ("class", "from")}
         deps = [s.name for s in sources if isinstance(s, LayerRef)]
         for opt in LAYER_REF_OPTIONS:
-            ref = opts.get(opt)
-            if isinstance(ref, str) and ref in net_dict:
-                deps.append(ref)
+            refs = opts.get(opt)
+            # the Theano-era rec layer's base and encoder are lists of layer names
+            for ref in refs if isinstance(refs, (list, tuple)) else [refs]:
+                if isinstance(ref, str) and ref in net_dict and ref not in deps:
+                    deps.append(ref)
         deps += [ref for ref in _base_refs(opts.get("subnetwork")) + _base_refs(opts.get("unit"))
                  if ref in net_dict and ref not in deps]
         deps += [registered[t] for t in _targets(opts) if t in registered and registered[t] not in (*deps, name)]
