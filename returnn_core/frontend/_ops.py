@@ -368,12 +368,14 @@ class Ops:
         """Zeros shaped like ``x`` (float32)."""
         return self.zeros(self.shape(x))
 
-    def dropout(self, x: Tensor, rate: float) -> Tensor:
-        """Inverted dropout: zero each entry with probability ``rate``, scale the rest by 1/(1-rate)."""
+    def dropout(self, x: Tensor, rate: float, noise_shape: Shape | None = None) -> Tensor:
+        """Inverted dropout: zero each entry with probability ``rate``, scale the rest by 1/(1-rate); a
+        ``noise_shape`` with 1s shares one mask along those axes."""
         if not rate:
             return x
         keep = 1.0 - float(rate)
-        noise = self.cast(self.less(self.random_uniform(self.shape(x)), keep), "float32")
+        shape = self.shape(x) if noise_shape is None else noise_shape
+        noise = self.cast(self.less(self.random_uniform(shape), keep), "float32")
         return x * noise * np.float32(1.0 / keep)
 
     def reverse_sequence(self, x: Tensor, seq_lens: Tensor) -> Tensor:

@@ -179,3 +179,24 @@ def test_rec_counter_from_prev_output_with_out_type_dim() -> None:
     assert list(lens) == list(SEQ_LENS)
     for b, n in enumerate(SEQ_LENS):
         assert out[b, :n, 0].tolist() == list(range(1, n + 1))
+
+
+def test_dropout_noise_shape_shares_the_mask_along_time() -> None:
+    import tensorflow as tf
+    from returnn_tf.ops import TF_OPS
+    from returnn_theano._pt import pt, pytensor, shared_rng
+    from returnn_theano.ops import PyTensorOps, RandomSource
+
+    ones = np.ones((2, 6, 4), "f")
+    got = [TF_OPS.dropout(tf.constant(ones), 0.5, [2, 1, 4]).numpy()]
+    th_ops = PyTensorOps(RandomSource(shared_rng(seed=3, name="rng")))
+    x = pt.tensor3("x", dtype="float32")
+    got.append(pytensor.function([x], th_ops.dropout(x, 0.5, [th_ops.dynamic_dim(x, 0), 1, 4]))(ones))
+    for out in got:
+        assert set(np.unique(out).tolist()) <= {0.0, 2.0}
+        assert (out == out[:, :1]).all()  # one mask per seq and feature, the same in every frame
+    # the layer option: "*" for the other axes; it builds and trains on both backends
+    net = {"drop": {"class": "dropout", "dropout": 0.5, "dropout_noise_shape": {"*": None, "T": 1}},
+           "output": {"class": "softmax", "loss": "ce", "from": "drop"}}
+    for be in _both(net, train=True):
+        assert np.isfinite(be.train_step(BATCH, 0.1).losses["output"])

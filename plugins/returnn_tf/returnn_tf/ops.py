@@ -405,11 +405,11 @@ class TFOps(Ops):
         """Normal(0, ``stddev``) float32."""
         return tf.random.normal(_dims(shape), stddev=float(stddev), dtype=tf.float32)
 
-    def dropout(self, x: Tensor, rate: float) -> Tensor:
+    def dropout(self, x: Tensor, rate: float, noise_shape: Any = None) -> Tensor:
         """Inverted dropout with TF's fused kernel."""
         if not rate:
             return x
-        return tf.nn.dropout(x, rate=float(rate))
+        return tf.nn.dropout(x, rate=float(rate), noise_shape=None if noise_shape is None else _dims(noise_shape))
 
     def assign(self, variable: Any, value: Tensor) -> None:
         """Set ``variable`` to ``value`` (automatic control dependencies run it inside the step)."""

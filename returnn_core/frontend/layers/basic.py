@@ -9,8 +9,10 @@ import numpy as np
 
 from returnn_core.errors import NetworkError
 from returnn_core.frontend._layer import Context, FrameShape, Layer, concat_features
+from returnn_core.frontend._ops import Ops
 from returnn_core.frontend._output import LayerOutput
 from returnn_core.frontend.activations import get_activation
+from returnn_core.frontend.layers.shape import axis_index
 from returnn_core.frontend.layers.theano_era import constant as theano_constant
 from returnn_core.frontend.layers.theano_era import output as theano_output
 
@@ -110,6 +112,7 @@ class ActivationLayer(CopyLayer):
 class DropoutLayer(Layer):
     """Dropout with rate ``dropout`` in training, identity otherwise."""
 
+    options = frozenset({"dropout_noise_shape"})
     dropout_on_input = False
     recurrent = False
 
@@ -123,8 +126,28 @@ class DropoutLayer(Layer):
         """Drop units during training."""
         src = self.single_source(sources)
         if ctx.train and self.dropout and not src.sparse:
-            return src.with_tensor(ctx.ops.dropout(src.tensor, self.dropout), dim=src.dim)
+            return src.with_tensor(ctx.ops.dropout(src.tensor, self.dropout, self._noise_shape(src, ctx.ops)),
+                                   dim=src.dim)
         return src
+
+    def _noise_shape(self, src: LayerOutput, ops: Ops) -> list[Any] | None:
+        """RETURNN's ``dropout_noise_shape``: axis (``"T"``, ``"F"``, ``"*"`` for the others, ...) -> 1 to share
+        the mask along it, None for a mask entry per index."""
+        spec = self.opts.get("dropout_noise_shape")
+        if spec is None:
+            return None
+        if not isinstance(spec, Mapping):
+            raise self.error(f"dropout_noise_shape must be a dict axis -> 1 or None, got {spec!r}")
+        shape = ops.shape(src.tensor)
+        default = spec.get("*")
+        sizes: list[Any] = [default] * len(shape)
+        for axis, size in spec.items():
+            if axis != "*":
+                sizes[axis_index(src, axis, layer=self.name)] = size
+        for size in sizes:
+            if size not in (None, 1):
+                raise self.error(f"dropout_noise_shape sizes must be 1 or None, got {spec!r}")
+        return [dim if size is None else 1 for dim, size in zip(shape, sizes)]
 
 
 class CombineLayer(Layer):
