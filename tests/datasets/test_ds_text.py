@@ -7,6 +7,7 @@ import pickle
 
 import numpy as np
 import pytest
+from returnn_datasets.lm import LmDataset
 
 from returnn_core.datasets import init_dataset
 from returnn_core.errors import DatasetError
@@ -44,7 +45,7 @@ def test_word_lm_with_vocab_map_and_several_files(tmp_path, manager) -> None:
     (tmp_path / "b.txt").write_text("the dog sat\n")
     ds = init_dataset({
         "class": "LmDataset", "corpus_file": [str(tmp_path / "a.txt"), str(tmp_path / "b.txt")],
-        "orth_symbols_map_file": str(tmp_path / "vocab.txt"), "seq_end_symbol": "</s>",
+        "orth_symbols_map_file": str(tmp_path / "vocab.txt"), "word_based": True, "seq_end_symbol": "</s>",
         "unknown_symbol": "<unk>", "auto_replace_unknown_symbol": True,
     }, manager=manager)
     ds.init_seq_order(epoch=1)
@@ -53,8 +54,6 @@ def test_word_lm_with_vocab_map_and_several_files(tmp_path, manager) -> None:
 
 
 def test_lm_bad_input(tmp_path) -> None:
-    from returnn_datasets.lm import LmDataset
-
     (tmp_path / "chars.txt").write_text("a\n[END]\n")
     (tmp_path / "empty.txt").write_text("\n\n")
     with pytest.raises(DatasetError, match="empty.txt has no non-empty lines"):
@@ -90,3 +89,41 @@ def test_translation_dataset(tmp_path, manager) -> None:
     (tmp_path / "source.dev").write_text("hallo\nwelt\n")
     with pytest.raises(DatasetError, match="has 2 lines but .*target.dev has 1"):
         init_dataset({"class": "TranslationDataset", "path": str(tmp_path), "file_postfix": "dev"}, manager=manager)
+
+
+def test_lm_orthography_as_returnn_parses_it(tmp_path) -> None:
+    # RETURNN's parse_orthography: (){} removed, whitespace collapsed, [specials] one upper-cased symbol;
+    # orth_replace_map_file maps symbols; a "</s>" line is no seq; the symbols file's line number is the index
+    symbols = ["[END]", "a", "b", " ", "[NOISE]", "[UNK]", "", "k", "s", "a"]
+    (tmp_path / "chars.syms").write_text("\n".join(symbols) + "\n")
+    (tmp_path / "corpus.txt").write_text("  a (b)\t {b}  [noise]\n</s>\nx b\nzz\n")
+    (tmp_path / "replace.json").write_text('{"x": "ks", "[NOISE]": "[unk]"}')
+    ds = LmDataset(lambda: str(tmp_path / "corpus.txt"), orth_symbols_file=str(tmp_path / "chars.syms"),
+                   orth_replace_map_file=str(tmp_path / "replace.json"), error_on_invalid_seq=False)
+    ds.init_seq_order(epoch=1)
+    assert ds.num_seqs == 2 and ds.num_skipped == 1  # "zz" has an unknown symbol and errors are off
+    assert ds.get_data(0, "data").tolist() == [9, 3, 2, 3, 2, 3, 5, 0]  # "a" is on line 1 and 9: the last counts
+    assert ds.get_data(1, "data").tolist() == [7, 8, 3, 2, 0]
+    assert ds.num_outputs == {"data": [10, 1]}
+
+    dropped = LmDataset(str(tmp_path / "corpus.txt"), orth_symbols_file=str(tmp_path / "chars.syms"),
+                        auto_replace_unknown_symbol=True, unknown_symbol=None, seq_end_symbol=None,
+                        parse_orth_opts={"prefix": ["[NOISE]"]})
+    dropped.init_seq_order(epoch=1)
+    assert [dropped.get_data(i, "data").tolist() for i in range(dropped.num_seqs)] == [
+        [4, 9, 3, 2, 3, 2, 3, 4], [4, 3, 2], [4]]  # x and z dropped
+
+
+def test_lm_bliss_corpus_and_char_based_symbol_map(tmp_path) -> None:
+    bliss = (b'<?xml version="1.0" encoding="utf8"?>\n<corpus name="c"><recording name="r">'
+             b'<segment name="1"><orth> ab\n  ba </orth></segment><segment name="2"><orth>b</orth></segment>'
+             b"</recording></corpus>\n")
+    with gzip.open(tmp_path / "corpus.xml.gz", "wb") as f:
+        f.write(bliss)
+    (tmp_path / "map.txt").write_text("{'[END]': 0, 'a': 1, 'b': 2, ' ': 3}")
+    ds = LmDataset(str(tmp_path / "corpus.xml.gz"), orth_symbols_map_file=str(tmp_path / "map.txt"))
+    ds.init_seq_order(epoch=1)  # a symbol map alone does not make it word based (RETURNN's word_based=False)
+    assert [ds.get_data(i, "data").tolist() for i in range(2)] == [[1, 2, 3, 2, 1, 0], [2, 0]]
+    (tmp_path / "broken.xml").write_text("<corpus><segment><orth>a</orth></segment>")
+    with pytest.raises(DatasetError, match="broken.xml is not well-formed XML"):
+        LmDataset(str(tmp_path / "broken.xml"), orth_symbols_map_file=str(tmp_path / "map.txt"))

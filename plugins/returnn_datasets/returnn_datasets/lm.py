@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from returnn_core.datasets import Dataset, DataSpec
 from returnn_core.errors import DatasetError
+from returnn_datasets.orthography import corpus_orthographies, orthography_symbols, parse_orthography
 from returnn_datasets.vocab import Encoder, load_vocab, read_lines, symbol_list
+
+_logger = logging.getLogger(__name__)
 
 
 class _InMemoryText(Dataset):
@@ -40,58 +45,75 @@ class _InMemoryText(Dataset):
 
 
 class LmDataset(_InMemoryText):
-    """Language-model data: each non-empty corpus line is a seq of symbol indices (sparse ``data``).
+    """Language-model data: each orthography of the corpus (non-empty lines, or a Bliss XML corpus) is a seq of
+    symbol indices (sparse ``data``), processed as RETURNN's ``parse_orthography`` does.
 
-    Symbols are chars (``orth_symbols_file``: one symbol per line) or words (``word_based`` or an
-    ``orth_symbols_map_file`` of ``word index`` lines / a dict literal / a pickle). ``seq_end_symbol`` is
-    appended; with ``add_delayed_seq_data`` a ``delayed`` stream (start symbol + data shifted) is added.
-    Unknown symbols are an error unless ``auto_replace_unknown_symbol`` maps them to ``unknown_symbol``.
+    Symbols are chars unless ``word_based``; the vocabulary is ``orth_symbols_file`` (one symbol per line, its
+    index the line number) or ``orth_symbols_map_file`` (``symbol index`` lines, a dict literal or a pickle).
+    ``orth_replace_map_file`` (JSON symbol -> text) replaces symbols; ``seq_end_symbol`` is appended;
+    ``parse_orth_opts`` go to the parsing (``prefix``, ``postfix``, ``remove_chars``, ...). A ``</s>`` line is
+    skipped. An unknown symbol becomes ``unknown_symbol`` with ``auto_replace_unknown_symbol`` (or is dropped
+    when that is None), else its seq is an error, or skipped if ``error_on_invalid_seq`` is False. With
+    ``add_delayed_seq_data`` a ``delayed`` stream (start symbol + data shifted) is added.
     """
 
     def __init__(
         self,
-        corpus_file: str | Sequence[str],
-        orth_symbols_file: str | None = None,
-        orth_symbols_map_file: str | None = None,
+        corpus_file: str | Sequence[str] | Callable[[], str],
+        orth_symbols_file: str | Callable[[], str] | None = None,
+        orth_symbols_map_file: str | Callable[[], str] | None = None,
+        orth_replace_map_file: str | Callable[[], str] | None = None,
         word_based: bool = False,
         seq_end_symbol: str | None = "[END]",
         unknown_symbol: str | None = "[UNKNOWN]",
+        parse_orth_opts: Mapping[str, Any] | None = None,
         auto_replace_unknown_symbol: bool = False,
+        log_auto_replace_unknown_symbols: bool | int = 10,
+        log_skipped_seqs: bool | int = 10,
+        error_on_invalid_seq: bool = True,
         add_delayed_seq_data: bool = False,
         delayed_seq_data_start_symbol: str = "[START]",
         lowercase: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if orth_symbols_map_file:
-            vocab = load_vocab(orth_symbols_map_file)
-            word_based = word_based or not orth_symbols_file
-        elif orth_symbols_file:
-            vocab = {}
-            for line in read_lines(orth_symbols_file):
-                if line:
-                    vocab.setdefault(line, len(vocab))
-            if not vocab:
+        corpus_file, orth_symbols_file, orth_symbols_map_file, orth_replace_map_file = (
+            f() if callable(f) else f for f in (corpus_file, orth_symbols_file, orth_symbols_map_file, orth_replace_map_file)
+        )
+        if orth_symbols_file:
+            labels = list(read_lines(orth_symbols_file))
+            if not labels:
                 raise DatasetError(f"{self.name}: symbols file {orth_symbols_file} is empty")
+            vocab = {sym: i for i, sym in enumerate(labels)}  # RETURNN: the line number (a repeated line: its last)
+        elif orth_symbols_map_file:
+            vocab = load_vocab(orth_symbols_map_file)
+            labels = symbol_list(vocab)
         else:
             raise DatasetError(f"{self.name}: give orth_symbols_file (chars) or orth_symbols_map_file (words)")
         self.vocab = vocab
         self.word_based = bool(word_based)
-        files = [corpus_file] if isinstance(corpus_file, str) else list(corpus_file)
-        self.encoder = Encoder(vocab, unknown_symbol if auto_replace_unknown_symbol else None, self.name)
-        end = self._symbol_idx(seq_end_symbol, "seq_end_symbol") if seq_end_symbol else None
+        self.parse_opts = {"word_based": self.word_based, "postfix": [seq_end_symbol] if seq_end_symbol else []}
+        self.parse_opts.update(parse_orth_opts or {})
+        self.replace_map: dict[str, list[str]] = {}
+        if orth_replace_map_file:
+            replace = _load_json(orth_replace_map_file, self.name)
+            self.replace_map = {str(k): orthography_symbols(str(v), word_based=self.word_based) for k, v in replace.items()}
+        self.unknown_symbol = unknown_symbol
+        self.auto_replace_unknown_symbol = bool(auto_replace_unknown_symbol)
+        self.error_on_invalid_seq = bool(error_on_invalid_seq)
+        self.num_skipped = self.num_unknown = 0
+        self._log_limits = {"replaced": log_auto_replace_unknown_symbols, "skipped": log_skipped_seqs}
+        if self.auto_replace_unknown_symbol and unknown_symbol is not None:
+            self._symbol_idx(unknown_symbol, "unknown_symbol")
         start = self._symbol_idx(delayed_seq_data_start_symbol, "delayed_seq_data_start_symbol") if add_delayed_seq_data else None
+        files = [corpus_file] if isinstance(corpus_file, str) else list(corpus_file)
         for path in files:
-            for lineno, line in enumerate(read_lines(path), start=1):
-                text = line.strip()
-                if not text:
+            for where, orth in corpus_orthographies(path):
+                if orth == "</s>":
+                    continue  # RETURNN: a sentence-end line stands for an empty seq
+                x = self._encode(orth.lower() if lowercase else orth, where)
+                if x is None:
                     continue
-                if lowercase:
-                    text = text.lower()
-                symbols = text.split() if self.word_based else list(text)
-                x = self.encoder.encode(symbols, f"{path}:{lineno}")
-                if end is not None:
-                    x = np.append(x, np.int32(end))
                 feats = {"data": x}
                 if start is not None:
                     feats["delayed"] = np.concatenate([[start], x[:-1]]).astype(np.int32)
@@ -99,15 +121,55 @@ class LmDataset(_InMemoryText):
                 self._tags.append(f"line-{len(self._tags)}")
         if not self._seqs:
             raise DatasetError(f"{self.name}: corpus {', '.join(files)} has no non-empty lines")
-        labels = tuple(symbol_list(vocab))
-        self._specs = {"data": DataSpec(len(labels), sparse=True, labels=labels)}
+        self._specs = {"data": DataSpec(len(labels), sparse=True, labels=tuple(labels))}
         if start is not None:
-            self._specs["delayed"] = DataSpec(len(labels), sparse=True, labels=labels)
+            self._specs["delayed"] = DataSpec(len(labels), sparse=True, labels=tuple(labels))
+
+    def _encode(self, orth: str, where: str) -> np.ndarray | None:
+        """The indices of one orthography, or None where it is skipped (an unknown symbol, errors off)."""
+        symbols = parse_orthography(orth, **self.parse_opts)
+        while True:
+            symbols = [t for s in symbols for t in self.replace_map.get(s, [s])]
+            if not self.word_based:
+                symbols = [s for i, s in enumerate(symbols) if not (s == " " and i and symbols[i - 1] == " ")]
+            unknown = next((s for s in symbols if s not in self.vocab), None)
+            if unknown is None or not self.auto_replace_unknown_symbol:
+                break
+            self._log("replaced", f"{self.name}: unknown symbol {unknown!r} at {where} replaced by {self.unknown_symbol!r}")
+            self.replace_map[unknown] = [self.unknown_symbol] if self.unknown_symbol is not None else []
+        self.num_unknown += symbols.count(self.unknown_symbol) if self.unknown_symbol else 0
+        if unknown is not None:
+            message = f"{self.name}: {where}: symbol {unknown!r} is not in the vocabulary"
+            if self.error_on_invalid_seq:
+                raise DatasetError(f"{message} (set auto_replace_unknown_symbol, or error_on_invalid_seq=False to skip)")
+            self._log("skipped", f"{message}; seq skipped")
+            self.num_skipped += 1
+            return None
+        return np.array([self.vocab[s] for s in symbols], dtype=np.int32)
+
+    def _log(self, what: str, message: str) -> None:
+        """RETURNN's log_* options: True logs always, an int the first N times."""
+        limit = self._log_limits[what]
+        if limit:
+            _logger.info(message)
+            if not isinstance(limit, bool):
+                self._log_limits[what] = limit - 1
 
     def _symbol_idx(self, symbol: str, option: str) -> int:
         if symbol not in self.vocab:
             raise DatasetError(f"{self.name}: {option} {symbol!r} is not in the vocabulary (set {option}=None?)")
         return self.vocab[symbol]
+
+
+def _load_json(path: str, owner: str) -> dict[str, Any]:
+    try:
+        with open(path, encoding="utf-8") as f:
+            value = json.load(f)
+    except (OSError, ValueError) as exc:
+        raise DatasetError(f"{owner}: orth_replace_map_file {path} cannot be read as JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise DatasetError(f"{owner}: orth_replace_map_file {path} must hold a JSON object symbol -> replacement")
+    return value
 
 
 class TranslationDataset(_InMemoryText):
