@@ -200,3 +200,19 @@ def test_dropout_noise_shape_shares_the_mask_along_time() -> None:
            "output": {"class": "softmax", "loss": "ce", "from": "drop"}}
     for be in _both(net, train=True):
         assert np.isfinite(be.train_step(BATCH, 0.1).losses["output"])
+
+
+def test_rec_initial_state_var_is_trained() -> None:
+    net = {"output": {"class": "rec", "unit": "lstm", "n_out": 3, "initial_state": "var", "loss": "ce"}}
+    backends = _both(net, train=True, optimizer={"class": "sgd"})
+    zeros_net = {"output": {"class": "rec", "unit": "lstm", "n_out": 3}}
+    for be in backends:
+        params = be.get_param_values()
+        assert params["output/initial_h"].shape == params["output/initial_c"].shape == (3,)
+        plain = _backend(be.name, zeros_net)
+        plain.set_param_values({k: v for k, v in params.items() if not k.startswith("output/initial_")})
+        np.testing.assert_allclose(be.forward_step(BATCH, "output")[0], plain.forward_step(BATCH, "output")[0],
+                                   rtol=1e-5, atol=1e-6)  # zeros at first: as without
+        be.train_step(BATCH, 1.0)
+        after = be.get_param_values()
+        assert np.abs(after["output/initial_h"]).sum() > 0 and np.abs(after["output/initial_c"]).sum() > 0

@@ -19,7 +19,8 @@ class RecLayer(Layer):
     ``unit``, a sub-network evaluated per time step (see :mod:`returnn_core.frontend.layers.rec_subnet`).
 
     ``direction`` 1 or -1 (backwards over each seq's present frames), ``unit_opts`` for the unit's constructor,
-    ``initial_state`` a layer name (or one per state) giving (B, n) states, default zeros. Inside another rec
+    ``initial_state`` a layer name (or one per state) giving (B, n) states, ``"var"`` for trainable ones, default
+    zeros. Inside another rec
     layer's unit (an input without time) a string unit makes one step, its state carried to the next step.
     """
 
@@ -105,6 +106,16 @@ class RecLayer(Layer):
         if init in (None, "zeros", 0):
             return None
         sizes = tuple(unit.state_sizes())
+        if init == "var":
+            # RETURNN: trainable initial states, one vector per state broadcast over the batch
+            ops = ctx.ops
+            keys = ("h", "c") if len(sizes) == 2 else tuple(str(i) for i in range(len(sizes)))
+            names = [f"initial_{k}" for k in keys] if len(sizes) > 1 else ["initial_state"]
+            return tuple(ops.tile(ops.expand_dims(self.param(name, (size,), "zeros"), 0), [ctx.batch_size, 1])
+                         for name, size in zip(names, sizes))
+        if init == "keep_over_epoch":
+            raise NetworkError(f"layer {self.name!r}: initial_state 'keep_over_epoch' (states carried over batches "
+                               "within an epoch) is not supported; use 'zeros', 'var' or a layer name")
         if isinstance(init, str):
             init = [init] * len(sizes)
         if not isinstance(init, (list, tuple)) or len(init) != len(sizes):
