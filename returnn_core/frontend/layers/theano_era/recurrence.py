@@ -95,25 +95,34 @@ class TheanoRecurrentLayer(Layer):
         """Run ``step(*frames, *states, *non_sequences) -> (y, new_states)`` over the batch-major ``seqs`` in
         ``direction``; padded frames keep the previous states and give zero output. Returns y (B, T, n) and the
         final states."""
-        ops = ctx.ops
-        mask = src.mask()
-        if self.direction == -1:
-            seqs = [ops.reverse_sequence(s, src.seq_lens) for s in seqs]
+        return time_loop(ctx.ops, step, seqs, src.mask(), src.seq_lens, initial, non_sequences,
+                         direction=self.direction, clip=lambda x: self.clip(ctx.ops, x))
 
-        def masked_step(*args: Any) -> tuple[Any, tuple[Any, ...]]:
-            frames, m_t, rest = args[: len(seqs)], args[len(seqs)], args[len(seqs) + 1 :]
-            prev, extra = rest[: len(initial)], rest[len(initial) :]
-            y, new = step(*frames, *prev, *extra)
-            new = tuple(self.clip(ops, m_t * n + (1.0 - m_t) * p) for n, p in zip(new, prev))
-            return y * m_t, new
 
-        time_major = [ops.transpose(s, (1, 0, *range(2, ops.ndim(s)))) for s in seqs]
-        m = ops.expand_dims(ops.transpose(mask, (1, 0)), 2)
-        ys, final = ops.scan(masked_step, [*time_major, m], list(initial), non_sequences=list(non_sequences))
-        y = ops.transpose(ys, (1, 0, 2))
-        if self.direction == -1:
-            y = ops.reverse_sequence(y, src.seq_lens)
-        return y, tuple(final)
+def time_loop(ops: Ops, step: Step, seqs: list[Any], mask: Any, seq_lens: Any, initial: tuple[Any, ...],
+              non_sequences: list[Any] = (), *, direction: int = 1,
+              clip: Callable[[Any], Any] | None = None) -> tuple[Any, tuple[Any, ...]]:
+    """Run ``step(*frames, *states, *non_sequences) -> (y, new_states)`` over the batch-major ``seqs`` (B, T, ...)
+    with ``mask`` (B, T), backwards over each seq's present frames for ``direction`` -1; padded frames keep the
+    previous states and give zero output; ``clip`` applies to each new state. Returns y (B, T, n) and the final
+    states."""
+    if direction == -1:
+        seqs = [ops.reverse_sequence(s, seq_lens) for s in seqs]
+
+    def masked_step(*args: Any) -> tuple[Any, tuple[Any, ...]]:
+        frames, m_t, rest = args[: len(seqs)], args[len(seqs)], args[len(seqs) + 1 :]
+        prev, extra = rest[: len(initial)], rest[len(initial) :]
+        y, new = step(*frames, *prev, *extra)
+        new = tuple(m_t * n + (1.0 - m_t) * p for n, p in zip(new, prev))
+        return y * m_t, tuple(new if clip is None else map(clip, new))
+
+    time_major = [ops.transpose(s, (1, 0, *range(2, ops.ndim(s)))) for s in seqs]
+    m = ops.expand_dims(ops.transpose(mask, (1, 0)), 2)
+    ys, final = ops.scan(masked_step, [*time_major, m], list(initial), non_sequences=list(non_sequences))
+    y = ops.transpose(ys, (1, 0, 2))
+    if direction == -1:
+        y = ops.reverse_sequence(y, seq_lens)
+    return y, tuple(final)
 
 
 def _identity(ops: Ops, x: Any) -> Any:
