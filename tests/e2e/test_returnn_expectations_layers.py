@@ -216,3 +216,16 @@ def test_rec_initial_state_var_is_trained() -> None:
         be.train_step(BATCH, 1.0)
         after = be.get_param_values()
         assert np.abs(after["output/initial_h"]).sum() > 0 and np.abs(after["output/initial_c"]).sum() > 0
+
+
+def test_combine_with_bias_adds_b_before_the_activation() -> None:
+    net = {"output": {"class": "combine", "kind": "add", "from": ["data", "data"], "with_bias": True,
+                      "activation": "tanh"},
+           "plain": {"class": "combine", "kind": "add", "from": ["data", "data"], "is_output_layer": True}}
+    backends = _both(net)
+    assert {k for k in backends[0].get_param_values()} == {"output/b"}  # plain (with_bias off by default): none
+    bias = np.array([0.5, -1.0, 0.0, 2.0], "f")
+    for be in backends:
+        be.set_param_values({"output/b": bias})
+    out, _ = _forward(backends, "output")
+    np.testing.assert_allclose(out, np.tanh(2 * X + bias), rtol=1e-5, atol=1e-6)

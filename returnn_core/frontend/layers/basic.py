@@ -151,7 +151,8 @@ class DropoutLayer(Layer):
 
 
 class CombineLayer(Layer):
-    """Element-wise ``kind`` (add, sub, mul, truediv, average, maximum, minimum) of all sources (broadcasting)."""
+    """Element-wise ``kind`` (add, sub, mul, truediv, average, maximum, minimum) of all sources (broadcasting);
+    ``with_bias`` adds a bias ``b`` (off by default)."""
 
     options = frozenset({"kind"})
     recurrent = False
@@ -194,8 +195,11 @@ class CombineLayer(Layer):
                 out = ops.minimum(out, t)
         if kind == "average":
             out = out / float(len(tensors))
+        dim = dims.pop() if dims else 1
+        if self.opts.get("with_bias", False):  # RETURNN's combine: a bias before the activation, off by default
+            out = out + self.param("b", (dim,), self.opts.get("bias_init", "zeros"))
         ref = next((s for s in sources if s.has_time), sources[0])
-        return LayerOutput(out, ref.seq_lens, dims.pop() if dims else 1)
+        return LayerOutput(out, ref.seq_lens, dim)
 
 
 def elementwise_shape(sources: Sequence[FrameShape | None]) -> FrameShape | None:

@@ -15,19 +15,7 @@ import tensorflow as tf
 from returnn_core.errors import NetworkError
 from returnn_core.frontend import Context, Layer, LayerOutput
 from returnn_core.frontend._layer import FrameShape
-from returnn_core.frontend.layers.basic import elementwise_shape
-
-
-def broadcast_sources(sources: list[LayerOutput]) -> list[tf.Tensor]:
-    """Dense tensors of the sources, with an axis added after batch to those without time when others have it."""
-    any_time = any(s.has_time for s in sources)
-    out = []
-    for s in sources:
-        t = s.dense()
-        if any_time and not s.has_time:
-            t = tf.expand_dims(t, 1)
-        out.append(t)
-    return out
+from returnn_core.frontend.layers.basic import broadcast_sources, elementwise_shape
 
 
 class EvalLayer(Layer):
