@@ -25,7 +25,7 @@ CATALOGUE: dict[str, dict[str, tuple[str, tuple[str, ...]]]] = {
         "concat": ("layers.basic:ConcatLayer", ()),
         "constant": ("layers.basic:ConstantLayer", ()),
         "reinterpret_data": ("layers.basic:ReinterpretDataLayer", ()),
-        "rec": ("layers.rec:RecLayer", ()),
+        "rec": ("layers.theano_era.rec_unit:RecurrentUnitLayer", ()),
         "get_last_hidden_state": ("layers.rec:GetLastHiddenStateLayer", ()),
         "rnn_cell": ("layers.rec:RnnCellLayer", ()),
         "choice": ("layers.search:ChoiceLayer", ()),
@@ -130,6 +130,7 @@ CATALOGUE: dict[str, dict[str, tuple[str, tuple[str, ...]]]] = {
         "gaussian_filter_1d": ("layers.theano_era.context:GaussianFilter1DLayer", ()),
         "base": ("layers.theano_era.base_attention:BaseInterpolationLayer", ()),
         "source_attention": ("layers.theano_era.base_attention:SourceAttentionLayer", ()),
+        "chunking_sublayer": ("layers.theano_era.chunk_sublayer:ChunkingSublayer", ()),
     },
     "rec_units": {
         "lstm": ("units:LstmUnit", ("standardlstm", "basiclstm", "lstmblock", "lstmblockfused", "cudnnlstm",

@@ -177,4 +177,14 @@ CASES: dict[str, tuple[dict[str, Any], dict[str, Any], str]] = {
          "output": {"class": "softmax", "loss": "ce", "from": ["interp", "att"]}},
         {"optimizer": {"class": "sgd"}}, "ce",
     ),
+    # chunking_sublayer: an LSTM on overlapping chunks (trained), a hidden one on others (not trained: the default)
+    "theano-era-chunk-sublayer-adam": (
+        {"chunks": {"class": "chunking_sublayer", "n_out": 3, "sublayer": {"class": "lstm"}, "trainable": True,
+                    "chunk_size": 3, "chunk_step": 2, "add_left_context": 1, "chunk_distribution": "hamming",
+                    "from": ["data", "data:classes"]},
+         "fixed": {"class": "chunking_sublayer", "n_out": 2, "sublayer": {"class": "hidden"}, "chunk_size": 2,
+                   "chunk_step": 2},
+         "output": {"class": "softmax", "loss": "ce", "from": ["chunks", "fixed"]}},
+        {"optimizer": {"class": "adam"}}, "ce",
+    ),
 }
