@@ -140,6 +140,8 @@ class Network:
             sub = spec.opts.get("subnetwork")
             if isinstance(sub, Mapping):
                 keys.extend(_subnet_data_keys(sub))
+        for layer in self.layers.values():  # data a layer reads through its options (e.g. a decoder's target)
+            keys.extend(getattr(layer, "read_data_keys", ()))
         for key in keys:
             if key not in self.extern_data:
                 raise NetworkError(f"the network reads data key {key!r}, which is not in the data "
