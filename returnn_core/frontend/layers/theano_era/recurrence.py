@@ -81,10 +81,7 @@ class TheanoRecurrentLayer(Layer):
 
     def time_input(self, sources: list[LayerOutput]) -> LayerOutput:
         """The concatenated sources, which must be (batch, time, feature)."""
-        src = self.single_source(sources)
-        if not src.has_time or src.ndim - (0 if src.sparse else 1) != 2:
-            raise self.error("needs a (batch, time, feature) input")
-        return src
+        return time_input(self, sources)
 
     def clip(self, ops: Ops, x: Any) -> Any:
         """``x`` with its gradient clipped if ``grad_clip`` is set."""
@@ -97,6 +94,14 @@ class TheanoRecurrentLayer(Layer):
         final states."""
         return time_loop(ctx.ops, step, seqs, src.mask(), src.seq_lens, initial, non_sequences,
                          direction=self.direction, clip=lambda x: self.clip(ctx.ops, x))
+
+
+def time_input(layer: Layer, sources: list[LayerOutput]) -> LayerOutput:
+    """``layer``'s sources concatenated, which must be (batch, time, feature)."""
+    src = layer.single_source(sources)
+    if not src.has_time or src.ndim - (0 if src.sparse else 1) != 2:
+        raise layer.error("needs a (batch, time, feature) input")
+    return src
 
 
 def time_loop(ops: Ops, step: Step, seqs: list[Any], mask: Any, seq_lens: Any, initial: tuple[Any, ...],
