@@ -151,21 +151,22 @@ void split_rows_transposed(int m0, int m1, int K, const float* s, long lds, uint
     }
 }
 
-// scratch[0:16*RB, 0:32] (row stride 32) = rows of the split A (ld bf16 per row) x one packed panel.
+// c[0:16*RB, 0:32] (row stride ldc floats) = rows of the split A (ld bf16 per row) x one packed panel.
 // Consecutive tile products go to different accumulators and a loaded tile serves all products that need it
 // before it is reloaded: a tile is not renamed, so reloading it waits for the products still reading it.
-// With `accumulate`, adds to what scratch holds.
+// With `accumulate`, adds to what c holds.
 template <int RB>
-void amx_panel(int kc_n, const uint16_t* a_hi, const uint16_t* a_lo, int ld, const uint16_t* panel, float* scratch,
-               bool accumulate) {
+void amx_panel(int kc_n, const uint16_t* a_hi, const uint16_t* a_lo, int ld, const uint16_t* panel, float* c,
+               long ldc, bool accumulate) {
   const long lda = 2L * ld;  // bytes
   const long a2 = 16L * ld;  // rows 16-31
+  const long ldcb = 4 * ldc;  // bytes
   if (accumulate) {
-    _tile_loadd(0, scratch, 128);
-    _tile_loadd(1, scratch + 16, 128);
+    _tile_loadd(0, c, ldcb);
+    _tile_loadd(1, c + 16, ldcb);
     if (RB == 2) {
-      _tile_loadd(2, scratch + 16 * 32, 128);
-      _tile_loadd(3, scratch + 16 * 32 + 16, 128);
+      _tile_loadd(2, c + 16 * ldc, ldcb);
+      _tile_loadd(3, c + 16 * ldc + 16, ldcb);
     }
   } else {
     _tile_zero(0);
@@ -222,11 +223,11 @@ void amx_panel(int kc_n, const uint16_t* a_hi, const uint16_t* a_lo, int ld, con
       _tile_dpbf16ps(1, 3, 5);
     }
   }
-  _tile_stored(0, scratch, 128);
-  _tile_stored(1, scratch + 16, 128);
+  _tile_stored(0, c, ldcb);
+  _tile_stored(1, c + 16, ldcb);
   if (RB == 2) {
-    _tile_stored(2, scratch + 16 * 32, 128);
-    _tile_stored(3, scratch + 16 * 32 + 16, 128);
+    _tile_stored(2, c + 16 * ldc, ldcb);
+    _tile_stored(3, c + 16 * ldc + 16, ldcb);
   }
 }
 
@@ -248,15 +249,20 @@ void amx_gemm(int M, int N, int K, const uint16_t* a_hi, const uint16_t* a_lo, i
       for (int r0 = 0; r0 < M; r0 += 32) {
         const int rows = M - r0 < 32 ? M - r0 : 32;
         float* c0 = c + r0 * ldc + col;
-        if (kb > 0)
+        // whole tiles go straight to C; a block clipped by M or N through the scratch
+        const bool direct = (rows == 32 || rows == 16) && cols == kPanel;
+        if (kb > 0 && !direct)
           for (int r = 0; r < rows; ++r) std::memcpy(scratch + r * 32, c0 + r * ldc, sizeof(float) * cols);
         const uint16_t* ah = a_hi + (long)r0 * ld + ka;
         const uint16_t* al = a_lo + (long)r0 * ld + ka;
+        float* out = direct ? c0 : scratch;
+        const long ldo = direct ? ldc : 32;
         if (rows > 16)
-          amx_panel<2>(kb_n, ah, al, ld, panel, scratch, kb > 0);
+          amx_panel<2>(kb_n, ah, al, ld, panel, out, ldo, kb > 0);
         else
-          amx_panel<1>(kb_n, ah, al, ld, panel, scratch, kb > 0);
-        for (int r = 0; r < rows; ++r) std::memcpy(c0 + r * ldc, scratch + r * 32, sizeof(float) * cols);
+          amx_panel<1>(kb_n, ah, al, ld, panel, out, ldo, kb > 0);
+        if (!direct)
+          for (int r = 0; r < rows; ++r) std::memcpy(c0 + r * ldc, scratch + r * 32, sizeof(float) * cols);
       }
     }
   }
