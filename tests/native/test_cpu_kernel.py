@@ -90,14 +90,14 @@ def _available_isas() -> list[str]:
 
 
 # B=37: row groups of 32 (two tiles) and 5 (one); n=70: K chunks of 32 with a padded tail (3 forward, 9 backward),
-# panels of 32, 32 and 6 columns
-@pytest.mark.parametrize("direction", [1, -1])
-def test_amx_split_bf16_is_float32_accurate(direction: int, isa_and_threads) -> None:
+# panels of 32, 32 and 6 columns. B*T=4509 frames: the weight gradient in two blocks of frames (4096 and a tail).
+@pytest.mark.parametrize("direction,sizes", [(1, (37, 6, 70)), (-1, (37, 6, 70)), (1, (9, 501, 5))])
+def test_amx_split_bf16_is_float32_accurate(direction: int, sizes: tuple[int, int, int], isa_and_threads) -> None:
     """AMX with split-bf16 operands: forward and backward within 1e-4 of the float32 BLAS path, and far closer to
     it than a single bf16 rounding of the operands (one step's GEMM rounded so is off by ~1e-2)."""
     if "amx" not in _available_isas():
         pytest.skip("kernel library built without AMX, or the OS does not grant the tile state")
-    problem = _problem(37, 6, 70, seed=direction + 5)
+    problem = _problem(*sizes, seed=direction + 5)
     cpu_kernels.set_num_threads(1)
     cpu_kernels.set_isa("generic")
     fp32 = _fwd_bwd(*problem, direction)

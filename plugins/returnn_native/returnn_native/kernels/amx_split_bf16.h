@@ -235,13 +235,15 @@ void amx_panel(int kc_n, const uint16_t* a_hi, const uint16_t* a_lo, int ld, con
 // x packed matrix (K x N); C with row stride ldc. The calling thread holds AmxTiles.
 // K runs in blocks of kKBlock chunks, so that a block of A's rows (512 rows: 1 MB) stays in L2 across the panels
 // and a panel's block (64 KB) across the rows; C is carried between blocks.
+// With `accumulate`, C += the product.
 void amx_gemm(int M, int N, int K, const uint16_t* a_hi, const uint16_t* a_lo, int ld, const uint16_t* packed,
-              int p0, int p1, float* c, long ldc) {
+              int p0, int p1, float* c, long ldc, bool accumulate = false) {
   const int kKBlock = 16;
   const int kc_n = amx_chunks(K);
   alignas(64) float scratch[32 * 32];
   for (int kb = 0; kb < kc_n; kb += kKBlock) {
     const int kb_n = kc_n - kb < kKBlock ? kc_n - kb : kKBlock;
+    const bool add = accumulate || kb > 0;
     const long ka = (long)kb * kAmxChunk;
     for (int p = p0; p < p1; ++p) {
       const uint16_t* panel = packed + ((long)p * kc_n + kb) * kAmxChunkFloats;
@@ -251,16 +253,16 @@ void amx_gemm(int M, int N, int K, const uint16_t* a_hi, const uint16_t* a_lo, i
         float* c0 = c + r0 * ldc + col;
         // whole tiles go straight to C; a block clipped by M or N through the scratch
         const bool direct = (rows == 32 || rows == 16) && cols == kPanel;
-        if (kb > 0 && !direct)
+        if (add && !direct)
           for (int r = 0; r < rows; ++r) std::memcpy(scratch + r * 32, c0 + r * ldc, sizeof(float) * cols);
         const uint16_t* ah = a_hi + (long)r0 * ld + ka;
         const uint16_t* al = a_lo + (long)r0 * ld + ka;
         float* out = direct ? c0 : scratch;
         const long ldo = direct ? ldc : 32;
         if (rows > 16)
-          amx_panel<2>(kb_n, ah, al, ld, panel, out, ldo, kb > 0);
+          amx_panel<2>(kb_n, ah, al, ld, panel, out, ldo, add);
         else
-          amx_panel<1>(kb_n, ah, al, ld, panel, out, ldo, kb > 0);
+          amx_panel<1>(kb_n, ah, al, ld, panel, out, ldo, add);
         if (!direct)
           for (int r = 0; r < rows; ++r) std::memcpy(c0 + r * ldc, scratch + r * 32, sizeof(float) * cols);
       }

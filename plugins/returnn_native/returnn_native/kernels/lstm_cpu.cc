@@ -129,6 +129,9 @@ struct Part {
   bool by_batch;
 };
 
+// Frames per block of the AMX weight gradient (a multiple of its K blocks of 512).
+const int kAmxFrameBlock = 4096;
+
 // Rows per thread for the batch split. AMX: two full tiles of rows, else its threads stream all the weights (4n^2
 // split-bf16 pairs, more than L2) per step where a unit split lets each stream its share.
 const int kMinRowsPerThread = 8, kMinRowsPerThreadAmx = 32;
@@ -449,12 +452,13 @@ int lstm_bwd(int nt, int B, int T, int n, int direction, const float* w_re, cons
   const bool use_amx = current_isa() == kIsaAmx;  // only where compiled in (isa_available)
 #if RN_HAVE_AMX
   Packed<uint16_t> amx_w;
-  AmxRows amx_dz, amx_hT;  // the step's dz rows; h_prev^T for the weight gradient
-  Packed<uint16_t> amx_dzp;  // dz over all frames, packed for the weight gradient
-  const int frames = B * T;
+  AmxRows amx_dz, amx_hT;  // the step's dz rows; h_prev^T of a block of frames for the weight gradient
+  Packed<uint16_t> amx_dzp;  // dz of a block of frames, packed for the weight gradient
+  // the weight gradient runs over blocks of frames, so its split copies stay small for long or large batches
+  const int frames = B * T, frame_block = frames < kAmxFrameBlock ? frames : kAmxFrameBlock;
   ok = ok && (!use_amx || (amx_w.alloc((long)panels(n) * amx_chunks((int)n4) * kAmxChunkFloats) &&
-                           amx_dz.alloc(nt, B, (int)n4) && amx_hT.alloc(1, n, frames) &&
-                           amx_dzp.alloc((long)panels((int)n4) * amx_chunks(frames) * kAmxChunkFloats)));
+                           amx_dz.alloc(nt, B, (int)n4) && amx_hT.alloc(1, n, frame_block) &&
+                           amx_dzp.alloc((long)panels((int)n4) * amx_chunks(frame_block) * kAmxChunkFloats)));
 #endif
   if (!ok) {
     std::free(tmp);
@@ -532,10 +536,15 @@ int lstm_bwd(int nt, int B, int T, int n, int direction, const float* w_re, cons
 #else
         slice(panels((int)n4), 1, 0, 1, &w0, &w1);
 #endif
-        if (u1 > u0) split_rows_transposed(u0, u1, frames, h_prev, n, amx_hT.hi(0), amx_hT.lo(0), amx_hT.ld);
-        pack_amx(dz, n4, 1, frames, (int)n4, w0, w1, amx_dzp.data);
+        for (int f0 = 0; f0 < frames; f0 += frame_block) {
+          const int fn = frames - f0 < frame_block ? frames - f0 : frame_block;
+          if (u1 > u0)
+            split_rows_transposed(u0, u1, fn, h_prev + (long)f0 * n, n, amx_hT.hi(0), amx_hT.lo(0), amx_hT.ld);
+          pack_amx(dz + (long)f0 * n4, n4, 1, fn, (int)n4, w0, w1, amx_dzp.data);
 #pragma omp barrier
-        amx_gemm(n, (int)n4, frames, amx_hT.hi(0), amx_hT.lo(0), amx_hT.ld, amx_dzp.data, w0, w1, dw_re, n4);
+          amx_gemm(n, (int)n4, fn, amx_hT.hi(0), amx_hT.lo(0), amx_hT.ld, amx_dzp.data, w0, w1, dw_re, n4, f0 > 0);
+#pragma omp barrier
+        }
       } else
 #endif
       if (u1 == n && u0 == 0)
