@@ -149,7 +149,10 @@ CASES: dict[str, tuple[dict[str, Any], dict[str, Any], str]] = {
          "res": {"class": "resnet", "from": ["a", "fa"]},
          "down": {"class": "downsample", "factor": 2, "axis": 0, "sample_target": True, "from": "depth"},
          "short": {"class": "softmax", "loss": "ce", "copy_output": "down", "from": "down"},
-         "output": {"class": "softmax", "loss": "ce", "from": ["depth", "line", "res"]}},
+         "down_mlp": {"class": "downsample", "factor": 2, "axis": 0, "method": "mlp", "from": "pre"},
+         "back_up": {"class": "upsample", "factor": 2, "axis": "T", "time_like_last_source": True,
+                     "from": ["down_mlp", "data"]},
+         "output": {"class": "softmax", "loss": "ce", "from": ["depth", "line", "res", "back_up"]}},
         {"optimizer": {"class": "adam"}}, "ce",
     ),
     # the random layers compared where they are deterministic: evaluation (random_route mixes) and p=0 noise

@@ -20,6 +20,9 @@ NET = {
               "base": "down", "from": "down"},
     "output": {"class": "softmax", "loss": "ce", "copy_output": "down", "from": "down"},
     "out2": {"class": "softmax", "loss": "ce", "copy_output": "down2", "from": "down2"},
+    "both": {"class": "downsample", "factor": [2, 2], "axis": [2, "T"], "method": "max", "is_output_layer": True},
+    "json": {"class": "downsample", "factor": "2", "axis": "[0]", "is_output_layer": True},
+    "mlp": {"class": "downsample", "factor": 2, "axis": 0, "method": "mlp", "is_output_layer": True},
 }
 
 
@@ -67,3 +70,18 @@ def test_copy_output_needs_a_resampled_target() -> None:
            "output": {"class": "softmax", "loss": "ce", "from": "down2"}}
     with pytest.raises(NetworkError, match="base 'down' resampled no target"):
         _both(net)
+
+
+def test_axis_lists_json_and_mlp() -> None:
+    backends = _both(NET)
+    p = backends[0].get_param_values()
+    lens = [n // 2 for n in SEQ_LENS]
+    groups = [X[b, : 2 * n].reshape(n, 2, 4) for b, n in enumerate(lens)]
+    for name, want in (("both", [g.max(1).reshape(-1, 2, 2).max(-1) for g in groups]),
+                       ("json", [g.mean(1) for g in groups]),
+                       ("mlp", [np.maximum(g.reshape(-1, 8) @ p["mlp/DP"] + p["mlp/b"], 0) for g in groups])):
+        out, out_lens = _forward(backends, name)
+        np.testing.assert_array_equal(out_lens, lens)
+        for b, n in enumerate(lens):
+            np.testing.assert_allclose(out[b, :n], want[b], rtol=1e-5, atol=1e-5, err_msg=name)
+    assert p["mlp/DP"].shape == (8, 4)

@@ -7,6 +7,7 @@ for max_seqs > 1"; here each seq gets what the manual describes for it (its own 
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import numpy as np
@@ -175,8 +176,10 @@ RESAMPLED_TARGET = "resampled_target"
 
 class DownsampleLayer(Layer):
     """``downsample``: every ``factor`` frames (``axis`` 0 or "T") or features (2 or "F") reduced to one by
-    ``method`` "average" (default), "max" or "concat"; on time only complete groups count (length // factor), as
-    RETURNN's minimum over the group's index.
+    ``method`` "average" (default), "max", "concat" or "mlp" (concat, then ``relu(z DP + b)`` back to the input
+    dim); ``axis`` may list both (``factor`` one for all or one per axis, in the sorted axes' order, as RETURNN),
+    also as JSON text. On time only complete groups count (length // factor), as RETURNN's minimum over the
+    group's index.
 
     ``sample_target`` resamples the loss target (``target``, default "classes") the same way (class indices by the
     maximum over each group, dense targets by ``method``); ``base`` (a ``downsample`` layer) starts from that layer's
@@ -186,21 +189,48 @@ class DownsampleLayer(Layer):
     """
 
     options = frozenset({"factor", "axis", "method", "padding", "sample_target", "base"})
-    METHODS = ("average", "max", "concat")
+    METHODS = ("average", "max", "concat", "mlp")
+
+    def steps(self) -> list[tuple[int, bool]]:
+        """(factor, on time) per axis to reduce, in RETURNN's order (axes sorted, factors as given)."""
+        axis, factor = self.opts.get("axis"), self.opts.get("factor")
+        try:
+            axis = json.loads(axis) if isinstance(axis, str) and axis not in ("T", "t", "F", "f") else axis
+            factor = json.loads(factor) if isinstance(factor, str) else factor
+        except ValueError:
+            raise self.error(f"axis and factor must be numbers, lists or their JSON, got {axis!r}, {factor!r}") from None
+        axes = list(axis) if isinstance(axis, (list, tuple, set)) else [axis]
+        names = {0: 0, "T": 0, "t": 0, 2: 2, "F": 2, "f": 2}
+        if not axes or any(isinstance(a, bool) or a not in names for a in axes):
+            raise self.error(f"axis {self.opts.get('axis')!r}: use 0/'T' (time) or 2/'F' (features), or a list")
+        factors = list(factor) if isinstance(factor, (list, tuple)) else [factor] * len(axes)
+        if len(factors) != len(axes) or not all(isinstance(f, int) and not isinstance(f, bool) and f >= 1
+                                                for f in factors):
+            raise self.error(f"factor must be a positive integer or one per axis, got {self.opts.get('factor')!r}")
+        return [(f, a == 0) for f, a in zip(factors, sorted(names[a] for a in axes)) if f != 1]
 
     def call(self, sources: list[LayerOutput], ctx: Context) -> LayerOutput:
         """Reduce groups of frames or features (and the target, with ``sample_target``)."""
+        ops = ctx.ops
         method = self.opts.get("method", "average")
         if method not in self.METHODS:
             raise self.error(f"method {method!r}: use {', '.join(self.METHODS)}")
-        factor = _int(self, "factor", None, 1)
-        axis = self.opts.get("axis")
-        if axis not in (0, "T", "t", 2, "F", "f"):
-            raise self.error(f"axis {axis!r}: use 0/'T' (time) or 2/'F' (features)")
-        result = self.downsample(_time_source(self, sources), factor, axis in (0, "T", "t"), method, ctx)
-        target = self.target(factor, axis in (0, "T", "t"), method, ctx)
+        steps = self.steps()
+        src = _time_source(self, sources)
+        reduce = "concat" if method == "mlp" else method
+        result = src if steps else src.with_tensor(_masked(ops, src), dim=src.dim)
+        for factor, on_time in steps:
+            result = self.downsample(result, factor, on_time, reduce, ctx)
+        if method == "mlp":
+            dim = self.feature_dim(src)
+            w = self.param("DP", (self.feature_dim(result), dim), self.opts.get("forward_weights_init",
+                                                                                "glorot_uniform"))
+            b = self.param("b", (dim,), self.opts.get("bias_init", "zeros"))
+            result = result.with_tensor(ops.relu(ops.dot(result.tensor, w) + b), dim=dim)
+            result = result.with_tensor(_masked(ops, result), dim=dim)
+        target = self.target(steps, reduce, ctx)
         if target is not None:
-            result.extra[RESAMPLED_TARGET] = target
+            result.extra = {**result.extra, RESAMPLED_TARGET: target}
         return result
 
     def downsample(self, src: LayerOutput, factor: int, on_time: bool, method: str, ctx: Context) -> LayerOutput:
@@ -226,7 +256,7 @@ class DownsampleLayer(Layer):
         result = LayerOutput(out, lens, out_dim)
         return result.with_tensor(_masked(ops, result), dim=out_dim)
 
-    def target(self, factor: int, on_time: bool, method: str, ctx: Context) -> LayerOutput | None:
+    def target(self, steps: list[tuple[int, bool]], method: str, ctx: Context) -> LayerOutput | None:
         """The resampled loss target, or None without ``sample_target``/``base`` or without target data here."""
         base = self.opts.get("base")
         if isinstance(base, (list, tuple)):
@@ -247,11 +277,12 @@ class DownsampleLayer(Layer):
                 raise self.error(f"base {base!r} resampled no target; give it sample_target=True")
         if not sample:
             return target
-        if not target.sparse:
-            return self.downsample(target, factor, on_time, method, ctx)
-        if not on_time:
-            return target  # class indices have no feature axis to reduce, as in RETURNN
-        return _downsample_labels(ctx.ops, target, factor)
+        for factor, on_time in steps:
+            if not target.sparse:
+                target = self.downsample(target, factor, on_time, method, ctx)
+            elif on_time:  # class indices have no feature axis to reduce, as in RETURNN
+                target = _downsample_labels(ctx.ops, target, factor)
+        return target
 
 
 def target_data(layer: Layer, ctx: Context) -> LayerOutput | None:
