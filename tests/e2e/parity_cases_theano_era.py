@@ -155,12 +155,13 @@ CASES: dict[str, tuple[dict[str, Any], dict[str, Any], str]] = {
          "output": {"class": "softmax", "loss": "ce", "from": ["depth", "line", "res", "back_up"]}},
         {"optimizer": {"class": "adam"}}, "ce",
     ),
-    # the random layers compared where they are deterministic: evaluation (random_route mixes) and p=0 noise
+    # the random layers compared where they are deterministic: evaluation (random_route mixes), p=0 noise, p=1 blur
     "theano-era-random-eval": (
         {"rev": {"class": "reverse"},
          "route": {"class": "random_route", "p": [0.3], "from": ["data", "rev"]},
          "noisy": {"class": "corruption", "clip": True, "from": "route"},
-         "output": {"class": "softmax", "loss": "ce", "from": "noisy"}},
+         "box": {"class": "blur", "ctx": 3, "from": "noisy"},
+         "output": {"class": "softmax", "loss": "ce", "from": "box"}},
         {"optimizer": {"class": "adam"}}, "eval_only",
     ),
     # window_context (projected, then the past frames; averaged future frames) and gaussian_filter_1d

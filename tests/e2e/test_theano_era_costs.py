@@ -1,5 +1,6 @@
 """More of the manual's NetworkHiddenLayer classes on both backends, against NumPy: the layers with their own cost
-or error (errors, detection, loss), the random ones (corruption, random_route) and time_to_batch/batch_to_time."""
+or error (errors, detection, loss), the random ones (corruption, random_route, blur) and time_to_batch/
+batch_to_time."""
 
 from __future__ import annotations
 
@@ -26,6 +27,8 @@ NET = {
     "mix": {"class": "random_route", "p": 0.25, "from": ["data", "rev"]},
     "pick": {"class": "random_route", "test_route": 1, "from": ["data", "rev"]},
     "clipped": {"class": "corruption", "clip": True},
+    "box": {"class": "blur", "ctx": 3},
+    "empty": {"class": "blur", "p": 0.0},
     "output": {"class": "copy", "from": ["err", "bt", "mix", "pick", "clipped"]},
 }
 
@@ -74,6 +77,10 @@ def test_costs_and_routes() -> None:
     np.testing.assert_allclose(_forward(backends, "mix")[0], 0.25 * x + 0.75 * rev, atol=1e-5)
     np.testing.assert_allclose(_forward(backends, "pick")[0], rev, atol=1e-6)
     np.testing.assert_allclose(_forward(backends, "clipped")[0], np.clip(x, 0, 1), atol=1e-6)
+    padded = np.pad(x, [(0, 0), (1, 1), (1, 1)])  # blur p=1: the 3 x 3 box over time and features, zeros outside
+    box = sum(padded[:, i : i + x.shape[1], j : j + 4] for i in range(3) for j in range(3)) / 9
+    np.testing.assert_allclose(_forward(backends, "box")[0], box * MASK[..., None], rtol=1e-5, atol=1e-6)
+    assert not _forward(backends, "empty")[0].any()  # p=0: no ones in the kernel, divided by 1
 
 
 NOISE_NET = {

@@ -1,5 +1,5 @@
-"""Theano-era layers that draw random numbers: corruption (additive noise) and random_route (one source at random
-in training, their mixture otherwise)."""
+"""Theano-era layers that draw random numbers: corruption (additive noise), random_route (one source at random
+in training, their mixture otherwise) and blur (a random 2-D kernel over time and features)."""
 
 from __future__ import annotations
 
@@ -85,3 +85,32 @@ class RandomRouteLayer(Layer):
             for x, pk in zip(xs[1:], p[1:]):
                 out = out + x * np.float32(pk)
         return sources[0].with_tensor(out, dim=sources[0].dim)
+
+
+class BlurLayer(Layer):
+    """``blur``: each seq's (time, feature) plane convolved with a random ``ctx`` x ``ctx`` kernel of 0/1 entries
+    (each 1 with probability ``p``, default 1.0: a box blur), divided by its number of ones (at least 1), zeros
+    beyond the seq and the features; a new kernel in every pass (also evaluation), as RETURNN. ``ctx`` (default 5)
+    must be odd (an even one gave RETURNN's output one frame and one feature too many)."""
+
+    options = frozenset({"ctx", "p"})
+
+    def call(self, sources: list[LayerOutput], ctx: Context) -> LayerOutput:
+        """Blur with a random kernel."""
+        ops = ctx.ops
+        src = self.single_source(sources)
+        if src.sparse or not src.has_time or src.feature_ndim != 1:
+            raise self.error("needs a dense (batch, time, feature) input")
+        size = self.opts.get("ctx", 5)
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1 or size % 2 == 0:
+            raise self.error(f"ctx must be an odd positive integer, got {size!r}")
+        p = self.float_opt("p", 1.0)
+        kernel = ops.cast(ops.less(ops.random_uniform([size, size]), p), "float32")
+        kernel = kernel / ops.maximum(ops.reduce(kernel, "sum"), np.float32(1.0))
+        mask = ops.expand_dims(src.mask(), -1)
+        image = ops.expand_dims(src.tensor * mask, -1)  # (B, T, D, 1)
+        half = size // 2
+        image = ops.pad(image, [(0, 0), (half, half), (half, half), (0, 0)])
+        filters = ops.reshape(kernel[::-1, ::-1], (size, size, 1, 1))  # Theano's conv2d flips the kernel
+        out = ops.conv(image, filters, strides=(1, 1), dilation=(1, 1), padding="VALID")[..., 0]
+        return src.with_tensor(out * mask, dim=src.dim)
