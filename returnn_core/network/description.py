@@ -10,7 +10,7 @@ from returnn_core.errors import NetworkError
 
 #: options (besides ``from``) whose string value may name another layer that must be built first
 LAYER_REF_OPTIONS = ("reuse_params", "initial_state", "chunking_layer", "size_base", "base", "base_ctx", "prefix",
-                     "postfix", "copy_output", "copy_input", "encoder")
+                     "postfix", "copy_output", "copy_input", "encoder", "original_output")
 #: options every layer accepts and the core interprets
 COMMON_OPTIONS = frozenset(
     {"class", "from", "is_output_layer", "loss", "target", "loss_scale", "loss_opts", "n_out", "activation",
