@@ -50,7 +50,8 @@ void returnn_native_set_num_threads(int num_threads);
 int returnn_native_get_num_threads(void);
 
 /* Step GEMM implementation: 0 = best available, 1 = generic (a BLAS sgemm per step), 2 = AVX-512 packed
- * micro-kernel, 3 = AMX tiles with split-bf16 operands (also the weight gradient). set returns nonzero when the
+ * micro-kernel, 3 = AMX tiles with split-bf16 operands (also the weight gradient; layers under 256 units keep
+ * the AVX-512 kernel, which is faster for them). set returns nonzero when the
  * choice is not compiled in (the library is built for the host CPU) or, for AMX, the OS refuses the tile state. */
 int returnn_native_set_isa(int isa);
 int returnn_native_get_isa(void);

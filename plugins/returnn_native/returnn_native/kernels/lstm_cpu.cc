@@ -90,6 +90,16 @@ int current_isa() {
   return g_isa;
 }
 
+// Units from which AMX runs under ISA "amx": on smaller layers the tiles' padding (16 rows, 32 columns and 32 of K)
+// and the per-step split cost more than they save (1 thread, B=40: slower or equal up to n=128, faster from 256).
+const int kAmxMinUnits = 256;
+
+// The step GEMM for a layer of n units.
+int isa_for(int n) {
+  const int isa = current_isa();
+  return isa == kIsaAmx && n < kAmxMinUnits ? (RN_HAVE_AVX512 ? kIsaAvx512 : kIsaGeneric) : isa;
+}
+
 int default_threads() {
   const char* env = std::getenv("RETURNN_NATIVE_NUM_THREADS");
   if (env && std::atoi(env) > 0) return std::atoi(env);
@@ -340,12 +350,13 @@ int lstm_fwd(int nt, int B, int T, int n, int direction, const float* z, const f
     }
     return 0;
   }
-  const bool use_packed = current_isa() == kIsaAvx512;
+  const int isa = isa_for(n);
+  const bool use_packed = isa == kIsaAvx512;
   // w_re's four gate blocks, each n x n, packed separately: block g at g * np * n * kPanel
   const int np = panels(n);
   Packed<> packed;
   if (use_packed && !packed.alloc(4L * np * n * kPanel)) return 2;
-  const bool use_amx = current_isa() == kIsaAmx;  // only where compiled in (isa_available)
+  const bool use_amx = isa == kIsaAmx;  // only where compiled in (isa_available)
 #if RN_HAVE_AMX
   const long amx_block = (long)np * amx_chunks(n) * kAmxChunkFloats;  // one packed gate block
   Packed<uint16_t> amx_w;
@@ -445,11 +456,12 @@ int lstm_bwd(int nt, int B, int T, int n, int direction, const float* w_re, cons
   }
   float* tmp = static_cast<float*>(std::malloc(sizeof(float) * (size_t)B * n));
   if (!tmp) return 2;
-  const bool use_packed = current_isa() == kIsaAvx512;
+  const int isa = isa_for(n);
+  const bool use_packed = isa == kIsaAvx512;
   // w_re^T (4n x n) packed: the step's dh_prev = dz_t @ w_re^T
   Packed<> packed;
   bool ok = !use_packed || packed.alloc((long)panels(n) * n4 * kPanel);
-  const bool use_amx = current_isa() == kIsaAmx;  // only where compiled in (isa_available)
+  const bool use_amx = isa == kIsaAmx;  // only where compiled in (isa_available)
 #if RN_HAVE_AMX
   Packed<uint16_t> amx_w;
   AmxRows amx_dz, amx_hT;  // the step's dz rows; h_prev^T of a block of frames for the weight gradient
