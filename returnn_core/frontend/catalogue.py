@@ -132,6 +132,9 @@ CATALOGUE: dict[str, dict[str, tuple[str, tuple[str, ...]]]] = {
         "base": ("layers.theano_era.base_attention:BaseInterpolationLayer", ()),
         "source_attention": ("layers.theano_era.base_attention:SourceAttentionLayer", ()),
         "chunking_sublayer": ("layers.theano_era.chunk_sublayer:ChunkingSublayer", ()),
+        "segment_input": ("layers.theano_era.segments:SegmentInputLayer", ()),
+        "segment_class_targets": ("layers.theano_era.segments:SegmentClassTargets", ()),
+        "unsegment_input": ("layers.theano_era.segments:UnsegmentInputLayer", ()),
     },
     "rec_units": {
         "lstm": ("units:LstmUnit", ("standardlstm", "basiclstm", "lstmblock", "lstmblockfused", "cudnnlstm",

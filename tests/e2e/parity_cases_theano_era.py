@@ -191,4 +191,17 @@ CASES: dict[str, tuple[dict[str, Any], dict[str, Any], str]] = {
          "output": {"class": "softmax", "loss": "ce", "from": ["chunks", "fixed"]}},
         {"optimizer": {"class": "adam"}}, "ce",
     ),
+    # segments: a softmax over every frame's segment trained on their running class distributions, and back
+    "theano-era-segments-adam": (
+        {"frames": {"class": "hidden", "n_out": 3, "activation": "tanh", "from": ["data", "data:classes"]},
+         "seg": {"class": "segment_input", "window": 3, "from": "frames"},
+         "targets": {"class": "segment_class_targets", "num_classes": 3, "window": 3, "from": "data:classes"},
+         "seg_out": {"class": "softmax", "loss": "ce", "n_out": 3, "copy_output": "targets", "from": "seg"},
+         "back": {"class": "unsegment_input", "original_output": "frames", "from": "seg_out"},
+         "labels": {"class": "segment_input", "window": 2, "input_is_sparse": True, "num_classes": 3,
+                    "from": "data:classes"},
+         "label_back": {"class": "unsegment_input", "original_output": "frames", "from": "labels"},
+         "output": {"class": "softmax", "loss": "ce", "from": ["back", "label_back"]}},
+        {"optimizer": {"class": "adam"}}, "ce",
+    ),
 }
