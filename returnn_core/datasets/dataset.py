@@ -257,6 +257,10 @@ class Dataset:
             self._labels = {k: list(s.labels) for k, s in self.output_specs().items() if s.labels}
         return self._labels
 
+    @labels.setter
+    def labels(self, value: Mapping[str, list[str]]) -> None:
+        self._labels = dict(value)  # a subclass in RETURNN's style assigns the whole dict
+
     def can_serialize_data(self, key: str) -> bool:
         """Whether :meth:`serialize_data` knows the labels of ``key``."""
         return key in self.labels

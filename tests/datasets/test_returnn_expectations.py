@@ -132,7 +132,7 @@ def test_static_dataset_keys_and_utf8_serialization() -> None:
     ds.init_seq_order(epoch=1)
     assert ds.serialize_data("data", ds.get_data(0, "data")) == "wër"
     words = StaticDataset([{"data": np.array([0, 2])}], output_dim={"data": (3, 1)})
-    words.labels["data"] = ["hello", "big", "world"]
+    words.labels = {"data": ["hello", "big", "world"]}
     assert words.serialize_data("data", np.array([0, 2])) == "hello world"
 
 
