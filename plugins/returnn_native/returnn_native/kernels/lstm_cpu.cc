@@ -156,12 +156,25 @@ void slice(int len, int parts, int k, int round, int* lo, int* hi) {
 int panels(int N) { return (N + kPanel - 1) / kPanel; }
 
 // My part inside a parallel region; uses the actual team size (a nested region may get fewer threads).
-Part my_part(int B, int n, int min_rows) {
+// This thread's number and its team's size inside a parallel region.
+int thread_num() {
 #ifdef _OPENMP
-  const int team = omp_get_num_threads(), tid = omp_get_thread_num();
+  return omp_get_thread_num();
 #else
-  const int team = 1, tid = 0;
+  return 0;
 #endif
+}
+
+int team_size() {
+#ifdef _OPENMP
+  return omp_get_num_threads();
+#else
+  return 1;
+#endif
+}
+
+Part my_part(int B, int n, int min_rows) {
+  const int team = team_size(), tid = thread_num();
   Part p;
   p.by_batch = team > 1 && B >= min_rows * team;
   int u0, u1;
@@ -375,11 +388,7 @@ int lstm_fwd(int nt, int B, int T, int n, int direction, const float* z, const f
         pack_panels(w_re + g * n, n4, 1, n, n, part.p0, part.p1, packed.data + (long)g * np * n * kPanel);
 #if RN_HAVE_AMX
     AmxTiles tiles(use_amx);
-#ifdef _OPENMP
-    const int tid = omp_get_thread_num();
-#else
-    const int tid = 0;
-#endif
+    const int tid = thread_num();
     if (use_amx)
       for (int g = 0; g < 4; ++g) pack_amx(w_re + g * n, n4, 1, n, n, part.p0, part.p1, amx_w.data + g * amx_block);
 #endif
@@ -491,11 +500,7 @@ int lstm_bwd(int nt, int B, int T, int n, int direction, const float* w_re, cons
       if (use_packed) pack_panels(w_re, 1, n4, (int)n4, n, part.p0, part.p1, packed.data);
 #if RN_HAVE_AMX
       AmxTiles tiles(use_amx);
-#ifdef _OPENMP
-      const int tid = omp_get_thread_num();
-#else
-      const int tid = 0;
-#endif
+      const int tid = thread_num();
       if (use_amx) pack_amx(w_re, 1, n4, (int)n4, n, part.p0, part.p1, amx_w.data);
 #endif
 #pragma omp barrier
@@ -543,11 +548,7 @@ int lstm_bwd(int nt, int B, int T, int n, int direction, const float* w_re, cons
       if (use_amx) {
         // split h_prev^T (my units' rows) and pack dz (my panels of the 4n columns), then my panels of dw_re
         int w0, w1;
-#ifdef _OPENMP
-        slice(panels((int)n4), omp_get_num_threads(), tid, 1, &w0, &w1);
-#else
-        slice(panels((int)n4), 1, 0, 1, &w0, &w1);
-#endif
+        slice(panels((int)n4), team_size(), tid, 1, &w0, &w1);
         for (int f0 = 0; f0 < frames; f0 += frame_block) {
           const int fn = frames - f0 < frame_block ? frames - f0 : frame_block;
           if (u1 > u0)
