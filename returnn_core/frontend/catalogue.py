@@ -59,6 +59,9 @@ CATALOGUE: dict[str, dict[str, tuple[str, tuple[str, ...]]]] = {
         "combine_dims": ("layers.time_axis:CombineDimsLayer", ()),
         "dot_attention": ("layers.attention:DotAttentionLayer", ()),
         "gauss_window_attention": ("layers.attention:GaussWindowAttentionLayer", ()),
+        "softmax_over_spatial": ("layers.attention:SoftmaxOverSpatialLayer", ()),
+        "generic_attention": ("layers.attention:GenericAttentionLayer", ()),
+        "reduce_out": ("layers.shape:ReduceOutLayer", ()),
         "variable": ("layers.variable:VariableLayer", ()),
         # the Theano era's layer classes (the manual's NetworkHiddenLayer, NetworkLstmLayer, ... sections)
         "lstm": ("layers.theano_era.lstm_layers:LstmLayer", ("lstm_opt",)),

@@ -157,12 +157,14 @@ class CtcLoss(Loss):
 
 
 class EditDistanceLoss(Loss):
-    """Edit distance between the frame-wise argmax and the target labels; nothing to minimise (the loss is 0)."""
+    """Edit distance between the output's labels (the frame-wise argmax of a dense one) and the target labels;
+    nothing to minimise (the loss is 0)."""
 
     def __call__(self, output: LayerOutput, target: LayerOutput | None, ctx: LossContext) -> tuple[Any, Any, Any]:
         """Zero loss, summed edit distance, label count."""
         ops = ctx.ops
-        hyp = ops.argmax(output.tensor, -1)
+        # a sparse output (a decide layer's labels, as in RETURNN's search configs) is the hypothesis itself
+        hyp = ops.cast(output.tensor, "int32") if output.sparse else ops.argmax(output.tensor, -1)
         error = ops.edit_distance(hyp, output.seq_lens, ops.cast(target.tensor, "int32"), target.seq_lens)
         return ops.constant(0.0), error, ops.cast(ops.reduce(target.seq_lens, "sum"), "float32")
 

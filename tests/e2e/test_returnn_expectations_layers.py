@@ -229,3 +229,48 @@ def test_combine_with_bias_adds_b_before_the_activation() -> None:
         be.set_param_values({"output/b": bias})
     out, _ = _forward(backends, "output")
     np.testing.assert_allclose(out, np.tanh(2 * X + bias), rtol=1e-5, atol=1e-6)
+
+
+def test_softmax_over_spatial_generic_attention_reduce_out() -> None:
+    net = {"energy": {"class": "linear", "activation": None, "n_out": 1, "is_output_layer": True},
+           "att_w": {"class": "softmax_over_spatial", "from": "energy", "is_output_layer": True},
+           "att": {"class": "generic_attention", "weights": "att_w", "base": "data", "from": "att_w",
+                   "is_output_layer": True},
+           "output": {"class": "reduce_out", "mode": "max", "num_pieces": 2}}
+    backends = _both(net)
+    energy, _ = _forward(backends, "energy")
+    weights, lens = _forward(backends, "att_w")
+    assert list(lens) == list(SEQ_LENS)
+    for b, n in enumerate(SEQ_LENS):
+        e = energy[b, :n, 0]
+        np.testing.assert_allclose(weights[b, :n, 0], np.exp(e - e.max()) / np.exp(e - e.max()).sum(), rtol=1e-5)
+    att, _ = _forward(backends, "att")
+    want = np.stack([(weights[b, :n] * X[b, :n]).sum(0) for b, n in enumerate(SEQ_LENS)])
+    np.testing.assert_allclose(att.reshape(want.shape), want, rtol=1e-5, atol=1e-6)
+    maxout, _ = _forward(backends, "output")
+    np.testing.assert_allclose(maxout, X.reshape(*X.shape[:2], 2, 2).max(-1), rtol=1e-6)
+
+
+def test_attention_weights_accumulated_over_decoder_steps() -> None:
+    # RETURNN 2018's attention decoder: prev:accum_att_weights (out_type shape (None, 1)) lives over the encoder
+    # time, zeros before the first step
+    net = {"enc_ctx": {"class": "linear", "activation": None, "n_out": 5},
+           "output": {"class": "rec", "from": [], "target": "classes", "unit": {
+               "weight_feedback": {"class": "linear", "activation": None, "with_bias": False,
+                                   "from": "prev:accum_att_weights", "n_out": 5},
+               "energy_in": {"class": "combine", "kind": "add", "from": ["base:enc_ctx", "weight_feedback"]},
+               "energy": {"class": "linear", "activation": "tanh", "with_bias": False, "from": "energy_in",
+                          "n_out": 1},
+               "att_weights": {"class": "softmax_over_spatial", "from": "energy"},
+               "accum_att_weights": {"class": "combine", "kind": "add",
+                                     "from": ["prev:accum_att_weights", "att_weights"],
+                                     "out_type": {"dim": 1, "shape": (None, 1)}},
+               "att": {"class": "generic_attention", "weights": "att_weights", "base": "base:enc_ctx"},
+               "output": {"class": "softmax", "from": "att", "loss": "ce", "target": "classes"}}}}
+    be = _backend("tf", net, train=True)  # (the same layers run on theano; its compile of this loop is slow)
+    params = be.get_param_values()
+    first = be.train_step(BATCH, 0.5).losses["output/output"]
+    for _ in range(5):
+        last = be.train_step(BATCH, 0.5).losses["output/output"]
+    assert np.isfinite(first) and last < first
+    assert params["output/rec/weight_feedback/W"].shape == (1, 5)

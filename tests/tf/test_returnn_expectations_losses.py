@@ -40,3 +40,13 @@ def test_label_smoothing_perfect_prediction_scores_zero() -> None:
     soft = np.full((2, 4, k), s / (k - 1), np.float32)
     np.put_along_axis(soft, TARGET[..., None], 1 - s, -1)
     assert abs(ce_value(np.log(soft), label_smoothing=s)) < 1e-4
+
+
+def test_edit_distance_of_a_decided_label_sequence() -> None:
+    # RETURNN's search configs: "decision": {"class": "decide", "loss": "edit_distance"} on sparse labels
+    loss = get_plugin_manager().losses.get("edit_distance", backend="tf")()
+    hyp = LayerOutput(tf.constant([[1, 2, 3, 0], [2, 0, 0, 0]]), tf.constant([3, 1]), 4, sparse=True)
+    ref = LayerOutput(tf.constant([[1, 3, 0, 0], [2, 1, 0, 0]]), tf.constant([2, 2]), 4, sparse=True)
+    value, error, labels = loss(hyp, ref, LossContext(ops=TF_OPS, layer="decision", seq_tags=None,
+                                                      get_layer_output=None))
+    assert float(value) == 0.0 and float(error) == 2.0 and float(labels) == 4.0  # one deletion, one insertion

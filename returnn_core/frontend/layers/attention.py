@@ -157,3 +157,71 @@ class GaussWindowAttentionLayer(AttentionBaseLayer):
         if not loc.has_time:
             out = ops.squeeze(out, 1)
         return LayerOutput(out, loc.seq_lens, base.dim)
+
+
+class SoftmaxOverSpatialLayer(Layer):
+    """RETURNN's ``softmax_over_spatial``: softmax of its source over the time axis, each seq's padding excluded
+    (weight 0); ``energy_factor`` scales the energies first. Typically attention weights (B, T, 1) in a rec loop."""
+
+    options = frozenset({"energy_factor"})
+
+    @classmethod
+    def out_shape_from_opts(cls, opts: Mapping[str, Any], sources: Sequence[FrameShape | None],
+                            layer_shape: Callable[[str], FrameShape | None]) -> FrameShape | None:
+        """The source's shape."""
+        own = super().out_shape_from_opts(opts, sources, layer_shape)
+        return own or (sources[0] if len(sources) == 1 else None)
+
+    def call(self, sources: list[LayerOutput], ctx: Context) -> LayerOutput:
+        """Masked softmax over axis 1."""
+        ops = ctx.ops
+        src = self.single_source(sources)
+        if src.sparse or not src.has_time:
+            raise self.error("needs a dense input with a time axis (the axis the softmax runs over)")
+        energy = src.tensor
+        if "energy_factor" in self.opts:
+            energy = energy * np.float32(self.float_opt("energy_factor", 1.0))
+        mask = src.mask("bool")
+        for _ in range(ops.ndim(energy) - 2):
+            mask = ops.expand_dims(mask, -1)
+        weights = ops.softmax(ops.where(mask, energy, np.float32(-1e30)), axis=1)
+        return LayerOutput(ops.where(mask, weights, np.float32(0.0)), src.seq_lens, src.dim)
+
+
+class GenericAttentionLayer(AttentionBaseLayer):
+    """RETURNN's ``generic_attention``: ``base`` (B, T, ..., D) summed over time, weighted by the layer
+    ``weights`` (B, T) or (B, T, 1) (a trailing 1 is squeezed away, ``auto_squeeze``): (B, ..., D)."""
+
+    options = frozenset({"base", "weights", "auto_squeeze"})
+
+    @classmethod
+    def out_shape_from_opts(cls, opts: Mapping[str, Any], sources: Sequence[FrameShape | None],
+                            layer_shape: Callable[[str], FrameShape | None]) -> FrameShape | None:
+        """The base's frame shape without its time axis."""
+        own = Layer.out_shape_from_opts(opts, sources, layer_shape)
+        base = layer_shape(opts["base"]) if isinstance(opts.get("base"), str) else None
+        return own or (tuple(base[1:]) if base and len(base) > 1 else None)
+
+    def call(self, sources: list[LayerOutput], ctx: Context) -> LayerOutput:
+        """The weighted sum over the base's time axis."""
+        ops = ctx.ops
+        name = self.opts.get("weights")
+        if not isinstance(name, str):
+            raise self.error("needs 'weights', the name of a layer of attention weights (batch, time[, 1])")
+        weights = ctx.get(name, layer=self.name)
+        base_name = self.opts.get("base")
+        if not isinstance(base_name, str):
+            raise self.error("needs 'base', the name of a layer with a time axis")
+        base = ctx.get(base_name, layer=self.name)
+        if not base.has_time or base.sparse or not weights.has_time or weights.sparse:
+            raise self.error(f"weights {name!r} and base {base_name!r} must be dense with a time axis")
+        w = weights.tensor
+        if self.opts.get("auto_squeeze", True) and ops.ndim(w) == 3 and weights.dim == 1:
+            w = w[..., 0]
+        if ops.ndim(w) != 2:
+            raise self.error(f"weights {name!r} must be (batch, time) or (batch, time, 1)")
+        for _ in range(ops.ndim(base.tensor) - 2):
+            w = ops.expand_dims(w, -1)
+        # no masking, as RETURNN: softmax_over_spatial already gives padding frames weight 0
+        out = ops.reduce(w * base.tensor, "sum", 1)
+        return LayerOutput(out, None, base.dim)

@@ -160,7 +160,10 @@ class RecSubnet:
             for opt in LOOP_OPTIONS:
                 if opt in layer:
                     self.initial_outputs[name] = layer.pop(opt)
-            raw = layer.get("from", ["data"])
+            default_from = ["data"]
+            if layer.get("class") == "generic_attention" and isinstance(layer.get("weights"), str):
+                default_from = [layer["weights"]]  # RETURNN: the weights are its source (so they come first)
+            raw = layer.get("from", default_from)
             new = []
             for src in [raw] if isinstance(raw, str) else list(raw):
                 if not isinstance(src, str):
@@ -395,6 +398,15 @@ class RecSubnet:
                 raise NetworkError(f"layer '{self.name}/{name}': initial_output of a choice must be a label index")
             return LayerOutput(ops.cast(ops.fill([rows], float(init)), "int32"), None, dim, sparse=True)
         shape = self._static_shape(name, ctx)
+        if shape and shape[0] is None and None not in shape[1:] and isinstance(init, (int, float)):
+            # a frame over the encoder's time, like RETURNN's accumulated attention weights (out_type shape
+            # (None, 1)): its time and seq lengths are those of its base: source with a time axis
+            over = self._base_time_source(ctx, name)
+            if over is not None:
+                x = repeat_beam(ops, over.tensor, beam) if beam > 1 else over.tensor
+                lens = repeat_beam(ops, over.seq_lens, beam) if beam > 1 else over.seq_lens
+                zeros = ops.fill([rows, ops.dynamic_dim(x, 1), *shape[1:]], float(init))
+                return LayerOutput(zeros, lens, shape[-1])
         if not shape or None in shape:
             raise NetworkError(f"layer '{self.name}/{name}': needs 'n_out', since the loop reads it as "
                                f"'prev:{name}' before the first step (its class cannot tell its shape from its "
@@ -413,6 +425,22 @@ class RecSubnet:
             raise NetworkError(f"layer '{self.name}/{name}': initial_output must be a number or a layer name, "
                                f"got {init!r}")
         return LayerOutput(tensor, None, n_out)
+
+    def _base_time_source(self, ctx: Context, name: str, seen: frozenset[str] = frozenset()) -> LayerOutput | None:
+        """The first ``base:`` layer with a time axis that sub-layer ``name`` reads, directly or through the
+        sub-layers of the same step it reads (None if none)."""
+        seen = seen | {name}
+        for src in self.description[name].sources:
+            ref = src.name if isinstance(src, LayerRef) else src.key
+            if ref.startswith("base:"):
+                out = ctx.get(ref[len("base:"):], layer=f"{self.name}/{name}")
+                if out.has_time:
+                    return out
+            elif ref in self.description.layers and ref not in seen:
+                found = self._base_time_source(ctx, ref, seen)
+                if found is not None:
+                    return found
+        return None
 
     def _loop(self, ctx: Context, src: LayerOutput | None, seq_data: dict[str, LayerOutput],
               moved: dict[str, LayerOutput], seq_lens: Any, num_steps: Any, by_end: bool, search: bool, beam: int,

@@ -317,6 +317,39 @@ class ReduceLayer(Layer):
         return LayerOutput(out, seq_lens, feature_dim_of(out_dims, has_time))
 
 
+class ReduceOutLayer(Layer):
+    """RETURNN's ``reduce_out``: the feature axis cut into groups of ``num_pieces`` neighbours, each group reduced
+    by ``mode`` (``max``: maxout, ``sum``); the output has dim / num_pieces features."""
+
+    options = frozenset({"mode", "num_pieces"})
+    recurrent = False
+
+    @classmethod
+    def out_shape_from_opts(cls, opts: Mapping[str, Any], sources: Sequence[FrameShape | None],
+                            layer_shape: Callable[[str], FrameShape | None]) -> FrameShape | None:
+        """The source's shape with the feature dim divided by ``num_pieces``."""
+        own = super().out_shape_from_opts(opts, sources, layer_shape)
+        pieces = opts.get("num_pieces")
+        if own is not None or len(sources) != 1 or not sources[0] or not isinstance(pieces, int) or pieces < 1:
+            return own
+        dim = sources[0][-1]
+        return (*sources[0][:-1], dim // pieces if dim is not None else None)
+
+    def call(self, sources: list[LayerOutput], ctx: Context) -> LayerOutput:
+        """Reshape the features to (dim / num_pieces, num_pieces) and reduce the pieces."""
+        ops = ctx.ops
+        src = self.single_source(sources)
+        mode = self.opts.get("mode")
+        if mode not in ("max", "sum"):
+            raise self.error(f"mode must be 'max' or 'sum', got {mode!r}")
+        pieces = int_opt(self, "num_pieces", None)
+        dim = self.feature_dim(src)
+        if pieces is None or pieces < 1 or dim % pieces:
+            raise self.error(f"num_pieces {self.opts.get('num_pieces')!r} must divide the feature dim {dim}")
+        x = ops.reshape(src.dense(), [*ops.shape(src.tensor)[:-1], dim // pieces, pieces])
+        return LayerOutput(ops.reduce(x, mode, -1), src.seq_lens, dim // pieces)
+
+
 class WindowLayer(Layer):
     """A window of ``window_size`` frames around each frame (``window_left``/``window_right``): (B, T, W, D);
     ``padding="valid"`` keeps only the frames whose window lies inside the seq (T - window_size + 1).
