@@ -6,7 +6,7 @@ replace the softmax; ``grad_clip_z`` clips the gradient of the logits; ``compute
 over the present frames as the non-trainable parameter ``priors`` (exponential moving average with
 ``compute_priors_exp_average``, else the running mean over all training steps); ``log_prior`` reads log priors from a
 text file; ``subtract_prior_from_output`` divides the output by ``prior ** prior_scale``; ``copy_output`` (a
-``downsample`` layer with ``sample_target``) makes the loss use that layer's resampled target.
+``downsample`` layer with ``sample_target``, or ``segment_class_targets``) makes the loss use that layer's target.
 """
 
 from __future__ import annotations
@@ -137,6 +137,6 @@ def copied_target(layer: Layer, out: LayerOutput, ctx: Context) -> LayerOutput:
         if target_data(layer, ctx) is None:
             return out  # no targets fed (forward): no loss to compute
         raise layer.error(f"copy_output {name!r} gives no resampled target; name a downsample layer with "
-                          "sample_target=True (or one whose base has it)")
+                          "sample_target=True (or one whose base has it) or a segment_class_targets layer")
     # the loss is normalised by the resampled frames; RETURNN scaled its sum by (target frames / resampled frames)
     return replace(out, extra={**out.extra, LOSS_TARGET: target})
