@@ -1,4 +1,5 @@
-"""PyTensor binding: NativeLstm as C ops (forward and gradient) linking the same CPU kernel library."""
+"""PyTensor binding: NativeLstm as C ops (forward and gradient) linking the CPU kernel library, and a rewrite that
+runs independent pairs of them (a BLSTM's two directions) in one kernel call."""
 
 from __future__ import annotations
 
