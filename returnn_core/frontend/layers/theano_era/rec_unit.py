@@ -161,11 +161,19 @@ class RecurrentUnitLayer(RecLayer):
             lm = LmFeedback(self, self.opts, n, z_dim, int(target.dim or 0))
             lm_tensors, lm_seqs = lm.setup(ops, target, ctx.train, self.direction, seq_lens)
             tensors.update(lm_tensors)
-        keys = list(tensors)
+        # a tensor named twice (a base that is its own template, a base listed twice) goes into the loop once
+        unique: list[Any] = []
+        slot: dict[str, int] = {}
+        for key, value in tensors.items():
+            found = next((j for j, u in enumerate(unique) if u is value), None)
+            if found is None:
+                unique.append(value)
+            slot[key] = len(unique) - 1 if found is None else found
 
         def step(z_t: Any, *args: Any) -> tuple[Any, tuple[Any, ...]]:
             frames, rest = list(args[: len(lm_seqs)]), args[len(lm_seqs):]
-            states, t = rest[: unit.num_states], dict(zip(keys, rest[unit.num_states:]))
+            states, loop_tensors = rest[: unit.num_states], rest[unit.num_states:]
+            t = {key: loop_tensors[j] for key, j in slot.items()}
             y_p = states[0]
             if attention is not None:
                 z_t = z_t + attention.step(ops, y_p, t)
@@ -177,7 +185,7 @@ class RecurrentUnitLayer(RecLayer):
             new = unit.step(ops, z_t, tuple(states), w_re)
             return new[0], tuple(new)
 
-        y, final = time_loop(ops, step, [z, *lm_seqs], mask, seq_lens, initial, [tensors[k] for k in keys],
+        y, final = time_loop(ops, step, [z, *lm_seqs], mask, seq_lens, initial, unique,
                              direction=self.direction)
         return LayerOutput(y, seq_lens, n, final_state=final)
 
