@@ -12,7 +12,7 @@ import pytest
 pytest.importorskip("returnn_tf")
 pytest.importorskip("returnn_theano")
 
-from test_frontend_layers import BATCH, EXTERN, SEQ_LENS, X, _backend, _both, outputs_on_both  # noqa: E402
+from test_frontend_layers import BATCH, CLS, EXTERN, SEQ_LENS, X, _backend, _both, outputs_on_both  # noqa: E402
 
 from returnn_core.datasets import BatchData, DatasetSeq, DataSpec, ExternData, generate_batches  # noqa: E402
 from returnn_core.errors import NetworkError  # noqa: E402
@@ -37,6 +37,9 @@ NET = {
     "dec_r": {"class": "rec", "unit": "lstmr", "n_out": 2, "from": [], "base": "enc_bw", "n_dec": 4,
               "recurrent_transform": "attention_list", "attention_template": 2, "attention_distance": "l1",
               "attention_norm": "linear", "attention_nbest": 1, "attention_sharpening": 2.0},
+    # the previous target label fed back (force_lm: also outside training), backwards: the label after the frame
+    "dec_fed": {"class": "rec", "unit": "lstm", "n_out": 2, "from": [], "direction": -1, "lm": True,
+                "force_lm": True, "droplm": 0.0, "attention_lm": "hard", "target": "classes"},
 }
 
 
@@ -144,6 +147,12 @@ def test_decoders_against_numpy(outputs) -> None:
         for t in range(4):
             h, c = _lstm_step(p["dec_r/b"] + _attend(p, "dec_r", 0, h, bw, NET["dec_r"]), h, c, None)
             np.testing.assert_allclose(outs["dec_r"][0][b, t], h, rtol=1e-4, atol=1e-5, err_msg=f"lstmr {b} {t}")
+        # dec_fed: backwards over the target's frames, fed the embedding of the label after each (class 0 first)
+        h = c = np.zeros(2)
+        for t in reversed(range(n)):
+            fed = p["dec_fed/W_lm_out"][CLS[b, t + 1] if t + 1 < n else 0]
+            h, c = _lstm_step(p["dec_fed/b"] + fed, h, c, p["dec_fed/W_re"])
+            np.testing.assert_allclose(outs["dec_fed"][0][b, t], h, rtol=1e-4, atol=1e-5, err_msg=f"fed {b} {t}")
 
 
 @pytest.mark.parametrize(("layer", "needle"), [
