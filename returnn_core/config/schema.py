@@ -116,6 +116,8 @@ _KEYS: tuple[Key, ...] = (
     Key("window", _INT_POS, 1, "data", "Frames of context to concatenate around each input frame."),
     Key("batching", Text("a seq ordering ('default', 'sorted', 'random', 'laplace:N', ...)"), None, "data",
         "The train set's seq_ordering, unless the dataset sets its own."),
+    Key("cache_size", AnyValue("a size ('1G', '512M', '0') or a list of two or three (train, dev, eval)"), None,
+        "data", "HDF cache of the train, dev and eval sets (cache_byte_size); one size is shared evenly by the sets."),
     Key("batch_size", _INT_POS, 1, "data", "Upper limit of time * seqs of a mini-batch (padded frames)."),
     Key("max_seqs", Number(int, lo=1, special={-1: "no limit"}), -1, "data", "The most seqs in one mini-batch."),
     Key("max_seq_length", OneOf(Number(int, lo=0), Container((dict,), "", Number(int, lo=1)),

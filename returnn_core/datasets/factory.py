@@ -55,8 +55,17 @@ def init_dataset(
 
 
 def _accepts(cls: type, key: str) -> bool:
-    params = inspect.signature(cls).parameters
-    return key in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    """Whether ``cls`` or a base class it passes ``**kwargs`` on to names the option ``key``."""
+    for klass in getattr(cls, "__mro__", (cls,)):
+        init = vars(klass).get("__init__")
+        if init is None:
+            continue
+        params = inspect.signature(init).parameters
+        if key in params:
+            return True
+        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+            return False
+    return False
 
 
 def parse_dataset_str(text: str, *, config: Any = None) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from returnn_core.engine.backend import Backend, StepResult
 from returnn_core.engine.backend_choice import select_backend
 from returnn_core.engine.checkpoints import checkpoint_prefix, completed_epochs, epoch_checkpoint, save_checkpoint
 from returnn_core.engine.data_check import check_batch, network_keys
+from returnn_core.engine.dataset_cache import cache_byte_sizes
 from returnn_core.engine.last_best_model import epoch_to_go_back_to, last_best_options
 from returnn_core.engine.prefetch import Prefetcher
 from returnn_core.engine.pretrain import (
@@ -96,14 +97,20 @@ class Engine:
     def dataset(self, key: str) -> Dataset | None:
         """The dataset configured under ``key`` (``train``, ``dev``, ``eval``), or None; closed after the task.
 
-        RETURNN's ``batching`` key is the train set's ``seq_ordering`` unless the dataset sets its own.
+        RETURNN's ``batching`` key is the train set's ``seq_ordering`` unless the dataset sets its own, and its
+        ``cache_size`` the HDF cache of each set (``cache_byte_size``) unless the dataset sets its own.
         """
         spec = self.config.typed_value(key)
         if spec is None or spec == "":
             return None
+        defaults: dict[str, Any] = {}
         batching = self.config.value("batching", None) if key == "train" else None
-        defaults = {"seq_ordering": batching} if batching else None
-        return self.dataset_from_spec(spec, defaults=defaults)
+        if batching:
+            defaults["seq_ordering"] = batching
+        cache_sizes = cache_byte_sizes(self.config)
+        if cache_sizes is not None and key in cache_sizes:
+            defaults["cache_byte_size"] = cache_sizes[key]
+        return self.dataset_from_spec(spec, defaults=defaults or None)
 
     def dataset_from_spec(self, spec: Any, *, defaults: dict[str, Any] | None = None) -> Dataset:
         """A dataset from a config value (dict, dataset string, ...), read with this config; closed after the task."""

@@ -1,0 +1,63 @@
+"""RETURNN's ``cache_size`` key: bytes of HDF cache per set, handed to datasets that take ``cache_byte_size``."""
+
+from __future__ import annotations
+
+import pytest
+from fake_dist import install_toy_plugin  # noqa: F401  (puts the toy plugin on the path)
+from toy_plugin import ToyDataset
+
+from returnn_core.config import Config
+from returnn_core.engine import Engine
+from returnn_core.engine.dataset_cache import cache_byte_sizes
+from returnn_core.errors import ConfigError
+from returnn_core.log import Log
+
+G = 1024**3
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        # one size: shared by the sets the config has (train and dev here), each rounded up by a byte as RETURNN
+        ({"cache_size": "1G", "dev": "x"}, {"train": G // 2 + 1, "dev": G // 2 + 1, "eval": G // 2 + 1}),
+        ({"cache_size": "1G", "dev": "x", "eval": "y"}, {k: G // 3 + 1 for k in ("train", "dev", "eval")}),
+        ({"cache_size": "0"}, {"train": 0, "dev": 0, "eval": 0}),
+        ({"cache_size": ["512M", "0"], "dev": "x"}, {"train": 512 * 1024**2 + 1, "dev": 0, "eval": 0}),
+        ({"cache_size": ["2K", "1K", "100"]}, {"train": 2049, "dev": 1025, "eval": 101}),
+        ({"cache_size": 4096}, {"train": 4097, "dev": 4097, "eval": 4097}),
+    ],
+)
+def test_cache_sizes_as_returnn_splits_them(values, expected):
+    assert cache_byte_sizes(Config({"train": "t", **values})) == expected
+
+
+def test_unset_cache_size_leaves_datasets_alone():
+    assert cache_byte_sizes(Config({"train": "t"})) is None
+
+
+@pytest.mark.parametrize("value", [["1G", "1G", "1G", "1G"], "lots", "1T"])
+def test_bad_cache_size_names_the_key(value):
+    with pytest.raises(ConfigError, match="cache_size"):
+        cache_byte_sizes(Config({"train": "t", "cache_size": value}))
+
+
+class CachedToyDataset(ToyDataset):
+    """A toy dataset with an HDF-like cache option."""
+
+    def __init__(self, cache_byte_size: int = 123, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.cache_byte_size = cache_byte_size
+
+
+def test_engine_gives_each_set_its_share_unless_the_dataset_sets_its_own(manager):
+    config = Config({
+        "backend": "toy",
+        "cache_size": "1K",
+        "train": {"class": CachedToyDataset, "num_seqs": 3},
+        "dev": {"class": CachedToyDataset, "num_seqs": 3, "cache_byte_size": 7},
+        "eval": {"class": "ToyDataset", "num_seqs": 3},  # takes no cache option: gets none (and does not fail)
+    })
+    engine = Engine(config, manager=manager, log=Log(verbosity=0))
+    assert engine.dataset("train").cache_byte_size == 1024 // 3 + 1
+    assert engine.dataset("dev").cache_byte_size == 7
+    assert isinstance(engine.dataset("eval"), ToyDataset)
