@@ -128,6 +128,7 @@ CATALOGUE: dict[str, dict[str, tuple[str, tuple[str, ...]]]] = {
         "resnet": ("layers.theano_era.cnn:ResNetLayer", ()),
         "conv_1d": ("layers.theano_era.cnn_line:ConcatConvLayer", ()),
         "time_warp": ("layers.theano_era.warp:TimeWarpLayer", ()),
+        "time_warp_global": ("layers.theano_era.warp:TimeWarpGlobalLayer", ()),
         "blur": ("layers.theano_era.stochastic:BlurLayer", ()),
         "adaptive_depth": ("layers.theano_era.depth:AdaptiveDepthLayer", ()),
         "window_context": ("layers.theano_era.context:WindowContextLayer", ()),

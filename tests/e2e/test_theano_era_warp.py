@@ -1,4 +1,4 @@
-"""The manual's NetworkHiddenLayer time_warp and adaptive_depth on both backends, against NumPy."""
+"""The manual's NetworkHiddenLayer time_warp, time_warp_global and adaptive_depth on both backends, against NumPy."""
 
 from __future__ import annotations
 
@@ -23,6 +23,8 @@ NET = {
     "l3": {"class": "hidden", "n_out": 4, "activation": "tanh", "from": "l2"},
     "depth": {"class": "adaptive_depth", "eps": 0.3, "bias": 0.0, "tau": 0.5, "from": ["l1", "l2", "l3"]},
     "depth_exp": {"class": "adaptive_depth", "damping": "expected", "from": ["l1", "l2"]},
+    "global": {"class": "time_warp_global", "window_size": 3, "sigma2": 0.8},
+    "global_wide": {"class": "time_warp_global", "n_out": 4, "window_size": 5, "from": "l1"},
 }
 
 
@@ -107,3 +109,28 @@ def test_adaptive_depth(outputs) -> None:
         for name, cost in costs.items():  # the ponder cost as the layer's cost, tau scales it in the objective
             np.testing.assert_allclose(result.losses[name], cost, rtol=1e-4)
             assert result.frames[name] == MASK.sum()
+
+
+def _warp_global(x: np.ndarray, w: np.ndarray, b: np.ndarray, window: int, sigma2: float) -> np.ndarray:
+    """RETURNN's TimeWarpGlobalLayer on one seq (L, D) alone."""
+    n = len(x)
+    compress = np.minimum(np.maximum(x @ w + b, 0), 10)[:, 0]
+    pos = np.cumsum(1 / (1 + compress)) - 1
+    pos *= (n - 1) / max(pos[-1], 1)
+    out = np.zeros_like(x)
+    for t in range(n):
+        start = max(int(np.floor(t * (n - window + 1) / max(n - 1, 1))), 0)
+        frames = range(start, min(start + window, n))
+        f = np.array([np.exp(-((t - pos[s]) ** 2) / (2 * sigma2)) for s in frames])
+        out[t] = (x[list(frames)] * f[:, None]).sum(0) * min(1 / max(f.sum(), 1e-5), window)
+    return out
+
+
+def test_time_warp_global(outputs) -> None:
+    outs, p, _ = outputs
+    for b, n in enumerate(SEQ_LENS):
+        want = _warp_global(X[b, :n], p["global/W_warp"], p["global/b_warp"], 3, 0.8)
+        np.testing.assert_allclose(outs["global"][0][b, :n], want, rtol=1e-4, atol=1e-5)
+        want = _warp_global(outs["l1"][0][b, :n], p["global_wide/W_warp"], p["global_wide/b_warp"], 5, 0.5)
+        np.testing.assert_allclose(outs["global_wide"][0][b, :n], want, rtol=1e-4, atol=1e-5)
+        assert not outs["global"][0][b, n:].any()
