@@ -13,6 +13,8 @@ from returnn_core.plugin import PluginManager
 NAMES_SHOWN = 3
 #: the provides column never gets narrower than this, however narrow the terminal
 MIN_PROVIDES_WIDTH = 30
+#: indent of the names a row lists below itself when one name is too long for the provides column
+BLOCK_INDENT = 4
 
 
 def _provides_items(provides: dict[str, list[str]], verbose: bool) -> list[str]:
@@ -23,6 +25,14 @@ def _provides_items(provides: dict[str, list[str]], verbose: bool) -> list[str]:
         else:
             items.append(f"{kind}: {len(names)}")
     return items
+
+
+def _wrap(items: list[str], width: int) -> list[str]:
+    """``kind: names`` items wrapped to ``width``, continuation lines indented; names are never split."""
+    lines: list[str] = []
+    for item in items:
+        lines += textwrap.wrap(item, width, subsequent_indent="  ", break_on_hyphens=False, break_long_words=False)
+    return lines
 
 
 def render_table(manager: PluginManager, *, width: int | None = None, verbose: bool = False) -> str:
@@ -39,10 +49,15 @@ def render_table(manager: PluginManager, *, width: int | None = None, verbose: b
     provides_width = max(width - indent, MIN_PROVIDES_WIDTH)
     lines = ["  ".join(c.ljust(w) for c, w in zip(header, widths)) + "  provides"]
     for row, plugin in zip(rows, plugins):
-        wrapped: list[str] = []
-        for item in _provides_items(plugin.provides, verbose) or ["-"]:
-            wrapped += textwrap.wrap(item, provides_width, subsequent_indent="  ", break_on_hyphens=False)
+        items = _provides_items(plugin.provides, verbose) or ["-"]
         first = "  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  "
+        longest = max(len(word) for item in items for word in item.split())
+        if longest + 2 > provides_width and width - BLOCK_INDENT > provides_width:
+            # a name would not fit the column: the names go below the row, never split inside a name
+            lines.append(first.rstrip())
+            lines += [" " * BLOCK_INDENT + line for line in _wrap(items, width - BLOCK_INDENT)]
+            continue
+        wrapped = _wrap(items, provides_width)
         lines.append(first + wrapped[0])
         lines += [" " * indent + more for more in wrapped[1:]]
     problems = [p for p in plugins if p.error]
