@@ -365,8 +365,7 @@ class Dataset:
         recurrent_net: bool = True,
     ) -> BatchSetGenerator:
         """Batches over the current epoch (``chunking`` defaults to the dataset's own; see :func:`generate_batches`)."""
-        return BatchSetGenerator(generate_batches(
-            self.iter_seqs(),
+        opts = dict(
             batch_size=batch_size,
             max_seqs=max_seqs,
             max_seq_length=max_seq_length,
@@ -374,7 +373,12 @@ class Dataset:
             min_chunk_size=self.min_chunk_size,
             context_window=self.context_window,
             recurrent_net=recurrent_net,
-        ))
+        )
+        return BatchSetGenerator(batch for run in self.batch_runs() for batch in generate_batches(run, **opts))
+
+    def batch_runs(self) -> Iterator[Iterator[DatasetSeq]]:
+        """The epoch's seqs as consecutive runs that never share a batch (one run unless a dataset splits it)."""
+        yield self.iter_seqs()
 
     def finish_epoch(self) -> None:
         """Called when an epoch's seqs are consumed (streaming datasets stop their source here)."""

@@ -13,6 +13,7 @@ DATASETS: dict[str, str] = {
     "MetaDataset": f"{_PKG}.meta:MetaDataset",
     "CombinedDataset": f"{_PKG}.meta:CombinedDataset",
     "ConcatDataset": f"{_PKG}.meta:ConcatDataset",
+    "ClusteringDataset": f"{_PKG}.clustering:ClusteringDataset",
     "NumpyDumpDataset": f"{_PKG}.numpy_dump:NumpyDumpDataset",
     "RawWavDataset": f"{_PKG}.raw_wav:RawWavDataset",
     "LmDataset": f"{_PKG}.lm:LmDataset",
