@@ -274,3 +274,32 @@ def test_attention_weights_accumulated_over_decoder_steps() -> None:
         last = be.train_step(BATCH, 0.5).losses["output/output"]
     assert np.isfinite(first) and last < first
     assert params["output/rec/weight_feedback/W"].shape == (1, 5)
+
+
+def test_rnn_cell_initial_state_by_key_and_weights_init() -> None:
+    # RETURNN's test_rec_subnet_train_t3d: "initial_state": {"c": "base:...", "h": 0}; with all weights 0 every gate
+    # is sigmoid(0) = 0.5 and the cell input tanh(0) = 0, so the first output is 0.5 * tanh(0.5 * c0) (an LSTM
+    # without forget-gate bias, as RETURNN's lstm/NativeLSTM)
+    net = {"init_c": {"class": "reduce", "mode": "mean", "axes": "T", "from": "data"},
+           "output": {"class": "rec", "from": "data", "unit": {
+               "s": {"class": "rnn_cell", "unit": "lstm", "from": "data:source", "n_out": 4, "weights_init": 0,
+                     "initial_state": {"c": "base:init_c", "h": 0}},
+               "output": {"class": "copy", "from": "s"}}}}
+    be = _backend("tf", net)
+    assert not np.abs(be.get_param_values()["output/rec/s/W"]).any()
+    out, _ = be.forward_step(BATCH, "output")
+    c0 = np.stack([X[b, :n].mean(0) for b, n in enumerate(SEQ_LENS)])
+    np.testing.assert_allclose(out[:, 0], 0.5 * np.tanh(0.5 * c0), rtol=1e-5, atol=1e-6)
+
+
+def test_dot_attention_energy_factor_sharpens_the_weights() -> None:
+    net = {"enc": {"class": "linear", "activation": "tanh", "n_out": 4},
+           "q": {"class": "reduce", "mode": "mean", "axes": "T", "from": "enc"},
+           "soft": {"class": "dot_attention", "from": "q", "base": "enc", "base_ctx": "enc", "energy_factor": 0.0,
+                    "is_output_layer": True},
+           "output": {"class": "dot_attention", "from": "q", "base": "enc", "base_ctx": "enc"}}
+    backends = _both(net)
+    enc, _ = _forward(backends, "enc")
+    soft, _ = _forward(backends, "soft")  # factor 0: every present frame weighs the same
+    want = np.stack([enc[b, :n].mean(0) for b, n in enumerate(SEQ_LENS)])
+    np.testing.assert_allclose(soft.reshape(want.shape), want, rtol=1e-5, atol=1e-6)

@@ -49,11 +49,14 @@ class AttentionBaseLayer(Layer):
 class GlobalAttentionContextBaseLayer(AttentionBaseLayer):
     """Global attention that compares the query with ``base_ctx`` (B, T, D) to weight the frames of ``base``."""
 
-    options = frozenset({"base", "base_ctx"})
+    options = frozenset({"base", "base_ctx", "energy_factor"})
 
     def attend(self, ctx: Context, energy: Any, base: LayerOutput) -> Any:
-        """Softmax of ``energy`` (B, [Tq,] T) over the base's present frames, then the weighted sum of ``base``."""
+        """Softmax of ``energy`` (B, [Tq,] T) over the base's present frames, then the weighted sum of ``base``;
+        ``energy_factor`` scales the energies first (a softmax temperature, e.g. 1/sqrt(dim))."""
         ops = ctx.ops
+        if self.opts.get("energy_factor") is not None:
+            energy = energy * np.float32(self.float_opt("energy_factor", 1.0))
         mask = base.mask("bool")
         if ops.ndim(energy) == 3:
             mask = ops.expand_dims(mask, 1)

@@ -10,7 +10,7 @@ from returnn_core.errors import NetworkError
 from returnn_core.frontend._layer import Context, Layer
 from returnn_core.frontend._output import LayerOutput
 from returnn_core.frontend._unit import resolve_unit
-from returnn_core.frontend.layers.rec_subnet import RecSubnet
+from returnn_core.frontend.layers.rec_subnet import RecSubnet, repeat_beam
 from returnn_core.frontend.units import ScanUnit
 
 
@@ -25,7 +25,9 @@ class RecLayer(Layer):
     """
 
     options = frozenset({"unit", "direction", "initial_state", "unit_opts", "max_seq_len",
-                         "optimize_move_layers_out", "unroll", "size_target"})
+                         "optimize_move_layers_out", "unroll", "size_target", "recurrent_weights_init"})
+    #: unit parameter -> the option that sets its initializer (RETURNN's RecLayer)
+    INIT_OPTIONS = {"W": "forward_weights_init", "W_re": "recurrent_weights_init", "b": "bias_init"}
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -74,10 +76,21 @@ class RecLayer(Layer):
         if src.ndim - (0 if src.sparse else 1) != 2:
             raise self.error("needs a (batch, time, feature) input")
         unit = self._get_unit(self.feature_dim(src))
-        params = {k: self.param(k, spec.shape, spec.init) for k, spec in unit.param_specs().items()}
+        params = self.unit_params(unit)
         y, final = unit(params, src.dense(), src.mask(), initial_state=self._initial_state(unit, ctx),
                         direction=self.direction)
         return LayerOutput(y, src.seq_lens, n_out, final_state=tuple(final))
+
+    def unit_params(self, unit: Any) -> dict[str, Any]:
+        """The unit's parameters, each with the initializer its option gives (:attr:`INIT_OPTIONS`; ``rnn_cell``'s
+        ``weights_init`` for all but the bias), else the unit's own."""
+        params = {}
+        for key, spec in unit.param_specs().items():
+            init = self.opts.get(self.INIT_OPTIONS.get(key, ""))
+            if init is None and key != "b":
+                init = self.opts.get("weights_init")
+            params[key] = self.param(key, spec.shape, spec.init if init is None else init)
+        return params
 
     def _one_step(self, src: LayerOutput, ctx: Context) -> LayerOutput:
         """One step of the unit inside a rec loop, from the state it carried out of the previous step."""
@@ -88,7 +101,7 @@ class RecLayer(Layer):
             raise self.error("inside a rec loop it needs a (batch, feature) input")
         ops = ctx.ops
         unit = self._get_unit(self.feature_dim(src))
-        params = {k: self.param(k, spec.shape, spec.init) for k, spec in unit.param_specs().items()}
+        params = self.unit_params(unit)
         prev = loop.current.prev_states[self.name[len(loop.name) + 1:]]
         # "lstm" may run as nativelstm over sequences; one frame takes the registered unit's own step (same params)
         step_cls = self.net.manager.rec_units.get(str(self.opts.get("unit", "lstm")).lower(), backend=self.net.backend)
@@ -100,6 +113,31 @@ class RecLayer(Layer):
         x = ops.expand_dims(src.dense(), 1)
         y, final = unit(params, x, ops.ones([ops.dynamic_dim(x, 0), 1]), initial_state=prev)
         return LayerOutput(ops.squeeze(y, 1), None, self.require_n_out(), final_state=tuple(final))
+
+    def state_keys(self, n_states: int) -> tuple[str, ...]:
+        """Names of the unit's states as ``initial_state`` dicts and ``get_last_hidden_state`` use them."""
+        return ("h", "c") if n_states == 2 else tuple(str(i) for i in range(n_states))
+
+    def initial_state_per_state(self, n_states: int) -> list[Any] | None:
+        """``initial_state`` as one entry per state (0 or a number, or a layer name), None for all zeros.
+
+        RETURNN takes a layer name or number for all states, a list of one per state, or a dict by state key
+        (``{"c": "base:enc_state", "h": 0}``; missing keys are zeros).
+        """
+        init = self.opts.get("initial_state")
+        if init in (None, "zeros", 0):
+            return None
+        keys = self.state_keys(n_states)
+        if isinstance(init, Mapping):
+            unknown = sorted(set(init) - set(keys))
+            if unknown:
+                raise self.error(f"initial_state keys {unknown} are not states of the unit ({', '.join(keys)})")
+            return [init.get(k, 0) for k in keys]
+        if isinstance(init, (list, tuple)):
+            if len(init) != n_states:
+                raise self.error(f"initial_state needs one entry per state ({', '.join(keys)}), got {init!r}")
+            return list(init)
+        return [init] * n_states
 
     def _initial_state(self, unit: Any, ctx: Context) -> tuple[Any, ...] | None:
         init = self.opts.get("initial_state")
@@ -116,33 +154,38 @@ class RecLayer(Layer):
         if init == "keep_over_epoch":
             raise NetworkError(f"layer {self.name!r}: initial_state 'keep_over_epoch' (states carried over batches "
                                "within an epoch) is not supported; use 'zeros', 'var' or a layer name")
-        if isinstance(init, str):
-            init = [init] * len(sizes)
-        if not isinstance(init, (list, tuple)) or len(init) != len(sizes):
-            raise NetworkError(f"layer {self.name!r}: initial_state must be a layer name or a list of "
-                               f"{len(sizes)} layer names (one per state)")
-        states = []
-        for ref, size in zip(init, sizes):
-            out = ctx.get(ref, layer=self.name)
-            if out.has_time or out.dim != size:
-                raise NetworkError(f"layer {self.name!r}: initial_state layer {ref!r} must be (batch, {size}) "
-                                   f"without time, got dim {out.dim}{' with time' if out.has_time else ''}")
-            states.append(out.tensor)
-        return tuple(states)
+        per_state = self.initial_state_per_state(len(sizes))
+        assert per_state is not None
+        return tuple(self.initial_state_value(ctx, value, size, ctx.batch_size) for value, size in zip(per_state, sizes))
+
+    def initial_state_value(self, ctx: Context, value: Any, size: int, rows: Any, beam: int = 1) -> Any:
+        """One initial state (rows, size): a number filled in, or a layer's (batch, size) output (``base:`` for the
+        enclosing network's, repeated for each of ``beam`` hypotheses)."""
+        ops = ctx.ops
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return ops.fill([rows, size], float(value))
+        if not isinstance(value, str):
+            raise self.error(f"initial_state entries must be numbers or layer names, got {value!r}")
+        ref = value[len("base:"):] if value.startswith("base:") else value
+        out = ctx.get(ref, layer=self.name)
+        if out.has_time or out.dim != size:
+            raise self.error(f"initial_state layer {value!r} must be (batch, {size}) without time, got dim "
+                             f"{out.dim}{' with time' if out.has_time else ''}")
+        return out.tensor if beam == 1 else repeat_beam(ops, out.tensor, beam)
 
 
 class RnnCellLayer(RecLayer):
     """RETURNN's ``rnn_cell``: one step of the rec ``unit`` per call inside a rec loop, (B, n_in) -> (B, n_out); its
     state (for an LSTM: h and c) goes to the next step with the loop. On an input with time it runs over it."""
 
-    options = frozenset({"unit", "unit_opts", "initial_state"})
+    options = frozenset({"unit", "unit_opts", "initial_state", "weights_init"})
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         if not isinstance(self.opts.get("unit"), str):
             raise self.error("needs 'unit', the name of a rec unit (lstm, gru, rnn, ...)")
-        if self.opts.get("initial_state") not in (None, "zeros", 0):
-            raise self.error("initial_state: only zeros is supported for rnn_cell")
+        if self.opts.get("initial_state") == "var":
+            raise self.error("initial_state 'var' is not supported for rnn_cell; use a layer name or numbers")
         self.require_n_out()
 
 

@@ -464,7 +464,7 @@ class RecSubnet:
         carried_meta: list[tuple[str, int]] = []
         for name in self.carried:
             first = init_meta[name]
-            states = self._initial_cell_states(ctx, name, rows) if name in self.cells else ()
+            states = self._initial_cell_states(ctx, name, rows, beam if search else 1) if name in self.cells else ()
             init_states.extend([first.tensor, *states])
             carried_meta.append((name, len(states)))
         zeros = ops.zeros([rows])
@@ -594,9 +594,13 @@ class RecSubnet:
         result["__lens__"] = LayerOutput(seq_lens, None, None)
         return result
 
-    def _initial_cell_states(self, ctx: Context, name: str, rows: Any) -> tuple[Any, ...]:
+    def _initial_cell_states(self, ctx: Context, name: str, rows: Any, beam: int) -> tuple[Any, ...]:
         layer = self.net.layers[name]
-        return tuple(ctx.ops.zeros([rows, size]) for size in layer.state_sizes())
+        sizes = layer.state_sizes()
+        per_state = layer.initial_state_per_state(len(sizes))
+        if per_state is None:
+            return tuple(ctx.ops.zeros([rows, size]) for size in sizes)
+        return tuple(layer.initial_state_value(ctx, value, size, rows, beam) for value, size in zip(per_state, sizes))
 
     @staticmethod
     def _tile_plain(ops: Ops, out: LayerOutput, beam: int) -> LayerOutput:
