@@ -219,3 +219,21 @@ def test_encoder_and_base_lists_are_built_first() -> None:
                             "fw": {"class": "rec", "unit": "lstm", "n_out": 3},
                             "bw": {"class": "rec", "unit": "lstm", "n_out": 2, "direction": -1}}, ["data"])
     assert list(desc.layers)[-1] == "output"
+
+
+def test_droplm_mixes_fed_and_predicted_labels_in_training() -> None:
+    """With droplm between 0 and 1 some frames take the model's own prediction, so W_lm_in (only on that path)
+    is trained; with droplm 0 every frame is fed the target and W_lm_in stays."""
+    batch = _copy_batch()
+    for droplm, changes in ((0.5, True), (0.0, False)):
+        net = {"enc": {"class": "rec", "unit": "lstm", "n_out": 4},
+               "dec": {"class": "rec", "unit": "lstm", "n_out": 4, "from": [], "encoder": "enc", "lm": True,
+                       "droplm": droplm, "target": "classes"},
+               "output": {"class": "softmax", "loss": "ce", "from": "dec", "target": "classes"}}
+        backends = _both(net, train=True, extern=COPY_EXTERN, optimizer={"class": "sgd"}) if changes else [
+            _backend("tf", net, train=True, extern=COPY_EXTERN, optimizer={"class": "sgd"})]  # one is enough here
+        for be in backends:
+            before = be.get_param_values()["dec/W_lm_in"]
+            result = be.train_step(batch, 0.5)
+            assert np.isfinite(result.losses["output"])
+            assert np.allclose(be.get_param_values()["dec/W_lm_in"], before) != changes, (type(be).__name__, droplm)
