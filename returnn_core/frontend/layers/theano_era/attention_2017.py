@@ -24,12 +24,12 @@ _BIG = np.float32(1e30)
 
 #: the distances between the templates of the base frames C (B, T, n) and the query H (B, 1, n) -> (B, T)
 DISTANCES = {
-    "l2": lambda ops, c, h: ops.sqrt(ops.reduce(ops.square(c - h), "sum", -1)),
+    "l2": lambda ops, c, h: _sqrt(ops, ops.reduce(ops.square(c - h), "sum", -1)),
     "sqr": lambda ops, c, h: ops.reduce(ops.square(c - h), "mean", -1),
     "l1": lambda ops, c, h: ops.reduce(ops.abs(c - h), "sum", -1),
     "dot": lambda ops, c, h: ops.reduce(c * h, "sum", -1),
     "cos": lambda ops, c, h: ops.reduce(_unit_norm(ops, c) * _unit_norm(ops, h), "sum", -1),
-    "logl2": lambda ops, c, h: ops.sqrt(ops.reduce(ops.square(_half_log(ops, c) - _half_log(ops, h)), "sum", -1)),
+    "logl2": lambda ops, c, h: _sqrt(ops, ops.reduce(ops.square(_half_log(ops, c) - _half_log(ops, h)), "sum", -1)),
 }
 NORMS = ("exp", "sigmoid", "linear")
 
@@ -44,6 +44,12 @@ _UNSUPPORTED = {
     "attention_accumulator": ("sum", "the 'rnn' accumulator"),
     "attention_align": (False, "DTW alignment of the weights"),
 }
+
+
+def _sqrt(ops: Ops, x: Any) -> Any:
+    # floored: a template equal to the query (zero padding frames against a zero state) would give an infinite
+    # gradient, and a NaN once the softmax's zero weight of that frame multiplies it
+    return ops.sqrt(ops.maximum(x, _FLOOR))
 
 
 def _unit_norm(ops: Ops, x: Any) -> Any:
