@@ -24,19 +24,33 @@ def _where(dataset: Any) -> str:
 def network_keys(network: Any, *, targets: bool) -> set[str]:
     """The data keys the network reads: its inputs, and with ``targets`` the targets of its losses."""
     keys = {s.key for spec in network for s in spec.sources if hasattr(s, "key")}
+    keys |= {spec.opts.get("data_key") or "data" for spec in network if spec.layer_class == "source"}
     if targets:
         keys |= {spec.target for spec in network.loss_layers if spec.target}
     return keys
 
 
-def check_batch(dataset: Any, data: Any, specs: Mapping[str, Any], needed: Iterable[str] = ()) -> None:
-    """Raise :class:`DatasetError` if the batch lacks a ``needed`` key or its dims or values do not fit ``specs``."""
-    missing = sorted(k for k in needed if k not in data.data)
+def check_keys(dataset: Any, needed: Iterable[str]) -> None:
+    """Raise :class:`DatasetError` if the streams ``dataset`` declares lack a ``needed`` key (datasets that cannot
+    say their streams before reading are checked at their first batch)."""
+    try:
+        have = set(dataset.output_specs())
+    except Exception:  # noqa: BLE001 - checked by check_batch then
+        return
+    _raise_missing(dataset, sorted(k for k in needed if k not in have), have)
+
+
+def _raise_missing(dataset: Any, missing: list[str], have: Iterable[str]) -> None:
     if missing:
         raise DatasetError(
             f"{_where(dataset)} has no data {', '.join(map(repr, missing))}, which the network reads; it has: "
-            f"{', '.join(sorted(data.data)) or 'nothing'}"
+            f"{', '.join(sorted(have)) or 'nothing'}"
         )
+
+
+def check_batch(dataset: Any, data: Any, specs: Mapping[str, Any], needed: Iterable[str] = ()) -> None:
+    """Raise :class:`DatasetError` if the batch lacks a ``needed`` key or its dims or values do not fit ``specs``."""
+    _raise_missing(dataset, sorted(k for k in needed if k not in data.data), data.data)
     try:
         declared = dataset.output_specs()
     except Exception:  # noqa: BLE001 - a dataset that cannot say its specs is checked by its values only

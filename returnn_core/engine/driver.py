@@ -18,7 +18,7 @@ from returnn_core.engine import signals
 from returnn_core.engine.backend import Backend, StepResult
 from returnn_core.engine.backend_choice import select_backend
 from returnn_core.engine.checkpoints import checkpoint_prefix, completed_epochs, epoch_checkpoint, save_checkpoint
-from returnn_core.engine.data_check import check_batch, network_keys
+from returnn_core.engine.data_check import check_batch, check_keys, network_keys
 from returnn_core.engine.dataset_cache import cache_byte_sizes
 from returnn_core.engine.last_best_model import epoch_to_go_back_to, last_best_options
 from returnn_core.engine.prefetch import Prefetcher
@@ -305,6 +305,8 @@ class Engine:
         if start > num_epochs:
             self.log.v2(f"model {model} is trained up to epoch {start - 1} >= num_epochs {num_epochs}; nothing to do")
             return
+        for ds in (train_data, *eval_sets.values()):  # a dev set without a key fails now, not after an epoch
+            check_keys(ds, network_keys(self.network, targets=True))
         last_best = last_best_options(self.config.typed_value("use_last_best_model"))
         for epoch in range(start, num_epochs + 1):
             signals.check()

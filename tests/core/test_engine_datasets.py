@@ -1,4 +1,5 @@
-"""RETURNN's ``cache_size`` key: bytes of HDF cache per set, handed to datasets that take ``cache_byte_size``."""
+"""RETURNN's ``cache_size`` key (HDF cache bytes per set, handed to datasets that take ``cache_byte_size``) and the
+data keys every configured set must have before training starts."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from toy_plugin import ToyDataset
 from returnn_core.config import Config
 from returnn_core.engine import Engine
 from returnn_core.engine.dataset_cache import cache_byte_sizes
-from returnn_core.errors import ConfigError
+from returnn_core.errors import ConfigError, DatasetError
 from returnn_core.log import Log
 
 G = 1024**3
@@ -61,3 +62,30 @@ def test_engine_gives_each_set_its_share_unless_the_dataset_sets_its_own(manager
     assert engine.dataset("train").cache_byte_size == 1024 // 3 + 1
     assert engine.dataset("dev").cache_byte_size == 7
     assert isinstance(engine.dataset("eval"), ToyDataset)
+
+
+class UnlabelledToyDataset(ToyDataset):
+    """Toy seqs without the 'classes' stream."""
+
+    def data_specs(self):
+        return {"data": super().data_specs()["data"]}
+
+    def _load_seq(self, corpus_idx):
+        return {"data": super()._load_seq(corpus_idx)["data"]}
+
+
+def test_a_dev_set_without_a_key_stops_before_the_first_epoch(tmp_path, manager):
+    import io
+
+    out = io.StringIO()
+    config = Config({
+        "backend": "toy", "task": "train", "num_epochs": 2, "batch_size": 40, "learning_rate": 1.0,
+        "network": {"output": {"class": "softmax", "loss": "ce", "n_out": 2}},
+        "train": {"class": "ToyDataset", "num_seqs": 10},
+        "dev": {"class": UnlabelledToyDataset, "num_seqs": 4},
+        "model": str(tmp_path / "model"),
+    })
+    with pytest.raises(DatasetError, match=r"^dataset UnlabelledToyDataset has no data 'classes', which the network "
+                                           r"reads; it has: data$"):
+        Engine(config, manager=manager, log=Log(verbosity=5, stream=out)).run()
+    assert "epoch 1" not in out.getvalue() and not list(tmp_path.glob("model.*"))
