@@ -71,6 +71,7 @@ CATALOGUE: dict[str, dict[str, tuple[str, tuple[str, ...]]]] = {
         "ln_lstm": ("layers.theano_era.lstm_layers:LayerNormLstmLayer", ()),
         "native_lstm": ("layers.theano_era.lstm_layers:NativeLstmLayer", ()),
         "native": ("layers.theano_era.native:NativeLayer", ()),
+        "clustersubnet": ("layers.theano_era.cluster:ClusterSubnetworkLayer", ()),
         "associative_lstm": ("layers.theano_era.associative:AssociativeLstmLayer", ()),
         "generic_lstm": ("layers.theano_era.generic_lstm:GenericLstmLayer", ()),
         "act_lstm": ("layers.theano_era.act_lstm:ActLstmLayer", ()),

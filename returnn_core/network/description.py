@@ -144,6 +144,8 @@ def resolve_network(
         if not isinstance(layer_class, str):
             raise NetworkError(f"layer {name!r} has no 'class'")
         raw_from = layer.get("from", ["data"])
+        if raw_from is None or (raw_from == "null" and "null" not in net_dict):
+            raw_from = []  # RETURNN's Theano networks wrote "from": "null" for a layer without sources
         if isinstance(raw_from, str):
             raw_from = [raw_from]
         sources = [_parse_source(name, s, names, data_keys, default_input) for s in raw_from]

@@ -18,14 +18,24 @@ from returnn_core.frontend.layers.theano_era import output as theano_output
 
 
 class SourceLayer(Layer):
-    """The extern data stream ``data_key`` (default ``data``)."""
+    """The extern data stream ``data_key`` (default ``data``); the Theano-era ``sparse``/``dtype`` must agree with it."""
 
-    options = frozenset({"data_key"})
+    options = frozenset({"data_key", "sparse", "dtype", "delay"})
     recurrent = False
 
     def call(self, sources: list[LayerOutput], ctx: Context) -> LayerOutput:
         """Return the data stream."""
-        return ctx.net.data_output(self.opts.get("data_key", "data"), layer=self.name)
+        key = self.opts.get("data_key") or "data"
+        out = ctx.net.data_output(key, layer=self.name)
+        if self.opts.get("delay", 0):
+            raise self.error("delay is not supported; shift the frames with a 'time_shift' layer instead")
+        sparse = self.opts.get("sparse")
+        if sparse is not None and bool(sparse) != out.sparse:
+            raise self.error(f"sparse={sparse} but data {key!r} is {'sparse' if out.sparse else 'dense'}")
+        dtype = self.opts.get("dtype")
+        if dtype is not None and str(dtype).startswith("int") != out.sparse:
+            raise self.error(f"dtype {dtype!r} does not fit data {key!r}, which is {'sparse' if out.sparse else 'dense'}")
+        return out
 
 
 class LinearLayer(Layer):

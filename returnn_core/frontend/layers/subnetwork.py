@@ -43,6 +43,10 @@ class SubnetworkLayer(Layer):
 
     def __init__(self, name: str, layer_class: str, opts: Mapping[str, Any], net: Network) -> None:
         super().__init__(name, layer_class, opts, net)
+        self.subnet = self.nested_network(f"{self.name}/")
+
+    def nested_network(self, prefix: str) -> Network:
+        """The ``subnetwork`` dict built as a nested network whose parameters are named ``<prefix><inner>/...``."""
         sub = self.opts.get("subnetwork")
         if not isinstance(sub, Mapping) or not sub:
             raise self.error("needs 'subnetwork', a dict of layers")
@@ -53,7 +57,7 @@ class SubnetworkLayer(Layer):
             desc = resolve_network(rewritten, ["data", *base_keys])
         except NetworkError as exc:
             raise NetworkError(f"layer {self.name!r} subnetwork: {exc}") from None
-        self.subnet = self.net.make_subnetwork(desc, prefix=f"{self.name}/")
+        return self.net.make_subnetwork(desc, prefix=prefix)
 
     def call(self, sources: list[LayerOutput], ctx: Context) -> LayerOutput:
         """Run the nested layers on the sources, concatenated (RETURNN's ``concat_sources=True``, the only mode)."""
