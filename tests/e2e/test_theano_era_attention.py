@@ -200,7 +200,7 @@ def test_encoder_attention_decoder_learns_to_copy() -> None:
     start = backends[0].get_param_values()
     curves = []
     for be in backends:
-        losses = [be.train_step(batch, 0.02) for _ in range(60)]
+        losses = [be.train_step(batch, 0.02) for _ in range(40)]
         curves.append([r.losses["output"] / r.frames["output"] for r in losses])
     tf_curve, th_curve = np.array(curves)
     np.testing.assert_allclose(th_curve[:3], tf_curve[:3], rtol=1e-3, err_msg="theano vs tf, first steps")
