@@ -179,8 +179,8 @@ COPY_NET = {
     "encoder_bw": {"class": "rec", "unit": "lstm", "n_out": 8, "direction": -1},
     # no encoder states: the input reaches the decoder only through the attention (without it the loss stays
     # above 0.7 here: only the fed-back labels are left to go on)
-    "decoder": {"class": "rec", "unit": "lstmp", "n_out": 16, "from": [], "base": ["encoder_fw", "encoder_bw"], "attention": "default", "recurrent_transform": "attention_list",
-                "attention_template": 6, "lm": True, "droplm": 0.0, "target": "classes"},
+    "decoder": {"class": "rec", "unit": "lstmp", "n_out": 16, "from": [], "base": ["encoder_fw", "encoder_bw"],
+                "attention": "default", "recurrent_transform": "attention_list", "attention_template": 6, "lm": True, "droplm": 0.0, "target": "classes"},
     "output": {"class": "softmax", "loss": "ce", "from": ["decoder"], "target": "classes"},
 }
 
