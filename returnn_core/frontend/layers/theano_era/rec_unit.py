@@ -150,7 +150,7 @@ class RecurrentUnitLayer(RecLayer):
         initial = self._initial_states(ops, encoders, unit, z)
         tensors: dict[str, Any] = {}
         if self.unit_name != "lstmr":
-            tensors["W_re"] = self.param("W_re", (n, z_dim), "glorot_uniform")
+            tensors["W_re"] = self.param("W_re", (n, z_dim), self.opts.get("recurrent_weights_init") or "glorot_uniform")
         attention = None
         if self.transform == "attention_list":
             bases = [self._layer(name, ctx) for name in self.bases]
