@@ -87,6 +87,7 @@ CATALOGUE: dict[str, dict[str, tuple[str, tuple[str, ...]]]] = {
         "conv2": ("layers.theano_era.twod:ConvPoolLayer2", ()),
         "embedding": ("layers.theano_era.hidden:EmbeddingLayer", ()),
         "hidden_shared": ("layers.theano_era.hidden:SharedForwardLayer", ()),
+        "input_base": ("layers.theano_era.hidden:InputBaseLayer", ()),
         "rbf": ("layers.theano_era.features:RbfLayer", ()),
         "linear_comb": ("layers.theano_era.features:LinearCombLayer", ()),
         "polynomial_expansion": ("layers.theano_era.features:PolynomialExpansionLayer", ()),

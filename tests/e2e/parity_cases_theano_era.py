@@ -179,7 +179,9 @@ CASES: dict[str, tuple[dict[str, Any], dict[str, Any], str]] = {
         {"enc": {"class": "hidden", "n_out": 3, "activation": "tanh", "from": ["data", "data:classes"]},
          "interp": {"class": "base", "base": "enc"},
          "att": {"class": "source_attention", "base": "enc", "n_tmp": 2},
-         "output": {"class": "softmax", "loss": "ce", "from": ["interp", "att"]}},
+         "rows": {"class": "input_base", "from": "enc"},  # enc's weights for data, attended over below
+         "over_rows": {"class": "base", "base": "rows", "from": "enc"},
+         "output": {"class": "softmax", "loss": "ce", "from": ["interp", "att", "over_rows"]}},
         {"optimizer": {"class": "sgd"}}, "ce",
     ),
     # chunking_sublayer: an LSTM on overlapping chunks (trained), a hidden one on others (not trained: the default)

@@ -1,4 +1,5 @@
-"""``hidden``/``forward`` (NetworkHiddenLayer.ForwardLayer): ``activation(sum_s x_s W_s + b)``, sigmoid by default."""
+"""``hidden``/``forward`` (NetworkHiddenLayer.ForwardLayer): ``activation(sum_s x_s W_s + b)``, sigmoid by default;
+its variants embedding and hidden_shared, and input_base (a hidden layer's weights as a seq)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,10 @@ from typing import Any
 
 import numpy as np
 
-from returnn_core.frontend._layer import Context
+from returnn_core.frontend._layer import Context, Layer
 from returnn_core.frontend._output import LayerOutput
 from returnn_core.frontend.layers.basic import LinearLayer
+from returnn_core.network import LayerRef
 
 
 class HiddenLayer(LinearLayer):
@@ -108,3 +110,30 @@ class SharedForwardLayer(HiddenLayer):
                 raise self.error(f"base {self.base!r} must be a hidden layer with n_out (or give n_out here)")
             self.units = int(units)
         return super().call(sources, ctx)
+
+
+class InputBaseLayer(Layer):
+    """``input_base``: the weight rows of the first input of its source (a ``hidden``-like layer with ``W``) as a
+    seq of those rows' count frames, the same for every seq (RETURNN's ``W_in[0]`` repeated over the batch); the
+    gradient reaches those weights."""
+
+    def call(self, sources: list[LayerOutput], ctx: Context) -> LayerOutput:
+        """The source layer's first weight block, one row per frame."""
+        ops = ctx.ops
+        spec = self.net.description.layers.get(self.name[len(self.net.prefix):])
+        refs = [s for s in spec.sources if isinstance(s, LayerRef)] if spec is not None else []
+        if spec is None or len(spec.sources) != 1 or len(refs) != 1:
+            raise self.error("needs exactly one source, a hidden layer whose first weights it gives")
+        layer = self.net.layers[refs[0].name]
+        w = self.net.root.params.get(f"{layer.param_owner}/W")
+        layer_spec = self.net.description.layers[refs[0].name]
+        if w is None or not layer_spec.sources:
+            raise self.error(f"its source {refs[0].name!r} must be a hidden layer (one with weights W)")
+        first = layer_spec.sources[0]
+        name = first.name if isinstance(first, LayerRef) else ("data" if first.key == "data" else f"data:{first.key}")
+        rows = self.feature_dim(ctx.get(name, layer=self.name))
+        block = w[:rows]  # (rows, units)
+        batch = ops.dynamic_dim(sources[0].tensor, 0)
+        out = ops.expand_dims(block, 0) + ops.zeros([batch, 1, 1])
+        units = int(ops.static_shape(block)[-1] or 0)
+        return LayerOutput(out, ops.cast(ops.zeros([batch]), "int32") + rows, units)
