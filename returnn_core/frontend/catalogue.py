@@ -137,6 +137,7 @@ CATALOGUE: dict[str, dict[str, tuple[str, tuple[str, ...]]]] = {
         "gaussian_filter_1d": ("layers.theano_era.context:GaussianFilter1DLayer", ()),
         "base": ("layers.theano_era.base_attention:BaseInterpolationLayer", ()),
         "source_attention": ("layers.theano_era.base_attention:SourceAttentionLayer", ()),
+        "attention_vector": ("layers.theano_era.base_attention:AttentionVectorLayer", ()),
         "chunking_sublayer": ("layers.theano_era.chunk_sublayer:ChunkingSublayer", ()),
         "segment_input": ("layers.theano_era.segments:SegmentInputLayer", ()),
         "segment_class_targets": ("layers.theano_era.segments:SegmentClassTargets", ()),

@@ -181,6 +181,9 @@ CASES: dict[str, tuple[dict[str, Any], dict[str, Any], str]] = {
          "att": {"class": "source_attention", "base": "enc", "n_tmp": 2},
          "rows": {"class": "input_base", "from": "enc"},  # enc's weights for data, attended over below
          "over_rows": {"class": "base", "base": "rows", "from": "enc"},
+         "state": {"class": "reduce", "mode": "max", "axes": "T", "from": "enc"},
+         "vec": {"class": "attention_vector", "base": "enc", "template": 2, "target": "classes", "from": "state",
+                 "is_output_layer": True},  # its cost: the weight of the position the first label names
          "output": {"class": "softmax", "loss": "ce", "from": ["interp", "att", "over_rows"]}},
         {"optimizer": {"class": "sgd"}}, "ce",
     ),

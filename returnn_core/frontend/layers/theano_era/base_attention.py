@@ -1,5 +1,5 @@
-"""Theano-era layers that attend over the frames of a ``base`` layer: base (BaseInterpolationLayer) and
-source_attention (SourceAttentionLayer).
+"""Theano-era layers that attend over the frames of a ``base`` layer: base (BaseInterpolationLayer),
+source_attention (SourceAttentionLayer) and attention_vector (AttentionVectorLayer).
 
 Both weight the base seq's own frames (RETURNN's softmax also ran over the padded frames of the batch).
 """
@@ -11,6 +11,8 @@ from typing import Any
 import numpy as np
 
 from returnn_core.frontend._layer import Context, Layer, concat_features
+from returnn_core.frontend._loss import Loss, LossContext
+from returnn_core.frontend._network import LossTerm
 from returnn_core.frontend._ops import Ops
 from returnn_core.frontend._output import LayerOutput
 from returnn_core.frontend.layers.theano_era.hidden import HiddenLayer
@@ -100,3 +102,70 @@ class SourceAttentionLayer(Layer):
         diff = ops.expand_dims(query, 2) - ops.expand_dims(keys, 1)  # (B, T', T, n_tmp)
         dist = ops.sqrt(ops.maximum(ops.reduce(ops.square(diff), "sum", -1), _FLOOR))
         return LayerOutput(_attend(ops, -dist, memory), src.seq_lens, memory.dim)
+
+
+class _PositionCost(Loss):
+    """``attention_vector``'s cost: minus the log of the weight at the target's base position of each seq."""
+
+    def __call__(self, output: LayerOutput, target: LayerOutput | None, ctx: LossContext) -> tuple[Any, Any, Any]:
+        """``(summed -log weight, None, seqs)``."""
+        ops = ctx.ops
+        weights = output.extra[WEIGHTS]  # (B, T)
+        position = ops.cast(target.tensor, "int32")
+        position = position[:, :1] if ops.ndim(position) == 2 else ops.expand_dims(position, 1)
+        picked = ops.take_along_axis(weights, position, axis=1)[:, 0]
+        frames = ops.cast(ops.dynamic_dim(weights, 0), "float32")
+        return -ops.reduce(ops.log(ops.maximum(picked, _FLOOR)), "sum"), None, frames
+
+
+#: ``LayerOutput.extra`` key of ``attention_vector``: its weights over the base frames (B, T)
+WEIGHTS = "attention_vector_weights"
+
+
+class AttentionVectorLayer(Layer):
+    """``attention_vector``: one frame per seq, the base frames (``base``) weighted by a softmax over them of
+    ``-|tanh(base W_base + b_base) - tanh(s W_state + b_state)|^2 / template`` (``template`` units) where s is the
+    sources' one frame per seq (or a source without time); with ``target`` (a base position per seq, sparse) the
+    minus log weight of that position is the layer's cost."""
+
+    options = frozenset({"base", "template"})
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.target = self.opts.get("target")
+
+    @property
+    def inner_loss_terms(self) -> list[LossTerm]:
+        """The position cost, with a target."""
+        return [LossTerm(self.name, _PositionCost(), "attention_vector", self.target, 1.0)] if self.target else []
+
+    def call(self, sources: list[LayerOutput], ctx: Context) -> LayerOutput:
+        """One attention over the base per seq."""
+        ops = ctx.ops
+        bases = _bases(self, ctx)
+        memory = bases[0] if len(bases) == 1 else concat_features(bases, layer=self.name)
+        template = self.opts.get("template")
+        if isinstance(template, bool) or not isinstance(template, int) or template < 1:
+            raise self.error(f"needs template, a positive integer, got {template!r}")
+        states = []
+        for src in sources:
+            x = src.dense()
+            if src.has_time:
+                if ops.static_shape(x)[1] not in (1, None):
+                    raise self.error("its sources give one frame per seq (or have no time axis)")
+                x = x[:, 0]
+            states.append(x)
+        state = states[0] if len(states) == 1 else ops.concat(states, axis=-1)
+        n_in = int(ops.static_shape(state)[-1] or 0)
+        keys = ops.tanh(ops.dot(memory.tensor, self.param("W_base", (self.feature_dim(memory), template),
+                                                          "uniform:0.01")) + self.param("b_base", (template,), "zeros"))
+        query = ops.tanh(ops.dot(state, self.param("W_state", (n_in, template), "uniform:0.1"))
+                         + self.param("b_state", (template,), "zeros"))
+        scores = -ops.reduce(ops.square(keys - ops.expand_dims(query, 1)), "sum", -1) / np.float32(template)
+        mask = memory.mask()
+        weights = ops.softmax(scores + (mask - np.float32(1.0)) * np.float32(1e30), axis=-1) * mask  # (B, T)
+        out = ops.reduce(ops.expand_dims(weights, -1) * memory.tensor, "sum", 1, keepdims=True)
+        batch = ops.dynamic_dim(out, 0)
+        result = LayerOutput(out, ops.cast(ops.ones([batch]), "int32"), memory.dim)
+        result.extra[WEIGHTS] = weights
+        return result
