@@ -142,6 +142,7 @@ CATALOGUE: dict[str, dict[str, tuple[str, tuple[str, ...]]]] = {
         "segment_input": ("layers.theano_era.segments:SegmentInputLayer", ()),
         "segment_class_targets": ("layers.theano_era.segments:SegmentClassTargets", ()),
         "unsegment_input": ("layers.theano_era.segments:UnsegmentInputLayer", ()),
+        "segment": ("layers.theano_era.segments:SegmentLayer", ()),
     },
     "rec_units": {
         "lstm": ("units:LstmUnit", ("standardlstm", "basiclstm", "lstmblock", "lstmblockfused", "cudnnlstm",

@@ -207,7 +207,9 @@ CASES: dict[str, tuple[dict[str, Any], dict[str, Any], str]] = {
          "labels": {"class": "segment_input", "window": 2, "input_is_sparse": True, "num_classes": 3,
                     "from": "data:classes"},
          "label_back": {"class": "unsegment_input", "original_output": "frames", "from": "labels"},
-         "output": {"class": "softmax", "loss": "ce", "from": ["back", "label_back"]}},
+         "rev_back": {"class": "reverse", "from": "back"},
+         "halves": {"class": "segment", "from": ["back", "rev_back"]},
+         "output": {"class": "softmax", "loss": "ce", "from": ["back", "label_back", "halves"]}},
         {"optimizer": {"class": "adam"}}, "ce",
     ),
 }

@@ -1,5 +1,5 @@
-"""The manual's NetworkHiddenLayer segment_input, segment_class_targets and unsegment_input on both backends,
-against NumPy: every frame the start of a segment of the next frames of its seq."""
+"""The manual's NetworkHiddenLayer segment_input, segment_class_targets, unsegment_input and segment on both
+backends, against NumPy: every frame the start of a segment of the next frames of its seq; two seqs' halves."""
 
 from __future__ import annotations
 
@@ -21,6 +21,8 @@ NET = {
     "targets": {"class": "segment_class_targets", "num_classes": 3, "window": WINDOW, "from": "data:classes"},
     "output": {"class": "softmax", "loss": "ce", "n_out": 3, "copy_output": "targets", "from": "seg"},
     "back": {"class": "unsegment_input", "original_output": "frames", "from": "output", "is_output_layer": True},
+    "rev": {"class": "reverse"},
+    "halves": {"class": "segment", "from": ["data", "rev"], "is_output_layer": True},
 }
 
 
@@ -65,3 +67,13 @@ def test_segments_targets_and_back() -> None:
         result = backend.eval_step(BATCH)
         np.testing.assert_allclose(result.losses["output"], ce, rtol=1e-4)
         assert result.frames["output"] == sum(lens)
+
+
+def test_segment_joins_the_halves() -> None:
+    backends = _both({"rev": NET["rev"], "halves": NET["halves"]})
+    out, lens = _forward(backends, "halves")
+    np.testing.assert_array_equal(lens, SEQ_LENS)
+    for b, n in enumerate(SEQ_LENS):
+        rev = X[b, :n][::-1]
+        np.testing.assert_allclose(out[b, :n], np.concatenate([X[b, : n // 2], rev[n // 2 :]]), atol=1e-6)
+        assert not out[b, n:].any()

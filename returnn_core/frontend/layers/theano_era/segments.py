@@ -1,6 +1,7 @@
 """Theano-era layers that make every frame the start of a segment of the next ``window`` frames of its seq:
 segment_input (the segments as a batch of seqs), segment_class_targets (their running class distributions, a
-target for a ``softmax`` with ``copy_output``) and unsegment_input (the segments' outputs back on the frames).
+target for a ``softmax`` with ``copy_output``) and unsegment_input (the segments' outputs back on the frames); and
+segment (two sources' halves of each seq joined).
 
 Segment ``b * T + f`` (T: the padded batch length) starts at frame f of seq b; those starting on padding are empty.
 RETURNN's segment batch held the segments of present frames only, in the same order; the frames each one holds,
@@ -120,3 +121,21 @@ class UnsegmentInputLayer(Layer):
         out = ops.concat([_shift_time(ops, seg[:, :, w], w) for w in range(window)], axis=-1)
         result = LayerOutput(out, original.seq_lens, window * dim)
         return result.with_tensor(out * ops.expand_dims(result.mask(), -1), dim=window * dim)
+
+
+class SegmentLayer(Layer):
+    """``segment``: the first half of each seq's frames (length // 2) from the first source, the rest from the
+    second (two sources of one dim; RETURNN split the padded batch at T // 2, the same for one seq)."""
+
+    def call(self, sources: list[LayerOutput], ctx: Context) -> LayerOutput:
+        """Join the halves."""
+        ops = ctx.ops
+        if len(sources) != 2 or sources[0].dim != sources[1].dim or not all(s.has_time for s in sources):
+            raise self.error(f"needs two sources with time of one dim, got dims {[s.dim for s in sources]}")
+        first, second = sources
+        time = ops.dynamic_dim(first.tensor, 1)
+        half = ops.floordiv(ops.cast(first.seq_lens, "int32"), 2)
+        early = ops.sequence_mask(half, time, "float32")  # (B, T)
+        late = ops.expand_dims(first.mask() - early, -1)
+        out = first.dense() * ops.expand_dims(early, -1) + second.dense()[:, :time] * late
+        return first.with_tensor(out, dim=first.dim)
