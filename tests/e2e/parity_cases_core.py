@@ -60,6 +60,16 @@ CASES: dict[str, tuple[dict[str, Any], dict[str, Any], str]] = {
          "ed": {"class": "softmax", "n_out": 3, "loss": "edit_distance", "from": "fw"}},
         {"optimizer": {"class": "nadam"}, "gradient_clip_global_norm": 1.0}, "ctc",
     ),
+    "attention-weights-maxout": (
+        {"enc": {"class": "linear", "n_out": 6, "activation": "tanh"},
+         "energy": {"class": "linear", "n_out": 1, "with_bias": False, "from": "enc"},  # (a bias cancels)
+         "att_w": {"class": "softmax_over_spatial", "energy_factor": 0.5, "from": "energy"},
+         "att": {"class": "generic_attention", "weights": "att_w", "base": "enc", "from": "att_w"},
+         "mix": {"class": "combine", "kind": "add", "from": ["enc", "att"]},
+         "maxout": {"class": "reduce_out", "mode": "max", "num_pieces": 2, "from": "mix"},
+         "output": {"class": "softmax", "loss": "ce", "from": "maxout"}},
+        {"optimizer": {"class": "adam"}}, "ce",
+    ),
     "adagrad-ff-slice-smoothing": (
         {"h": {"class": "hidden", "n_out": 7, "activation": "sigmoid"},
          "s": {"class": "slice", "axis": "F", "slice_start": 1, "from": "h"},
