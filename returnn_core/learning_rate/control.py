@@ -138,22 +138,24 @@ class LearningRateControl:
         return self.default_learning_rate
 
     def error_key(self, epoch: int) -> str | None:
-        """Which recorded score drives decisions, as RETURNN's ``get_error_key``.
+        """Which recorded score drives decisions, as RETURNN's ``get_error_key``: the configured
+        ``learning_rate_control_error_measure``, else ``dev_score``, else ``train_score``, else the alphabetically
+        first key.
 
-        The configured ``learning_rate_control_error_measure`` (or its ``_output`` variant), else ``dev_score``
-        (or ``dev_score_output``), else ``train_score`` (or ``train_score_output``), else the alphabetically first key.
+        Each of these in its ``_output`` variant where the epoch has that: with several output layers RETURNN
+        records only the per-layer scores (``dev_score_output``, ``dev_score_out2``), so the output layer's drives;
+        the sum our driver adds under the plain key must not.
         """
         errors = self.epoch_data.get(epoch, EpochData(None)).error
         if not errors:
             return None
+        candidates = [self.error_measure] if self.error_measure else ["dev_score", "train_score"]
+        for key in candidates:
+            for variant in (f"{key}_output", key):
+                if variant in errors:
+                    return variant
         if self.error_measure:
-            if self.error_measure not in errors and f"{self.error_measure}_output" in errors:
-                return f"{self.error_measure}_output"
-            return self.error_measure
-        # with several outputs the scores are flattened to dev_score_<layer>: RETURNN then takes the "output" layer's
-        for key in ("dev_score", "dev_score_output", "train_score", "train_score_output"):
-            if key in errors:
-                return key
+            return self.error_measure  # not recorded: epoch_error says so, naming the keys there are
         return min(errors)
 
     def epoch_error(self, epoch: int) -> float | None:

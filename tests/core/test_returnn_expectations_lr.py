@@ -154,3 +154,19 @@ def test_returnn_method_names() -> None:
     lrc.set_epoch_error(2, {"dev_score": 1.9, "dev_error": 0.5})
     assert lrc.get_learning_rate_for_epoch(3) == 1.0  # 1.99 -> 1.9 is -4.7%: better than -1%, no decay
     assert lrc.get_last_best_epoch(last_epoch=3) is None  # the latest scored epoch, 2, is the best
+
+
+def test_output_layer_score_drives_when_a_total_is_also_recorded() -> None:
+    # our driver records the sum over output layers as dev_score next to RETURNN's per-layer keys; RETURNN (which has
+    # only the per-layer ones) decides on the output layer's score, with or without a configured measure
+    scores = {"dev_score": 3.0, "dev_score_output": 1.0, "dev_score_out2": 2.0, "train_score": 2.5,
+              "train_score_output": 0.9}
+    for measure in (None, "dev_score"):
+        ctrl = NewbobRelative(1.0, error_measure=measure)
+        ctrl.learning_rate(1)
+        ctrl.set_epoch_error(1, scores)
+        assert ctrl.error_key(1) == "dev_score_output" and ctrl.epoch_error(1) == 1.0
+    ctrl = NewbobRelative(1.0, error_measure="train_score")
+    ctrl.learning_rate(1)
+    ctrl.set_epoch_error(1, scores)
+    assert ctrl.error_key(1) == "train_score_output"
