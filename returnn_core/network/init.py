@@ -21,8 +21,13 @@ def _fans(shape: tuple[int, ...]) -> tuple[int, int]:
 
 def initial_value(init: Any, shape: tuple[int, ...], rng: np.random.RandomState, *, what: str) -> np.ndarray:
     """Draw float32 values for ``shape``: ``glorot_uniform``, ``glorot_normal``, ``orthogonal``, ``zeros``,
-    ``ones``, ``uniform:<scale>``, ``normal:<stddev>``, ``constant:<value>`` or a number (constant)."""
+    ``ones``, ``uniform:<scale>``, ``normal:<stddev>``, ``constant:<value>``, a number (constant) or an array of
+    ``shape`` (the values themselves, for layouts no name covers)."""
     shape = tuple(int(d) for d in shape)
+    if isinstance(init, np.ndarray):
+        if init.shape != shape:
+            raise NetworkError(f"{what}: initial values of shape {init.shape}, need {shape}")
+        return init.astype(np.float32)
     if isinstance(init, (int, float)) and not isinstance(init, bool):
         return np.full(shape, float(init), dtype=np.float32)
     if not isinstance(init, str):
