@@ -85,6 +85,8 @@ CATALOGUE: dict[str, dict[str, tuple[str, tuple[str, ...]]]] = {
         "1Dto2D_fixed_size": ("layers.theano_era.twod:OneDToTwoDFixedSizeLayer", ()),
         "2Dto1D": ("layers.theano_era.twod:TwoDToOneDLayer", ()),
         "conv2": ("layers.theano_era.twod:ConvPoolLayer2", ()),
+        "mdlstm": ("layers.theano_era.mdlstm:TwoDLstmLayer", ()),
+        "deep_lstm": ("layers.theano_era.mdlstm:DeepLstmLayer", ()),
         "embedding": ("layers.theano_era.hidden:EmbeddingLayer", ()),
         "hidden_shared": ("layers.theano_era.hidden:SharedForwardLayer", ()),
         "input_base": ("layers.theano_era.hidden:InputBaseLayer", ()),
