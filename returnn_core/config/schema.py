@@ -34,7 +34,7 @@ from returnn_core.config.network_text import network_from_text
 from returnn_core.errors import ConfigError
 from returnn_core.network.pretrain import WrapEpochValue
 
-TASKS = ("train", "eval", "forward", "search", "compute_priors")
+TASKS = ("train", "eval", "forward", "search", "compute_priors", "nop")
 SEARCH_OUTPUT_FORMATS = ("txt", "py")
 
 
@@ -85,7 +85,7 @@ _PATH = WritablePath()
 
 _KEYS: tuple[Key, ...] = (
     # -- the run ------------------------------------------------------------------------------------------
-    Key("task", Choice(TASKS), "train", "run", "What to do: train, eval, forward, search or compute_priors."),
+    Key("task", Choice(TASKS), "train", "run", "What to do: train, eval, forward, search, compute_priors, or nop (load the config only)."),
     Key("backend", _Registered("backends", "backend"), None, "run",
         "The backend plugin (tf, theano); unset: use_tensorflow decides, else theano (RETURNN's default)."),
     Key("use_tensorflow", Bool(), False, "run", "RETURNN's switch: True selects the tf backend, False theano."),
@@ -196,7 +196,8 @@ _KEYS: tuple[Key, ...] = (
     Key("rmsprop", Bool(), False, "training", "Legacy switch: use RMSProp."),
     Key("momentum", OneOf(Bool(), Number(float, lo=0), allowed="a number >= 0 or a bool"), None, "training",
         "Legacy switch and value: selects SGD with momentum (True: 0.9)."),
-    Key("optimizer_epsilon", Number(float, lo=0, lo_open=True), 1e-8, "training", "Epsilon of Adam/Nadam."),
+    Key("optimizer_epsilon", Number(float, lo=0, lo_open=True), 1e-16, "training",
+        "Epsilon of every optimizer that takes one (Adam, Nadam, Adadelta, Adagrad, RMSProp), unless given there."),
     Key("gradient_clip", Number(float, lo=0), None, "training", "Clip each gradient to [-x, x] (unset or 0: off)."),
     Key("gradient_clip_global_norm", Number(float, lo=0), None, "training", "Clip by global norm (unset or 0: off)."),
     Key("gradient_noise", Number(float, lo=0), None, "training", "Stddev of Gaussian noise added to gradients."),

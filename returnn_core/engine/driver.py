@@ -38,7 +38,7 @@ from returnn_core.network.pretrain import Pretrain, find_pretrain_wrap_values
 from returnn_core.network.topology import has_topology, network_from_topology, registry_accepts
 from returnn_core.plugin import PluginManager, get_plugin_manager
 
-TASKS = ("train", "eval", "forward", "search", "compute_priors")
+TASKS = ("train", "eval", "forward", "search", "compute_priors", "nop")
 
 
 def score_summary(prefix: str, result: StepResult) -> dict[str, float]:
@@ -221,6 +221,7 @@ class Engine:
             "forward": self.forward,
             "search": lambda: run_search(self),
             "compute_priors": self.compute_priors,
+            "nop": lambda: self.log.v1("Task: No-operation"),  # RETURNN's: the config loads, nothing runs
         }
         if task not in handlers:
             raise ConfigError(f"unknown task {task!r}; known: {', '.join(TASKS)}")

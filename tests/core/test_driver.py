@@ -253,3 +253,8 @@ def test_use_last_best_model_goes_back_to_the_better_checkpoint(tmp_path, manage
 def test_use_last_best_model_rejects_unknown_options(tmp_path, manager):
     with pytest.raises(ConfigError, match=r"use_last_best_model: unknown option\(s\) min_score_diff"):
         run(make_config(tmp_path, use_last_best_model={"min_score_diff": 0.1}), manager)
+
+
+def test_task_nop_loads_the_config_and_runs_nothing(tmp_path, manager):
+    log = run(make_config(tmp_path, task="nop"), manager)
+    assert "Task: No-operation" in log and not (tmp_path / "net").exists() and not (tmp_path / "lr.txt").exists()
