@@ -190,10 +190,12 @@ def _base_refs(subnetwork: Any) -> list[str]:
     for layer in subnetwork.values():
         if not isinstance(layer, Mapping):
             continue
-        srcs = layer.get("from", [])
-        for src in [srcs] if isinstance(srcs, str) else srcs:
-            if isinstance(src, str) and src.startswith("base:"):
-                refs.append(src[len("base:") :])
+        for key, value in layer.items():  # "from", and options naming layers (e.g. attention's "base")
+            if key in ("class", "subnetwork", "unit"):
+                continue
+            for src in value if isinstance(value, (list, tuple)) else [value]:
+                if isinstance(src, str) and src.startswith("base:"):
+                    refs.append(src[len("base:") :])
         # a nested subnetwork's base: refers to this subnetwork, whose own base: refs bubble up here
         refs += [r[len("base:") :] for r in _base_refs(layer.get("subnetwork")) if r.startswith("base:")]
     return refs

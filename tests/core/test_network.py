@@ -71,6 +71,25 @@ def test_subnetwork_base_refs_are_dependencies():
     assert "side" in net["sub"].deps
 
 
+def test_base_refs_in_a_rec_units_options_are_dependencies():
+    # RETURNN's 2018 attention decoders name the encoder through an option (generic_attention's "base")
+    net = resolve_network(
+        {
+            "output": {"class": "rec", "from": [], "target": "classes", "unit": {
+                "att": {"class": "generic_attention", "weights": "att_weights", "base": "base:encoder"},
+                "att_weights": {"class": "softmax_over_spatial", "from": ["energy"]},
+                "energy": {"class": "linear", "from": ["base:enc_ctx"], "n_out": 1, "activation": None},
+                "output": {"class": "softmax", "from": ["att"], "loss": "ce", "target": "classes"}}},
+            "enc_ctx": {"class": "linear", "from": "data", "n_out": 3},
+            "encoder": {"class": "linear", "from": "data", "n_out": 3},
+        },
+        KEYS,
+    )
+    order = list(net.layers)
+    assert order.index("encoder") < order.index("output") and order.index("enc_ctx") < order.index("output")
+    assert {"encoder", "enc_ctx"} <= set(net["output"].deps)
+
+
 def test_initial_values():
     import numpy as np
 
