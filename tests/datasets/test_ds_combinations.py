@@ -151,6 +151,10 @@ def test_meta_dataset_orders_its_seqs_itself(tmp_path) -> None:
 
     with pytest.raises(DatasetError, match=r"data_dims\['classes'\] is \[10, 1\], but the data delivers \[9, 1\]"):
         init_dataset({"class": "MetaDataset", "datasets": datasets, "data_map": data_map, "data_dims": {"classes": (10, 1)}})
+    (tmp_path / "lens.json").write_text("[1, 2]")
+    with pytest.raises(DatasetError, match=r"seq_lens_file .*lens\.json must hold a JSON object tag -> \{key: frames\}"):
+        init_dataset({"class": "MetaDataset", "datasets": datasets, "data_map": data_map,
+                      "seq_lens_file": str(tmp_path / "lens.json")})
 
 
 def test_meta_dataset_seq_list_per_dataset(tmp_path) -> None:

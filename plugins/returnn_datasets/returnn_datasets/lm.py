@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -12,6 +11,7 @@ import numpy as np
 
 from returnn_core.datasets import Dataset, DataSpec
 from returnn_core.errors import DatasetError
+from returnn_datasets.json_file import read_json_object
 from returnn_datasets.orthography import corpus_orthographies, orthography_symbols, parse_orthography
 from returnn_datasets.vocab import Encoder, load_vocab, read_lines, symbol_list
 
@@ -96,7 +96,7 @@ class LmDataset(_InMemoryText):
         self.parse_opts.update(parse_orth_opts or {})
         self.replace_map: dict[str, list[str]] = {}
         if orth_replace_map_file:
-            replace = _load_json(orth_replace_map_file, self.name)
+            replace = read_json_object(orth_replace_map_file, f"{self.name}: orth_replace_map_file", "symbol -> replacement")
             self.replace_map = {str(k): orthography_symbols(str(v), word_based=self.word_based) for k, v in replace.items()}
         self.unknown_symbol = unknown_symbol
         self.auto_replace_unknown_symbol = bool(auto_replace_unknown_symbol)
@@ -160,16 +160,6 @@ class LmDataset(_InMemoryText):
             raise DatasetError(f"{self.name}: {option} {symbol!r} is not in the vocabulary (set {option}=None?)")
         return self.vocab[symbol]
 
-
-def _load_json(path: str, owner: str) -> dict[str, Any]:
-    try:
-        with open(path, encoding="utf-8") as f:
-            value = json.load(f)
-    except (OSError, ValueError) as exc:
-        raise DatasetError(f"{owner}: orth_replace_map_file {path} cannot be read as JSON: {exc}") from None
-    if not isinstance(value, dict):
-        raise DatasetError(f"{owner}: orth_replace_map_file {path} must hold a JSON object symbol -> replacement")
-    return value
 
 
 class TranslationDataset(_InMemoryText):

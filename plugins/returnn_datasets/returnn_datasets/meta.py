@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import bisect
 import gzip
-import json
 import pickle
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -13,6 +12,7 @@ import numpy as np
 
 from returnn_core.datasets import Dataset, DataSpec, init_dataset
 from returnn_core.errors import ConfigError, DatasetError
+from returnn_datasets.json_file import read_json_object
 
 
 def _build(spec: Any, what: str) -> Dataset:
@@ -70,7 +70,8 @@ class MetaDataset(Dataset):
         )
         self._used = sorted({name for name, _ in self.data_map.values()} | {self.control})
         self._lists = _read_seq_lists(seq_list_file, self._used) if seq_list_file else None
-        self._seq_lens = _read_seq_lens(seq_lens_file) if seq_lens_file else None
+        self._seq_lens = (read_json_object(seq_lens_file, "seq_lens_file", "tag -> {key: frames}")
+                          if seq_lens_file else None)
         _check_declared(self.name, self.data_specs(), data_dims or {}, data_dtypes or {})
         self._tags: dict[str, list[str]] = {}  # dataset name -> tags of the epoch's seqs, in order
 
@@ -199,17 +200,6 @@ def _read_seq_lists(path: str, names: Sequence[str]) -> dict[str, list[str]]:
         raise DatasetError(f"seq_list_file {path}: the datasets' tag lists differ in length")
     return lists
 
-
-def _read_seq_lens(path: str) -> dict[str, dict[str, int]]:
-    """RETURNN's ``seq_lens_file``: JSON ``tag -> data key -> frames``."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            value = json.load(f)
-    except (OSError, ValueError) as exc:
-        raise DatasetError(f"seq_lens_file {path} cannot be read as JSON: {exc}") from None
-    if not isinstance(value, dict):
-        raise DatasetError(f"seq_lens_file {path}: expected a JSON object tag -> {{key: frames}}")
-    return value
 
 
 class ConcatDataset(Dataset):
