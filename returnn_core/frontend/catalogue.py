@@ -147,8 +147,8 @@ CATALOGUE: dict[str, dict[str, tuple[str, tuple[str, ...]]]] = {
         "segment": ("layers.theano_era.segments:SegmentLayer", ()),
     },
     "rec_units": {
-        "lstm": ("units:LstmUnit", ("standardlstm", "basiclstm", "lstmblock", "lstmblockfused", "cudnnlstm",
-                                    "lstme", "lstmp", "lstmc", "lstmb", "blstm")),
+        "lstm": ("units:LstmUnit", ("cudnnlstm", "lstme", "lstmp", "lstmc", "lstmb", "blstm")),
+        "lstmblock": ("units:TfCellLstmUnit", ("lstmblockfused", "basiclstm", "standardlstm")),
         "gru": ("units:GruUnit", ()),
         "rnn": ("units:RnnUnit", ("basicrnn", "vanilla")),
         "sru": ("theano_units:SruUnit", ()),

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from returnn_core.frontend._dispatch import ops_for
 from returnn_core.frontend._ops import Ops
 from returnn_core.network import GatedUnit
@@ -78,6 +80,31 @@ class LstmUnit(ScanUnit):
         cell_in, gate_in, gate_f, gate_o = ops.split(z_t + ops.matmul(h, w_re), (n, n, n, n), axis=-1)
         c_new = ops.sigmoid(gate_f) * c + ops.sigmoid(gate_in) * ops.tanh(cell_in)
         return ops.sigmoid(gate_o) * ops.tanh(c_new), c_new
+
+
+class TfCellLstmUnit(LstmUnit):
+    """The LSTM of RETURNN's TF cell units (``lstmblock``, ``lstmblockfused``, ``basiclstm``, ``standardlstm``):
+    TensorFlow's cells add ``forget_bias`` (unit option, default 1.0, as TF's) to the forget gate's input.
+
+    Same parameters and gate layout as ``lstm``/``nativelstm``, which add none.
+    """
+
+    options = frozenset({"forget_bias"})
+
+    def _forget_offset(self, ops: Ops) -> Any:
+        n = self.n_out
+        offset = np.zeros(4 * n, "float32")
+        offset[2 * n : 3 * n] = float(self.opts.get("forget_bias", 1.0))
+        return ops.constant(offset)
+
+    def run(self, ops: Ops, params: dict[str, Any], x: Any, mask: Any,
+            states: tuple[Any, ...]) -> tuple[Any, tuple[Any, ...]]:
+        """The whole sequence with the forget bias in ``b``."""
+        return super().run(ops, {**params, "b": params["b"] + self._forget_offset(ops)}, x, mask, states)
+
+    def step(self, ops: Ops, z_t: Any, states: tuple[Any, ...], w_re: Any) -> tuple[Any, ...]:
+        """One frame with the forget bias added to its gate input."""
+        return super().step(ops, z_t + self._forget_offset(ops), states, w_re)
 
 
 class GruUnit(ScanUnit):

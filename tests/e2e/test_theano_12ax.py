@@ -66,7 +66,8 @@ def test_lstm_unit_uses_the_registered_native_lstm() -> None:
     manager = get_plugin_manager()
     ext = ExternData({"data": DataSpec(3), "classes": DataSpec(2, sparse=True)})
     net = {"native": {"class": "rec", "unit": "lstm", "n_out": 4},
-           "scan": {"class": "rec", "unit": "standardlstm", "n_out": 4, "reuse_params": "native"},
+           "scan": {"class": "rec", "unit": "standardlstm", "n_out": 4, "reuse_params": "native",
+                    "unit_opts": {"forget_bias": 0.0}},  # TF's cells add 1.0, NativeLSTM adds none
            "output": {"class": "softmax", "loss": "ce", "from": ["native", "scan"]}}
     backend = manager.backends.get("theano")(Config({}), manager, Log(0))
     backend.build(resolve_network(net, ext.keys()), ext, train=False)

@@ -12,7 +12,9 @@ from returnn_core.frontend import resolve_unit
 from returnn_core.log import Log
 from returnn_core.plugin import get_plugin_manager
 
-LSTM_UNITS = ["lstmblockfused", "standardlstm", "basiclstm", "lstmblock", "cudnnlstm", "lstm"]
+#: RETURNN's TF cell units: TensorFlow's cells add a forget bias of 1.0 (unit option forget_bias)
+TF_CELL_LSTMS = ["lstmblockfused", "standardlstm", "basiclstm", "lstmblock"]
+LSTM_UNITS = [*TF_CELL_LSTMS, "cudnnlstm", "lstm"]
 
 
 def _sig(v: np.ndarray) -> np.ndarray:
@@ -75,7 +77,8 @@ def test_lstm_units_match_numpy(name: str, direction: int, lstm_path: str) -> No
     h0, c0 = rng.normal(size=(3, 4)).astype(np.float32), rng.normal(size=(3, 4)).astype(np.float32)
     y, (h, c) = unit({k: tf.constant(v) for k, v in params.items()}, tf.constant(x), tf.constant(mask),
                      initial_state=(tf.constant(h0), tf.constant(c0)), direction=direction)
-    ref_y, ref_h, ref_c = np_lstm(x, lens, params["W"], params["W_re"], params["b"], h0, c0, direction)
+    b = params["b"] + np.repeat([0.0, 0.0, 1.0, 0.0], 4).astype("f") if name in TF_CELL_LSTMS else params["b"]
+    ref_y, ref_h, ref_c = np_lstm(x, lens, params["W"], params["W_re"], b, h0, c0, direction)
     np.testing.assert_allclose(y.numpy(), ref_y, atol=1e-4)
     np.testing.assert_allclose(h.numpy(), ref_h, atol=1e-4)
     np.testing.assert_allclose(c.numpy(), ref_c, atol=1e-4)
@@ -125,4 +128,14 @@ def test_lstm_prefers_registered_nativelstm() -> None:
     if ("tf", "nativelstm") in manager.rec_units:
         assert cls is manager.rec_units.get("nativelstm", backend="tf")
     else:
-        assert cls is manager.rec_units.get("lstmblockfused", backend="tf")
+        assert cls is manager.rec_units.get("lstm", backend="tf")
+
+
+def test_tf_cell_forget_bias_is_a_unit_option() -> None:
+    x, lens, mask, params = _inputs()
+    feed = ({k: tf.constant(v) for k, v in params.items()}, tf.constant(x), tf.constant(mask))
+    y_plain, _ = _unit("lstmblock")(3, 4, forget_bias=0.0)(*feed)
+    y_shifted, _ = _unit("lstmblock")(3, 4, forget_bias=2.5)(*feed)
+    np.testing.assert_allclose(y_plain.numpy(), np_lstm(x, lens, params["W"], params["W_re"], params["b"])[0], atol=1e-4)
+    b = params["b"] + np.repeat([0.0, 0.0, 2.5, 0.0], 4).astype("f")
+    np.testing.assert_allclose(y_shifted.numpy(), np_lstm(x, lens, params["W"], params["W_re"], b)[0], atol=1e-4)

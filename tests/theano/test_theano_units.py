@@ -24,6 +24,11 @@ def _lstm_step(z: np.ndarray, h: np.ndarray, c: np.ndarray, p: dict) -> tuple[np
     return o * np.tanh(c), c
 
 
+def _tf_cell_lstm_step(z: np.ndarray, h: np.ndarray, c: np.ndarray, p: dict) -> tuple[np.ndarray, np.ndarray]:
+    """TensorFlow's LSTM cells (RETURNN's standardlstm, lstmblock, ...): a forget bias of 1.0."""
+    return _lstm_step(z + np.repeat([0.0, 0.0, 1.0, 0.0], N), h, c, p)
+
+
 def _gru_step(z: np.ndarray, h: np.ndarray, c: None, p: dict) -> tuple[np.ndarray, None]:
     w = p["W_re"]
     r = _sig(z[:N] + h @ w[:, :N])
@@ -48,7 +53,8 @@ def _reference(x: np.ndarray, p: dict, step, direction: int) -> np.ndarray:
     return ys if direction == 1 else ys[::-1]
 
 
-@pytest.mark.parametrize(("unit", "step", "blocks"), [("standardlstm", _lstm_step, 4), ("gru", _gru_step, 3),
+@pytest.mark.parametrize(("unit", "step", "blocks"), [("lstmp", _lstm_step, 4), ("standardlstm", _tf_cell_lstm_step, 4),
+                                                      ("gru", _gru_step, 3),
                                                       ("rnn", _rnn_step, 1)])
 def test_unit_matches_reference(unit: str, step, blocks: int) -> None:
     net = {
@@ -76,7 +82,8 @@ def test_unit_matches_reference(unit: str, step, blocks: int) -> None:
 
 
 def test_lstm_without_native_plugin_is_the_scan_lstm() -> None:
-    net = {"a": {"class": "rec", "unit": "lstm", "n_out": N}, "b": {"class": "rec", "unit": "standardlstm", "n_out": N},
+    net = {"a": {"class": "rec", "unit": "lstm", "n_out": N}, "b": {"class": "rec", "unit": "standardlstm", "n_out": N,
+                                                                    "unit_opts": {"forget_bias": 0.0}},
            "output": {"class": "softmax", "from": ["a", "b"], "loss": "ce"}}
     backend = make_backend(net, EXTERN, train=False)
     params = backend.get_param_values()
@@ -94,7 +101,8 @@ def test_lstm_with_native_plugin_is_nativelstm_and_agrees() -> None:
     manager = theano_manager()
     manager.register(native_hooks, "native", distribution="returnn-native")
     net = {"a": {"class": "rec", "unit": "lstm", "n_out": N, "direction": -1},
-           "b": {"class": "rec", "unit": "standardlstm", "n_out": N, "direction": -1},
+           "b": {"class": "rec", "unit": "standardlstm", "n_out": N, "direction": -1,
+                 "unit_opts": {"forget_bias": 0.0}},
            "output": {"class": "softmax", "from": ["a", "b"], "loss": "ce"}}
     backend = make_backend(net, EXTERN, manager=manager, optimizer={"class": "sgd"})
     unit_cls = backend.net.layers["a"].unit_cls
