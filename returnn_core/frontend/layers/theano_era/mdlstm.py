@@ -68,27 +68,26 @@ def two_d_lstm(ops: Ops, x: Any, widths: Any, heights: Any, params: Sequence[Two
     z_diag = _gather_width(ops, ops.concat(zs, axis=3), col)  # (B, D, H, k*5n)
     m_diag = _gather_width(ops, ops.concat(masks, axis=3), col) * ops.expand_dims(ops.expand_dims(inside, 0), 3)
 
-    def step(z_t: Any, m_t: Any, *rest: Any) -> tuple[Any, tuple[Any, ...]]:
-        states, weights = rest[:2 * k], rest[2 * k:]
-        outs, new_states = [], []
-        for i in range(k):
-            c, h = states[2 * i], states[2 * i + 1]
-            c_up, h_up = _shift_down(ops, c), _shift_down(ops, h)
-            zz = z_t[:, :, i * 5 * n:(i + 1) * 5 * n] + ops.dot(h, weights[2 * i]) + ops.dot(h_up, weights[2 * i + 1])
-            gates, cell_in = ops.sigmoid(zz[:, :, :4 * n]), ops.tanh(zz[:, :, 4 * n:])
-            gate_i, forget, lam, gate_o = ops.split(gates, (n,) * 4, axis=-1)
-            m = m_t[:, :, i:i + 1]
-            c_new = (gate_i * cell_in + forget * lam * c_up + forget * (1.0 - lam) * c) * m
-            h_new = gate_o * ops.tanh(c_new) * m
-            outs.append(h_new)
-            new_states += [c_new, h_new]
-        return ops.concat(outs, axis=2), tuple(new_states)
+    batch = ops.dynamic_dim(x, 0)
+    # the directions ride on a leading axis, so one step holds each gate op once: (D, k, B, H, ...)
+    z_diag = ops.transpose(ops.reshape(z_diag, (batch, -1, height, k, 5 * n)), (1, 3, 0, 2, 4))
+    m_diag = ops.expand_dims(ops.transpose(m_diag, (1, 3, 0, 2)), 4)
 
-    zero = ops.zeros([ops.dynamic_dim(x, 0), height, n])
-    weights = [w for p in params for w in (p.u, p.v)]
-    ys, _ = ops.scan(step, [ops.transpose(z_diag, (1, 0, 2, 3)), ops.transpose(m_diag, (1, 0, 2, 3))],
-                     [zero] * (2 * k), non_sequences=weights)
-    ys = ops.transpose(ys, (1, 0, 2, 3))  # (B, D, H, k*n)
+    def step(z_t: Any, m_t: Any, c: Any, h: Any, u: Any, v: Any) -> tuple[Any, tuple[Any, Any]]:
+        # on the previous diagonal, row y holds the left neighbour (y, x-1) and row y-1 the upper one (y-1, x)
+        c_up, h_up = _shift_down(ops, c), _shift_down(ops, h)
+        rec = ops.batch_matmul(ops.reshape(h, (k, -1, n)), u) + ops.batch_matmul(ops.reshape(h_up, (k, -1, n)), v)
+        zz = z_t + ops.reshape(rec, ops.shape(z_t))
+        gates, cell_in = ops.sigmoid(zz[..., :4 * n]), ops.tanh(zz[..., 4 * n:])
+        gate_i, forget, lam, gate_o = ops.split(gates, (n,) * 4, axis=-1)
+        c_new = (gate_i * cell_in + forget * lam * c_up + forget * (1.0 - lam) * c) * m_t
+        h_new = gate_o * ops.tanh(c_new) * m_t
+        return h_new, (c_new, h_new)
+
+    zero = ops.zeros([k, batch, height, n])
+    ys, _ = ops.scan(step, [z_diag, m_diag], [zero, zero],
+                     non_sequences=[ops.stack([p.u for p in params]), ops.stack([p.v for p in params])])
+    ys = ops.reshape(ops.transpose(ys, (2, 0, 3, 1, 4)), (batch, -1, height, k * n))  # (B, D, H, k*n)
     cell_diag = ops.expand_dims(ops.arange(width), 1) + ops.expand_dims(ops.arange(height), 0)  # (W, H): x + y
     y = _gather_width(ops, ys, cell_diag)
     return [_flip(ops, y[:, :, :, i * n:(i + 1) * n], flip) for i, flip in enumerate(flips)]
@@ -103,8 +102,8 @@ def _gather_width(ops: Ops, x: Any, index: Any) -> Any:
 
 
 def _shift_down(ops: Ops, s: Any) -> Any:
-    """(B, H, n) moved one row down (row y gets row y-1, row 0 zeros): each cell's up neighbour."""
-    return ops.concat([ops.zeros_like(s[:, :1]), s[:, :-1]], axis=1)
+    """(k, B, H, n) moved one row down (row y gets row y-1, row 0 zeros): each cell's upper neighbour."""
+    return ops.concat([ops.zeros_like(s[:, :, :1]), s[:, :, :-1]], axis=2)
 
 
 def _flip(ops: Ops, x: Any, flip: tuple[bool, bool]) -> Any:
