@@ -27,6 +27,7 @@ NET = {
     "md4": {"class": "mdlstm", "n_out": N, "from": "img"},
     "md2": {"class": "mdlstm", "n_out": N, "directions": 2, "projection": "concat", "collapse_output": "sum",
             "from": "img"},
+    "md1": {"class": "mdlstm", "n_out": N, "directions": 1, "collapse_output": "flatten", "from": "img"},
     "deep": {"class": "deep_lstm", "n_out": N, "depth": 3, "from": "data"},
 }
 
@@ -102,6 +103,16 @@ def test_mdlstm_two_directions_concat_collapsed(outputs) -> None:
         per_cell = np.stack(dirs, -1).reshape(*dirs[0].shape[:2], 2 * N)  # RETURNN: feature c * directions + d
         np.testing.assert_allclose(y[b, :w], per_cell.sum(0), rtol=1e-4, atol=1e-5, err_msg=f"seq {b}")
         assert not y[b, w:].any()
+
+
+def test_mdlstm_one_direction_flattened_row_by_row(outputs) -> None:
+    outs, p = outputs
+    y, lens = outs["md1"]
+    np.testing.assert_array_equal(lens, [16] * 3)  # the padded (4, 4) batch image, as RETURNN
+    for b, (h, w) in enumerate(SIZES):
+        expected = np.zeros((4, 4, N), "f")
+        expected[:h, :w] = _lstm_2d(_image(b), p, "md1", 1, False, False)
+        np.testing.assert_allclose(y[b], expected.reshape(16, N), rtol=1e-4, atol=1e-5, err_msg=f"seq {b}")
 
 
 def test_deep_lstm_is_the_last_row_of_a_two_direction_2d_lstm(outputs) -> None:
