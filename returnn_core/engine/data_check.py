@@ -23,8 +23,14 @@ def _where(dataset: Any) -> str:
 
 def network_keys(network: Any, *, targets: bool) -> set[str]:
     """The data keys the network reads: its inputs, and with ``targets`` the targets of its losses."""
+    keys = {spec.opts.get("data_key") or "data" for spec in network if spec.layer_class == "source"}
+    return keys | class_keys(network, targets=targets)
+
+
+def class_keys(network: Any, *, targets: bool) -> set[str]:
+    """The data keys whose sparse values the network uses as class indices: layer sources (embedded) and, with
+    ``targets``, loss targets. A ``source`` layer's data (e.g. RETURNN's image ``sizes``) may hold other ints."""
     keys = {s.key for spec in network for s in spec.sources if hasattr(s, "key")}
-    keys |= {spec.opts.get("data_key") or "data" for spec in network if spec.layer_class == "source"}
     if targets:
         keys |= {spec.target for spec in network.loss_layers if spec.target}
     return keys
@@ -48,8 +54,11 @@ def _raise_missing(dataset: Any, missing: list[str], have: Iterable[str]) -> Non
         )
 
 
-def check_batch(dataset: Any, data: Any, specs: Mapping[str, Any], needed: Iterable[str] = ()) -> None:
-    """Raise :class:`DatasetError` if the batch lacks a ``needed`` key or its dims or values do not fit ``specs``."""
+def check_batch(dataset: Any, data: Any, specs: Mapping[str, Any], needed: Iterable[str] = (),
+                classes: Iterable[str] | None = None) -> None:
+    """Raise :class:`DatasetError` if the batch lacks a ``needed`` key or its dims or values do not fit ``specs``
+    (sparse values are checked as class indices for the keys in ``classes``, default all)."""
+    classes = None if classes is None else set(classes)
     _raise_missing(dataset, sorted(k for k in needed if k not in data.data), data.data)
     try:
         declared = dataset.output_specs()
@@ -72,6 +81,8 @@ def check_batch(dataset: Any, data: Any, specs: Mapping[str, Any], needed: Itera
                     f"{_where(dataset)}: seq {data.tags[0]!r}: data {key!r} has {arr.shape[-1]} features per frame, "
                     f"the network expects {spec.dim}"
                 )
+            continue
+        if classes is not None and key not in classes:
             continue
         mask = np.arange(arr.shape[1])[None, :] < lens[:, None] if arr.ndim >= 2 else np.ones(arr.shape, bool)
         bad = mask & ((arr < 0) | (arr >= spec.dim)) if arr.ndim == 2 else None

@@ -18,7 +18,7 @@ from returnn_core.engine import signals
 from returnn_core.engine.backend import Backend, StepResult
 from returnn_core.engine.backend_choice import select_backend
 from returnn_core.engine.checkpoints import checkpoint_prefix, completed_epochs, epoch_checkpoint, save_checkpoint
-from returnn_core.engine.data_check import check_batch, check_keys, network_keys
+from returnn_core.engine.data_check import check_batch, check_keys, class_keys, network_keys
 from returnn_core.engine.dataset_cache import cache_byte_sizes
 from returnn_core.engine.last_best_model import epoch_to_go_back_to, last_best_options
 from returnn_core.engine.prefetch import Prefetcher
@@ -252,7 +252,8 @@ class Engine:
             for step, (batch, data) in enumerate(prefetched, 1):
                 signals.check()  # SIGINT/SIGTERM: stop between steps, never inside one
                 if step == 1:
-                    check_batch(dataset, data, self.extern_data, network_keys(self.network, targets=True))
+                    check_batch(dataset, data, self.extern_data, network_keys(self.network, targets=True),
+                                class_keys(self.network, targets=True))
                 if train:
                     result = self.backend.train_step(data, learning_rate)  # type: ignore[arg-type]
                     if not result.is_finite() and self.config.bool("stop_on_nonfinite_train_score", True):
@@ -443,7 +444,8 @@ class Engine:
         for batch in dataset.generate_batches(chunking=None, **self.batch_opts):
             signals.check()
             data = batch.to_data(self.extern_data)
-            check_batch(dataset, data, self.extern_data, network_keys(self.network, targets=False))
+            check_batch(dataset, data, self.extern_data, network_keys(self.network, targets=False),
+                        class_keys(self.network, targets=False))
             out, lens = self.backend.forward_step(data, layer)
             yield out, lens, data
         dataset.finish_epoch()

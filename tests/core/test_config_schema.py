@@ -35,7 +35,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
         ("log_verbosity", "6", "an int from 0 to 5"),
         ("num_outputs", "0", "a dim >= 1"),
         ("search_output_file_format", "csv", "one of txt, py"),
-        ("device", "tpu", "cpu, gpu or gpuN"),
+        ("device", "tpu", "cpu, gpu, gpuN or gpuX"),
         ("save_interval", "0", "an int >= 1"),
         ("stop_on_nonfinite_train_score", "maybe", "a bool"),
     ],
@@ -66,6 +66,11 @@ def test_good_config_passes_and_the_registries_decide_names(tmp_path, manager):
     config.set("learning_rate_control", "newbob_typo")
     with pytest.raises(ReturnnError, match="newbob_typo"):
         validate_config(config, manager)
+
+
+@pytest.mark.parametrize("device", ["cpu", "gpu", "gpu1", "gpuX", "cpu127"])
+def test_returnn_device_names_pass(tmp_path, manager, device):
+    validate_config(make_config(tmp_path, device=device), manager)  # gpuX: RETURNN's "any GPU"
 
 
 def test_unwritable_model_folder_is_found_before_training(tmp_path, manager):

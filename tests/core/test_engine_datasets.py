@@ -89,3 +89,27 @@ def test_a_dev_set_without_a_key_stops_before_the_first_epoch(tmp_path, manager)
                                            r"reads; it has: data$"):
         Engine(config, manager=manager, log=Log(verbosity=5, stream=out)).run()
     assert "epoch 1" not in out.getvalue() and not list(tmp_path.glob("model.*"))
+
+
+def test_only_keys_used_as_classes_are_range_checked():
+    import numpy as np
+
+    from returnn_core.datasets import DatasetSeq, DataSpec, ExternData, generate_batches
+    from returnn_core.engine.data_check import check_batch, class_keys, network_keys
+    from returnn_core.network import resolve_network
+
+    # RETURNN's image 'sizes' stream is declared sparse ([2, 1]) but holds heights and widths
+    ext = ExternData({"data": DataSpec(2), "classes": DataSpec(2, sparse=True), "sizes": DataSpec(2, sparse=True)})
+    seq = DatasetSeq(0, "img-0", {"data": np.zeros((4, 2), "f"), "classes": np.array([1, 0, 1], "int32"),
+                                  "sizes": np.array([14, 9], "int32")})
+    (batch,) = [b.to_data(ext) for b in generate_batches([seq], batch_size=0)]
+    net = resolve_network({"sizes": {"class": "source", "data_key": "sizes", "from": "null"},
+                           "output": {"class": "softmax", "loss": "ce", "from": ["data", "data:sizes"]}}, list(ext))
+    assert class_keys(net, targets=True) == {"data", "sizes", "classes"}  # read as a layer source here
+    net = resolve_network({"sizes": {"class": "source", "data_key": "sizes", "from": "null"},
+                           "output": {"class": "softmax", "loss": "ce"}}, list(ext))
+    assert network_keys(net, targets=True) == {"data", "sizes", "classes"}
+    assert class_keys(net, targets=True) == {"data", "classes"}
+    check_batch(UnlabelledToyDataset(), batch, ext, network_keys(net, targets=True), class_keys(net, targets=True))
+    with pytest.raises(DatasetError, match=r"class 14 of data 'sizes' at frame 0 is outside 0\.\.1"):
+        check_batch(UnlabelledToyDataset(), batch, ext, network_keys(net, targets=True))

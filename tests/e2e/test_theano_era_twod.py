@@ -31,6 +31,7 @@ NET = {
                "activation": "identity", "from": "fixed"},
     "sum": {"class": "2Dto1D", "collapse": "sum", "maxout": True, "from": "conv_f"},
     "pad": {"class": "2Dto1D", "collapse": "pad_3", "from": "fixed"},
+    "out": {"class": "softmax", "n_out": 3, "from": "conv"},  # RETURNN's output layer sums an image's rows
 }
 
 
@@ -137,3 +138,15 @@ def test_bad_options_name_the_layer(layer: dict[str, Any], message: str) -> None
     with pytest.raises(NetworkError, match=r"layer 'bad'") as info:
         _backend("theano", net).forward_step(BATCH, "bad")
     assert message in str(info.value)
+
+
+def test_softmax_over_an_image_sums_its_height_first(outputs) -> None:
+    outs, params = outputs
+    conv, conv_lens = outs["conv"]
+    out, lens = outs["out"]
+    np.testing.assert_array_equal(lens, conv_lens)
+    z = conv.sum(axis=2) @ params["out/W"] + params["out/b"]
+    want = np.exp(z - z.max(-1, keepdims=True))
+    want /= want.sum(-1, keepdims=True)
+    for b, n in enumerate(lens):
+        np.testing.assert_allclose(out[b, :n], want[b, :n], rtol=1e-4, atol=1e-6)

@@ -89,8 +89,9 @@ class SoftmaxLayer(LinearLayer):
             self.activation = theano_output.gauss if name == "gauss" else get_activation(name, layer=self.name)
 
     def call(self, sources: list[LayerOutput], ctx: Context) -> LayerOutput:
-        """Affine transform, Theano logit scaling, the output function, the priors, then ``copy_output``'s target."""
-        pre = self.affine(sources, ctx)
+        """Affine transform (image sources summed over their height first), Theano logit scaling, the output
+        function, the priors, then ``copy_output``'s target."""
+        pre = self.affine(theano_output.collapse_images(sources, ctx.ops), ctx)
         pre = pre.with_tensor(theano_output.scale_logits(self, pre.tensor, ctx), dim=pre.dim)
         out = theano_output.apply_priors(self, self.activate(pre, ctx.ops), ctx)
         return theano_output.copied_target(self, out, ctx)

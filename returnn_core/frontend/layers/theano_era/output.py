@@ -21,6 +21,7 @@ from returnn_core.frontend._layer import Context, Layer
 from returnn_core.frontend._network import LOSS_TARGET
 from returnn_core.frontend._output import LayerOutput
 from returnn_core.frontend.layers.theano_era.time import RESAMPLED_TARGET, target_data
+from returnn_core.frontend.layers.theano_era.twod import HEIGHTS
 
 OPTIONS = frozenset({
     "softmax_smoothing", "sigmoid_outputs", "exp_outputs", "gauss_outputs", "apply_softmax", "grad_clip_z",
@@ -60,6 +61,17 @@ def output_function(layer: Layer) -> str | None:
         if layer.opts.get(key):
             return act
     return None
+
+
+def collapse_images(sources: list[LayerOutput], ops: Any) -> list[LayerOutput]:
+    """Image sources (from the 2D layers) summed over their height, as RETURNN's output layer collapsed a 4D input."""
+    out = []
+    for src in sources:
+        if HEIGHTS in src.extra:
+            extra = {k: v for k, v in src.extra.items() if k != HEIGHTS}
+            src = src.with_tensor(ops.reduce(src.tensor, "sum", axis=2), dim=src.dim, extra=extra)
+        out.append(src)
+    return out
 
 
 def scale_logits(layer: Layer, z: Any, ctx: Context) -> Any:
