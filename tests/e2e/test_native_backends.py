@@ -49,3 +49,26 @@ def test_tf_and_theano_units_agree(direction: int) -> None:
 
     for got, want in zip(outs, (y_tf, h_tf, c_tf, dw_tf)):
         np.testing.assert_allclose(got, want.numpy(), atol=1e-5, rtol=1e-5)
+
+
+def test_theano_backend_blstm_runs_on_the_pair_op() -> None:
+    """A BLSTM as the theano backend builds it (two rec layers, directions 1 and -1 on the same source) compiles to
+    one forward and one gradient pair op, its directions running at once (PyTensor runs ops one by one)."""
+    from returnn_native.pytensor_ops import NativeLstmOp, NativeLstmPairOp
+
+    from returnn_core.config import Config
+    from returnn_core.datasets import DataSpec, ExternData
+    from returnn_core.log import Log
+    from returnn_core.network import resolve_network
+
+    manager = get_plugin_manager()
+    net = {"fw": {"class": "rec", "unit": "nativelstm", "n_out": 4, "direction": 1},
+           "bw": {"class": "rec", "unit": "nativelstm", "n_out": 4, "direction": -1},
+           "output": {"class": "softmax", "from": ["fw", "bw"], "loss": "ce"}}
+    extern = ExternData({"data": DataSpec(3), "classes": DataSpec(2, sparse=True)})
+    backend = manager.backends.get("theano")(Config({"optimizer": {"class": "sgd"}}), manager, Log(0))
+    backend.build(resolve_network(net, extern.keys()), extern, train=True)
+    ops = [node.op for node in backend._train_function().fn.maker.fgraph.toposort()]
+    pairs = sorted(op.single.__name__ for op in ops if isinstance(op, NativeLstmPairOp))
+    assert pairs == ["NativeLstmGradOp", "NativeLstmOp"]
+    assert not any(isinstance(op, NativeLstmOp) or type(op).__name__ == "NativeLstmGradOp" for op in ops)

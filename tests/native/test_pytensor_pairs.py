@@ -106,26 +106,3 @@ def test_kernel_pair_equals_two_calls() -> None:
     for (_, _, bwd, _), got in zip(runs, bwd_pair):
         for g, w in zip(got, bwd):
             np.testing.assert_allclose(g, w, atol=TOL, rtol=TOL)
-
-
-def test_theano_backend_blstm_is_paired() -> None:
-    """A BLSTM as the theano backend builds it (two rec layers, directions 1 and -1 on the same source)."""
-    import returnn_native._hooks as native_hooks
-    import returnn_theano._hooks as theano_hooks
-
-    from returnn_core.config import Config
-    from returnn_core.datasets import DataSpec, ExternData
-    from returnn_core.log import Log
-    from returnn_core.network import resolve_network
-    from returnn_core.plugin import PluginManager
-
-    manager = PluginManager(strict=True)
-    manager.register(theano_hooks, "theano", distribution="returnn-theano")
-    manager.register(native_hooks, "native", distribution="returnn-native")
-    net = {"fw": {"class": "rec", "unit": "nativelstm", "n_out": 4, "direction": 1},
-           "bw": {"class": "rec", "unit": "nativelstm", "n_out": 4, "direction": -1},
-           "output": {"class": "softmax", "from": ["fw", "bw"], "loss": "ce"}}
-    extern = ExternData({"data": DataSpec(3), "classes": DataSpec(2, sparse=True)})
-    backend = manager.backends.get("theano")(Config({"optimizer": {"class": "sgd"}}), manager, Log(0))
-    backend.build(resolve_network(net, extern.keys()), extern, train=True)
-    assert op_counts(backend._train_function().fn) == {"fwd": 0, "grad": 0, "fwd_pair": 1, "grad_pair": 1}
