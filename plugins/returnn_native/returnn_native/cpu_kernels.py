@@ -127,21 +127,23 @@ def lstm_fwd(z: Any, w_re: Any, mask: Any, h0: Any, c0: Any, direction: int = 1)
 
 def run_fwd(fn: Any, z: Any, w_re: Any, mask: Any, h0: Any, c0: Any, direction: int) -> tuple[Any, ...]:
     """Check and convert the arrays, allocate the outputs, call the C forward function ``fn``."""
-    args, outs = _fwd_args(z, w_re, mask, h0, c0, direction)
-    rc = fn(*args)
-    if rc:
-        raise NativeOpError(f"NativeLstm forward kernel failed with code {rc} (B, T, n = {args[:3]})")
+    (outs,) = _call(fn, "forward kernel", [_fwd_args(z, w_re, mask, h0, c0, direction)])
     return outs
 
 
 def lstm_fwd_pair(first: Sequence[Any], second: Sequence[Any], directions: tuple[int, int]) -> tuple[tuple, tuple]:
     """Two forward calls (each ``(z, w_re, mask, h0, c0)``) at the same time, sharing the threads; their outputs."""
-    args, outs = _fwd_args(*first, directions[0])
-    args2, outs2 = _fwd_args(*second, directions[1])
-    rc = _cdll().returnn_lstm_fwd_pair_cpu(*args, *args2)
-    if rc:
-        raise NativeOpError(f"NativeLstm forward kernel pair failed with code {rc}")
+    calls = [_fwd_args(*first, directions[0]), _fwd_args(*second, directions[1])]
+    outs, outs2 = _call(_cdll().returnn_lstm_fwd_pair_cpu, "forward kernel pair", calls)
     return outs, outs2
+
+
+def _call(fn: Any, what: str, calls: list[tuple[list[Any], tuple[Any, ...]]]) -> list[tuple[Any, ...]]:
+    """Call the C function ``fn`` with the arguments of each of ``calls`` in turn; each call's outputs."""
+    rc = fn(*(arg for args, _ in calls for arg in args))
+    if rc:
+        raise NativeOpError(f"NativeLstm {what} failed with code {rc} (B, T, n = {calls[0][0][:3]})")
+    return [outs for _, outs in calls]
 
 
 def _fwd_args(z: Any, w_re: Any, mask: Any, h0: Any, c0: Any, direction: int) -> tuple[list[Any], tuple[Any, ...]]:
@@ -199,20 +201,15 @@ def run_bwd(
     direction: int = 1,
 ) -> tuple[Any, ...]:
     """Check and convert the arrays, allocate the outputs, call the C backward function ``fn``."""
-    args, outs = _bwd_args(w_re, mask, h0, c0, gates, cells, h_prev, dy, dh_final, dc_final, direction)
-    rc = fn(*args)
-    if rc:
-        raise NativeOpError(f"NativeLstm backward kernel failed with code {rc} (B, T, n = {args[:3]})")
+    args = _bwd_args(w_re, mask, h0, c0, gates, cells, h_prev, dy, dh_final, dc_final, direction)
+    (outs,) = _call(fn, "backward kernel", [args])
     return outs
 
 
 def lstm_bwd_pair(first: Sequence[Any], second: Sequence[Any], directions: tuple[int, int]) -> tuple[tuple, tuple]:
     """Two backward calls (each the inputs of :func:`lstm_bwd`) at the same time, sharing the threads; their outputs."""
-    args, outs = _bwd_args(*first, directions[0])
-    args2, outs2 = _bwd_args(*second, directions[1])
-    rc = _cdll().returnn_lstm_bwd_pair_cpu(*args, *args2)
-    if rc:
-        raise NativeOpError(f"NativeLstm backward kernel pair failed with code {rc}")
+    calls = [_bwd_args(*first, directions[0]), _bwd_args(*second, directions[1])]
+    outs, outs2 = _call(_cdll().returnn_lstm_bwd_pair_cpu, "backward kernel pair", calls)
     return outs, outs2
 
 

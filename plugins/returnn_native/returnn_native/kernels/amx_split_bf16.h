@@ -151,6 +151,14 @@ void split_rows_transposed(int m0, int m1, int K, const float* s, long lds, uint
     }
 }
 
+// C tiles 0-3 (rows 0-15, 16-31 x column halves 0, 1) += A tiles 4 (rows 0-15), 5 (rows 16-31) x B tiles 6, 7
+inline void amx_dp_2x2() {
+  _tile_dpbf16ps(0, 4, 6);
+  _tile_dpbf16ps(1, 4, 7);
+  _tile_dpbf16ps(2, 5, 6);
+  _tile_dpbf16ps(3, 5, 7);
+}
+
 // c[0:16*RB, 0:32] (row stride ldc floats) = rows of the split A (ld bf16 per row) x one packed panel.
 // Consecutive tile products go to different accumulators and a loaded tile serves all products that need it
 // before it is reloaded: a tile is not renamed, so reloading it waits for the products still reading it.
@@ -189,24 +197,15 @@ void amx_panel(int kc_n, const uint16_t* a_hi, const uint16_t* a_lo, int ld, con
       _tile_loadd(5, a_hi + a2 + ka, lda);
       _tile_loadd(6, b, 64);
       _tile_loadd(7, b + 2 * kAmxTile, 64);
-      _tile_dpbf16ps(0, 4, 6);
-      _tile_dpbf16ps(1, 4, 7);
-      _tile_dpbf16ps(2, 5, 6);
-      _tile_dpbf16ps(3, 5, 7);
+      amx_dp_2x2();
       _tile_loadd(6, b + kAmxTile, 64);
       _tile_loadd(7, b + 3 * kAmxTile, 64);
-      _tile_dpbf16ps(0, 4, 6);
-      _tile_dpbf16ps(1, 4, 7);
-      _tile_dpbf16ps(2, 5, 6);
-      _tile_dpbf16ps(3, 5, 7);
+      amx_dp_2x2();
       _tile_loadd(4, a_lo + ka, lda);
       _tile_loadd(5, a_lo + a2 + ka, lda);
       _tile_loadd(6, b, 64);
       _tile_loadd(7, b + 2 * kAmxTile, 64);
-      _tile_dpbf16ps(0, 4, 6);
-      _tile_dpbf16ps(1, 4, 7);
-      _tile_dpbf16ps(2, 5, 6);
-      _tile_dpbf16ps(3, 5, 7);
+      amx_dp_2x2();
     } else {
       // tiles: 0-1 C (cols 0-15, 16-31), 2-3 A hi, lo, 4-7 B hi, lo of both column halves: no reloads
       _tile_loadd(2, a_hi + ka, lda);
