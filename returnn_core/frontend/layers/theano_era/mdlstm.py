@@ -122,7 +122,25 @@ def _directions(layer: Layer) -> int:
     return int(value)
 
 
-class TwoDLstmLayer(Layer):
+class _TwoDLstmBase(Layer):
+    """A layer running the 2D LSTM: ``n_out`` counts its cells, the output dim follows from how it combines them."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # n_out counts the cells; the output dim grows with concat and pad_N, as RETURNN's n_out attribute did
+        self.cells, self.n_out = self.n_out, None
+
+    def run_directions(self, ops: Ops, x: Any, widths: Any, heights: Any, n_in: int, n_dirs: int) -> tuple[list[Any], int]:
+        """The 2D LSTM over the images ``x`` from the first ``n_dirs`` corners (parameters per direction); the
+        outputs per direction and the cell count."""
+        if self.cells is None:
+            raise self.error("needs 'n_out'")
+        n = int(self.cells)
+        params = [TwoDLstmParams(self, n_in, n, str(d + 1)) for d in range(n_dirs)]
+        return two_d_lstm(ops, x, widths, heights, params, _FLIPS[n_dirs], n), n
+
+
+class TwoDLstmLayer(_TwoDLstmBase):
     """``mdlstm``: the 2D LSTM of ``n_out`` cells over an image (e.g. from ``1Dto2D``) from ``directions`` (4: each
     corner, 2: top-left and top-right, 1: top-left) combined by ``projection`` "average" or "concat" (per cell its
     directions, n_out * directions); ``collapse_output`` (False) reduces the rows as ``2Dto1D``'s ``collapse``
@@ -132,8 +150,6 @@ class TwoDLstmLayer(Layer):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        # n_out counts the cells; the output dim grows with concat and pad_N, as RETURNN's n_out attribute did
-        self.cells, self.n_out = self.n_out, None
         self.n_dirs = _directions(self)
         self.projection = self.opts.get("projection", "average")
         if self.projection not in ("average", "concat"):
@@ -154,14 +170,9 @@ class TwoDLstmLayer(Layer):
     def call(self, sources: list[LayerOutput], ctx: Context) -> LayerOutput:
         """The 2D LSTM over each image from each direction, combined."""
         ops = ctx.ops
-        if self.cells is None:
-            raise self.error("needs 'n_out'")
-        n = int(self.cells)
         src = self.single_source(sources)
         x, widths, heights = image(src, ops, self)
-        n_in = self.feature_dim(src)
-        params = [TwoDLstmParams(self, n_in, n, str(d + 1)) for d in range(self.n_dirs)]
-        ys = two_d_lstm(ops, x, widths, heights, params, _FLIPS[self.n_dirs], n)
+        ys, n = self.run_directions(ops, x, widths, heights, self.feature_dim(src), self.n_dirs)
         if self.projection == "average":
             y, dim = ys[0] if len(ys) == 1 else sum(ys[1:], ys[0]) * (1.0 / len(ys)), n
         else:  # RETURNN stacks the directions on a new last axis: feature c * directions + d
@@ -171,7 +182,7 @@ class TwoDLstmLayer(Layer):
         return self.collapse.call([out], ctx) if self.collapse is not None else out
 
 
-class DeepLstmLayer(Layer):
+class DeepLstmLayer(_TwoDLstmBase):
     """``deep_lstm``: each frame of the (concatenated) sources repeated ``depth`` times as the rows of an image, a
     2D LSTM of ``n_out`` cells from the top-left and the top-right corner over it, its last row as the output:
     both directions' outputs concatenated (n_out * 2)."""
@@ -180,7 +191,6 @@ class DeepLstmLayer(Layer):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.cells, self.n_out = self.n_out, None
         depth = self.opts.get("depth")
         if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
             raise self.error(f"needs depth, a positive integer, got {depth!r}")
@@ -195,16 +205,11 @@ class DeepLstmLayer(Layer):
     def call(self, sources: list[LayerOutput], ctx: Context) -> LayerOutput:
         """The 2D LSTM over the frames stacked ``depth`` high."""
         ops = ctx.ops
-        if self.cells is None:
-            raise self.error("needs 'n_out'")
-        n = int(self.cells)
         src = self.single_source(sources)
         if not src.has_time or src.feature_ndim != 1:
             raise self.error("needs (batch, time, feature) input")
-        n_in = self.feature_dim(src)
         x = ops.tile(ops.expand_dims(src.dense(), 2), (1, 1, self.depth, 1))
         widths = ops.cast(src.seq_lens, "int32")
         heights = ops.cast(ops.zeros_like(x[:, 0, 0, 0]), "int32") + self.depth
-        params = [TwoDLstmParams(self, n_in, n, str(d + 1)) for d in range(2)]
-        ys = two_d_lstm(ops, x, widths, heights, params, _FLIPS[2], n)
+        ys, n = self.run_directions(ops, x, widths, heights, self.feature_dim(src), 2)
         return LayerOutput(ops.concat([y[:, :, self.depth - 1] for y in ys], axis=2), widths, 2 * n)
