@@ -7,26 +7,18 @@ import pathlib
 import sys
 
 import pytest
+from config_files import load_python_config
 
-from returnn_core.config import Config
 from returnn_core.errors import ConfigError
 
 
-def _load(tmp_path: pathlib.Path, text: str) -> Config:
-    path = tmp_path / "setup.config"
-    path.write_text("#!rnn.py\n" + text)
-    config = Config()
-    config.load_file(str(path))
-    return config
-
-
 def test_util_get_login_username_works_in_a_config(tmp_path: pathlib.Path) -> None:
-    config = _load(tmp_path, "from Util import get_login_username\nmodel = '/tmp/%s/model' % get_login_username()\n")
+    config = load_python_config(tmp_path, "from Util import get_login_username\nmodel = '/tmp/%s/model' % get_login_username()\n")
     assert config.value("model", None) == f"/tmp/{getpass.getuser()}/model"
 
 
 def test_the_names_are_only_importable_while_a_config_runs(tmp_path: pathlib.Path) -> None:
-    _load(tmp_path, "import Util\n")
+    load_python_config(tmp_path, "import Util\n")
     sys.modules.pop("Util", None)
     with pytest.raises(ModuleNotFoundError):
         import Util  # noqa: F401
@@ -41,7 +33,7 @@ def test_the_names_are_only_importable_while_a_config_runs(tmp_path: pathlib.Pat
 def test_what_is_not_provided_names_the_module_and_what_to_do(tmp_path: pathlib.Path, line: str,
                                                                message: str) -> None:
     with pytest.raises(ConfigError) as info:
-        _load(tmp_path, line + "\n")
+        load_python_config(tmp_path, line + "\n")
     assert message in str(info.value)
 
 
@@ -49,7 +41,7 @@ def test_a_real_module_of_that_name_wins(tmp_path: pathlib.Path, monkeypatch: py
     (tmp_path / "TFUtil.py").write_text("def nd_indices():\n    return 'mine'\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.delitem(sys.modules, "TFUtil", raising=False)
-    config = _load(tmp_path, "from TFUtil import nd_indices\nwhich = nd_indices()\n")
+    config = load_python_config(tmp_path, "from TFUtil import nd_indices\nwhich = nd_indices()\n")
     assert config.value("which", None) == "mine"
     sys.modules.pop("TFUtil", None)
 
@@ -69,7 +61,7 @@ num_inputs = 9
 
 
 def test_python2_print_statements_of_2017_configs_run(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture) -> None:
-    config = _load(tmp_path, PY2_CONFIG)
+    config = load_python_config(tmp_path, PY2_CONFIG)
     assert config.value("task", None) == "train" and config.int("num_inputs", None) == 9
     out, err = capsys.readouterr()
     assert out == "Hello, experiment: setup\nno newline \ninline ('multi', 'line')\ntrain\n"
@@ -78,6 +70,6 @@ def test_python2_print_statements_of_2017_configs_run(tmp_path: pathlib.Path, ca
 
 def test_python2_config_errors_keep_their_line_numbers(tmp_path: pathlib.Path) -> None:
     with pytest.raises(ConfigError, match=r"setup\.config:12: NameError: name 'undefined' is not defined"):
-        _load(tmp_path, PY2_CONFIG + "x = undefined\n")
+        load_python_config(tmp_path, PY2_CONFIG + "x = undefined\n")
     with pytest.raises(ConfigError, match=r"setup\.config:2: syntax error"):
-        _load(tmp_path, "x = (1,\n")  # other syntax errors are reported as they are
+        load_python_config(tmp_path, "x = (1,\n")  # other syntax errors are reported as they are

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import io
 import os
-import pathlib
 
 import numpy as np
 import pytest
+from config_files import load_python_config
 
 from returnn_core.config import Config
 from returnn_core.engine import Engine
@@ -156,16 +156,8 @@ def test_wrap_epoch_value_needs_a_function():
 
 
 # -- from the config ----------------------------------------------------------------------------------------
-def _load(tmp_path: pathlib.Path, text: str) -> Config:
-    path = tmp_path / "setup.config"
-    path.write_text("#!rnn.py\n" + text)
-    config = Config()
-    config.load_file(str(path))
-    return config
-
-
 def test_a_python_config_imports_wrap_epoch_value_as_returnn_configs_do(tmp_path, manager):
-    config = _load(tmp_path, (
+    config = load_python_config(tmp_path, (
         "from Pretrain import WrapEpochValue\n"
         "from returnn.pretrain import WrapEpochValue as NewerPath\n"
         "assert NewerPath is WrapEpochValue\n"
@@ -189,7 +181,7 @@ def test_a_python_config_imports_wrap_epoch_value_as_returnn_configs_do(tmp_path
 
 def test_a_later_returnn_module_that_is_not_provided_says_so(tmp_path):
     with pytest.raises(ConfigError, match="of RETURNN's later package, which this RETURNN does not provide"):
-        _load(tmp_path, "from returnn.tf.util.data import Data\n")
+        load_python_config(tmp_path, "from returnn.tf.util.data import Data\n")
 
 
 def test_wrap_epoch_values_without_pretrain_are_an_error(manager):
