@@ -25,13 +25,18 @@ LENS = (7, 5, 1)
 pytestmark = pytest.mark.usefixtures("fast_pytensor_compile")
 
 
+def one_batch(seqs: list[DatasetSeq], extern: dict[str, DataSpec]) -> BatchData:
+    """All ``seqs`` as one padded batch of the data ``extern`` describes."""
+    (only,) = list(generate_batches(seqs, batch_size=0))
+    return only.to_data(ExternData(extern))
+
+
 def _batch() -> BatchData:
     rng = np.random.RandomState(5)
     seqs = [DatasetSeq(i, f"seq-{i}", {"data": rng.randn(n, 4).astype("f"),
                                        "classes": rng.randint(0, 3, n).astype("int32")})
             for i, n in enumerate(LENS)]
-    (only,) = list(generate_batches(seqs, batch_size=0))
-    return only.to_data(ExternData(EXTERN))
+    return one_batch(seqs, EXTERN)
 
 
 BATCH = _batch()

@@ -9,7 +9,7 @@ import pytest
 pytest.importorskip("returnn_tf")
 pytest.importorskip("returnn_theano")
 
-from test_frontend_layers import BATCH, SEQ_LENS, X, _backend, _both, _forward  # noqa: E402
+from test_frontend_layers import BATCH, SEQ_LENS, X, _backend, _both, _forward, one_batch  # noqa: E402
 
 from returnn_core.datasets import DatasetSeq, DataSpec, ExternData, generate_batches  # noqa: E402
 
@@ -110,8 +110,7 @@ def test_resize_fill_sparse_labels() -> None:
 def _labels_batch(labels: np.ndarray, lens: list[int]):
     """A batch of sparse ``data`` seqs (rows of ``labels`` cut to ``lens``)."""
     seqs = [DatasetSeq(i, f"seq-{i}", {"data": row[:n]}) for i, (row, n) in enumerate(zip(labels, lens))]
-    (only,) = list(generate_batches(seqs, batch_size=0))
-    return only.to_data(ExternData({"data": DataSpec(20, sparse=True)}))
+    return one_batch(seqs, {"data": DataSpec(20, sparse=True)})
 
 
 def test_axis_descriptions_bt_spatial_and_negative_time_slice() -> None:

@@ -12,9 +12,9 @@ import pytest
 pytest.importorskip("returnn_tf")
 pytest.importorskip("returnn_theano")
 
-from test_frontend_layers import BATCH, CLS, EXTERN, SEQ_LENS, X, _backend, _both, outputs_on_both  # noqa: E402
+from test_frontend_layers import BATCH, CLS, EXTERN, SEQ_LENS, X, _backend, _both, one_batch, outputs_on_both  # noqa: E402
 
-from returnn_core.datasets import BatchData, DatasetSeq, DataSpec, ExternData, generate_batches  # noqa: E402
+from returnn_core.datasets import BatchData, DatasetSeq, DataSpec  # noqa: E402
 from returnn_core.errors import NetworkError  # noqa: E402
 from returnn_core.network import resolve_network  # noqa: E402
 
@@ -191,8 +191,7 @@ def _copy_batch() -> BatchData:
     for i in range(12):
         labels = rng.randint(1, V, rng.randint(3, 7)).astype("int32")
         seqs.append(DatasetSeq(i, f"copy-{i}", {"data": labels, "classes": labels.copy()}))
-    (only,) = list(generate_batches(seqs, batch_size=0))
-    return only.to_data(ExternData(COPY_EXTERN))
+    return one_batch(seqs, COPY_EXTERN)
 
 
 def test_encoder_attention_decoder_learns_to_copy() -> None:

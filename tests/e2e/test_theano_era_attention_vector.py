@@ -9,9 +9,9 @@ import pytest
 pytest.importorskip("returnn_tf")
 pytest.importorskip("returnn_theano")
 
-from test_frontend_layers import _both, _forward  # noqa: E402
+from test_frontend_layers import _both, _forward, one_batch  # noqa: E402
 
-from returnn_core.datasets import DatasetSeq, DataSpec, ExternData, generate_batches  # noqa: E402
+from returnn_core.datasets import DatasetSeq, DataSpec  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("fast_pytensor_compile")
 EXTERN = {"data": DataSpec(4), "pos": DataSpec(6, sparse=True)}
@@ -28,8 +28,7 @@ def _batch():
     rng = np.random.RandomState(8)
     seqs = [DatasetSeq(i, f"seq-{i}", {"data": rng.randn(n, 4).astype("f"), "pos": np.array([k], "int32")})
             for i, (n, k) in enumerate(zip(LENS, POS))]
-    (only,) = list(generate_batches(seqs, batch_size=0))
-    return only.to_data(ExternData(EXTERN))
+    return one_batch(seqs, EXTERN)
 
 
 def test_attention_vector() -> None:

@@ -8,9 +8,9 @@ import pytest
 pytest.importorskip("returnn_tf")
 pytest.importorskip("returnn_theano")
 
-from test_frontend_layers import _backend, _both, _forward, outputs_marked  # noqa: E402
+from test_frontend_layers import _backend, _both, _forward, one_batch, outputs_marked  # noqa: E402
 
-from returnn_core.datasets import DatasetSeq, DataSpec, ExternData, generate_batches  # noqa: E402
+from returnn_core.datasets import DatasetSeq, DataSpec, ExternData  # noqa: E402
 from returnn_core.errors import NetworkError  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("fast_pytensor_compile")
@@ -33,8 +33,7 @@ def _batch(clusters):
                                        "classes": rng.randint(0, 3, n).astype("int32"),
                                        "cluster_idx": np.array([c], "int32")})
             for i, (n, c) in enumerate(zip((6, 4, 2), clusters))]
-    (only,) = list(generate_batches(seqs, batch_size=0))
-    return only.to_data(ExternData(EXTERN))
+    return one_batch(seqs, EXTERN)
 
 
 def _subnet(x, params, prefix):

@@ -12,9 +12,9 @@ pytest.importorskip("returnn_tf")
 pytest.importorskip("returnn_theano")
 
 from test_frontend_layers import _backend as shared_backend  # noqa: E402
-from test_frontend_layers import outputs_marked, outputs_on_both  # noqa: E402
+from test_frontend_layers import one_batch, outputs_marked, outputs_on_both  # noqa: E402
 
-from returnn_core.datasets import DatasetSeq, DataSpec, ExternData, generate_batches  # noqa: E402
+from returnn_core.datasets import DatasetSeq, DataSpec  # noqa: E402
 from returnn_core.errors import NetworkError  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("fast_pytensor_compile")
@@ -45,8 +45,7 @@ ACTS = {"tanh": np.tanh, "relu": lambda v: np.maximum(v, 0), "identity": lambda 
 def _batch() -> Any:
     rng = np.random.RandomState(3)
     seqs = [DatasetSeq(i, f"seq-{i}", {"data": rng.randn(n, 12).astype("f")}) for i, n in enumerate(FRAMES)]
-    (only,) = list(generate_batches(seqs, batch_size=0))
-    return only.to_data(ExternData(EXTERN))
+    return one_batch(seqs, EXTERN)
 
 
 BATCH = _batch()

@@ -11,9 +11,9 @@ import pytest
 pytest.importorskip("returnn_tf")
 pytest.importorskip("returnn_theano")
 
-from test_frontend_layers import _backend, outputs_on_both  # noqa: E402
+from test_frontend_layers import _backend, one_batch, outputs_on_both  # noqa: E402
 
-from returnn_core.datasets import DatasetSeq, DataSpec, ExternData, generate_batches  # noqa: E402
+from returnn_core.datasets import DatasetSeq, DataSpec  # noqa: E402
 from returnn_core.errors import NetworkError  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("fast_pytensor_compile")
@@ -33,8 +33,7 @@ NET: dict[str, dict[str, Any]] = {
 def _batch() -> Any:
     rng = np.random.RandomState(6)
     seqs = [DatasetSeq(i, f"seq-{i}", {"data": rng.randn(n, 6).astype("f")}) for i, n in enumerate(FRAMES)]
-    (only,) = list(generate_batches(seqs, batch_size=0))
-    return only.to_data(ExternData(EXTERN))
+    return one_batch(seqs, EXTERN)
 
 
 BATCH = _batch()

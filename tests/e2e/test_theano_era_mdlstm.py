@@ -12,9 +12,9 @@ pytest.importorskip("returnn_tf")
 pytest.importorskip("returnn_theano")
 
 from test_frontend_layers import _backend as shared_backend  # noqa: E402
-from test_frontend_layers import outputs_marked, outputs_on_both  # noqa: E402
+from test_frontend_layers import one_batch, outputs_marked, outputs_on_both  # noqa: E402
 
-from returnn_core.datasets import DatasetSeq, DataSpec, ExternData, generate_batches  # noqa: E402
+from returnn_core.datasets import DatasetSeq, DataSpec  # noqa: E402
 from returnn_core.errors import NetworkError  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("fast_pytensor_compile")
@@ -37,8 +37,7 @@ def _batch() -> Any:
     seqs = [DatasetSeq(i, f"seq-{i}", {"data": rng.randn(n, 2).astype("f"), "sizes": np.array(hw, "int32"),
                                        "classes": rng.randint(0, 3, hw[1]).astype("int32")})
             for i, (n, hw) in enumerate(zip(FRAMES, SIZES))]
-    (only,) = list(generate_batches(seqs, batch_size=0))
-    return only.to_data(ExternData(EXTERN))
+    return one_batch(seqs, EXTERN)
 
 
 BATCH = _batch()

@@ -13,9 +13,9 @@ pytest.importorskip("returnn_tf")
 pytest.importorskip("returnn_theano")
 signal = pytest.importorskip("scipy.signal")
 
-from test_frontend_layers import outputs_on_both  # noqa: E402
+from test_frontend_layers import one_batch, outputs_on_both  # noqa: E402
 
-from returnn_core.datasets import DatasetSeq, DataSpec, ExternData, generate_batches  # noqa: E402
+from returnn_core.datasets import DatasetSeq, DataSpec  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("fast_pytensor_compile")
 EXTERN = {"data": DataSpec(16)}
@@ -38,8 +38,7 @@ NET: dict[str, dict[str, Any]] = {
 def _batch() -> Any:
     rng = np.random.RandomState(4)
     seqs = [DatasetSeq(i, f"seq-{i}", {"data": rng.randn(n, 16).astype("f")}) for i, n in enumerate(LENS)]
-    (only,) = list(generate_batches(seqs, batch_size=0))
-    return only.to_data(ExternData(EXTERN))
+    return one_batch(seqs, EXTERN)
 
 
 BATCH = _batch()
