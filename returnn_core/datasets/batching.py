@@ -62,12 +62,8 @@ class Batch:
         """Each slice with its place in the batch, as RETURNN's ``Batch.seqs`` describes it."""
         out, offset = [], 0
         for row, piece in enumerate(self.slices):
-            if piece.key_bounds:
-                bounds = {k: piece.bounds(k) for k in piece.seq.features}
-                start, end = {k: b[0] for k, b in bounds.items()}, {k: b[1] for k, b in bounds.items()}
-                length: int | dict[str, int] = {k: b[1] - b[0] for k, b in bounds.items()}
-            else:
-                start, end, length = piece.start, piece.end, piece.end - piece.start
+            start, end = piece.frame_range(piece.seq.features)
+            length = {k: end[k] - v for k, v in start.items()} if isinstance(start, dict) else end - start
             out.append(BatchSeqCopyPart(piece.seq.seq_idx, start, end, length, 0 if self.joined else row,
                                         offset if self.joined else 0))
             offset += piece.end - piece.start

@@ -348,11 +348,7 @@ class Dataset:
         for seq in self.iter_seqs():
             keys = [k for k in (used_data_keys or seq.features) if k in seq.features]
             for piece in chunk_seq(seq, chunks, min_chunk_size=self.min_chunk_size, context=context):
-                if piece.key_bounds:
-                    bounds = {k: piece.bounds(k) for k in keys}
-                    yield seq.seq_idx, {k: b[0] for k, b in bounds.items()}, {k: b[1] for k, b in bounds.items()}
-                else:
-                    yield seq.seq_idx, piece.start, piece.end
+                yield seq.seq_idx, *piece.frame_range(keys)
 
     # -- batches --------------------------------------------------------------------------------
     def generate_batches(

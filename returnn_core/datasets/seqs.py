@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 from typing import NamedTuple
 
@@ -44,6 +44,14 @@ class SeqSlice(NamedTuple):
         if key in self.key_bounds:
             return self.key_bounds[key]
         return (self.start, self.end) if key in self.chunked_keys else (0, self.seq.length(key))
+
+    def frame_range(self, keys: Iterable[str]) -> tuple[int | dict[str, int], int | dict[str, int]]:
+        """``(start, end)``: ints, or ``{key: frame}`` for ``keys`` when keys have bounds of their own (RETURNN's
+        per-key frame positions)."""
+        if not self.key_bounds:
+            return self.start, self.end
+        bounds = {k: self.bounds(k) for k in keys}
+        return {k: b[0] for k, b in bounds.items()}, {k: b[1] for k, b in bounds.items()}
 
     def array(self, key: str) -> np.ndarray:
         """The slice's data for ``key``."""
