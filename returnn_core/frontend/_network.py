@@ -222,7 +222,7 @@ class Network:
     def _make_loss_terms(self) -> list[LossTerm]:
         terms = []
         # register_as_extern_data (on any layer of the whole network): its output serves as that data key (a target)
-        registered = registered_data(self.root.description)
+        registered = self.root.description.registered_data
         for spec in self.description.loss_layers:
             raw = spec.opts.get("loss")
             opts = dict(spec.opts.get("loss_opts") or {})
@@ -315,12 +315,6 @@ class Network:
         for key, l2 in self.param_l2.items():
             total = total + np.float32(l2 * l2_scale) * ops.reduce(ops.square(self.params[key]), "sum")
         return total
-
-
-def registered_data(description: Any) -> dict[str, str]:
-    """Data key -> the layer whose output serves as it (RETURNN's ``register_as_extern_data``, any layer class)."""
-    return {spec.opts["register_as_extern_data"]: spec.name for spec in description
-            if isinstance(spec.opts.get("register_as_extern_data"), str)}
 
 
 def _layer_getter(outputs: Mapping[str, LayerOutput], layer: str) -> Callable[[str], LayerOutput]:

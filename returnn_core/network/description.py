@@ -89,6 +89,18 @@ class NetworkDescription:
         """Layers with a loss."""
         return [spec for spec in self.layers.values() if spec.loss]
 
+    @property
+    def registered_data(self) -> dict[str, str]:
+        """Data key -> the layer whose output serves as it (``register_as_extern_data``, any layer class)."""
+        return registered_data({name: spec.opts for name, spec in self.layers.items()})
+
+
+def registered_data(layers: Mapping[str, Any]) -> dict[str, str]:
+    """Data key -> the layer of ``layers`` (name -> options) that registers its output as it (RETURNN's
+    ``register_as_extern_data``)."""
+    return {layer["register_as_extern_data"]: name for name, layer in layers.items()
+            if isinstance(layer, Mapping) and isinstance(layer.get("register_as_extern_data"), str)}
+
 
 def resolve_layer_class(manager: Any, spec: LayerSpec, backend: str) -> Any:
     """The class registered for ``spec.layer_class`` on ``backend``; a failed lookup names the layer."""
@@ -133,8 +145,7 @@ def resolve_network(
     data_keys = list(data_keys)
     names = list(net_dict)
     # register_as_extern_data: a layer's output serves as that data key; layers whose target it is come after it
-    registered = {layer["register_as_extern_data"]: name for name, layer in net_dict.items()
-                  if isinstance(layer, Mapping) and isinstance(layer.get("register_as_extern_data"), str)}
+    registered = registered_data(net_dict)
     specs: dict[str, LayerSpec] = {}
     for name in names:
         layer = net_dict[name]

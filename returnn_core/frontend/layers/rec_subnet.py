@@ -16,7 +16,7 @@ import numpy as np
 
 from returnn_core.errors import NetworkError
 from returnn_core.frontend._layer import Context, FrameShape
-from returnn_core.frontend._network import Network, registered_data
+from returnn_core.frontend._network import Network
 from returnn_core.frontend._output import LayerOutput
 from returnn_core.network import DataRef, LayerRef, resolve_network
 from returnn_core.network.description import LAYER_REF_OPTIONS
@@ -97,7 +97,7 @@ class RecSubnet:
             raise NetworkError(f"layer {self.name!r}: its unit sub-network needs a layer named 'output'")
         self.initial_outputs: dict[str, Any] = {}
         #: data keys that outer layers register (register_as_extern_data) -> those layers
-        self.registered = registered_data(rec.net.root.description)
+        self.registered = rec.net.root.description.registered_data
         rewritten, self.base_refs, prev_refs, extern_keys = self._rewrite(
             unit, {**rec.net.extern_data, **dict.fromkeys(self.registered)})
         data_keys = ["data", SOURCE_KEY, STEP_KEY, *extern_keys, *[f"prev:{p}" for p in unit],
