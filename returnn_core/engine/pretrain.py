@@ -9,7 +9,6 @@ import numpy as np
 
 from returnn_core.errors import ConfigError, TrainingError
 from returnn_core.learning_rate import LearningRateControl
-from returnn_core.learning_rate.state_file import EpochData
 from returnn_core.network.pretrain import Pretrain
 
 #: the keys of the dict form of ``pretrain`` (RETURNN's ``Pretrain`` keyword arguments)
@@ -91,15 +90,6 @@ def carried_params(old: Mapping[str, np.ndarray], new: Mapping[str, np.ndarray],
     return out
 
 
-def set_epoch_learning_rate(lrc: LearningRateControl, epoch: int, learning_rate: float, *,
-                            overwrite: bool = False) -> None:
-    """``epoch`` trains at ``learning_rate``; unless ``overwrite``, only when it has no rate yet (from
-    ``learning_rates`` or the state file of an earlier run), as RETURNN's ``setDefaultLearningRateForEpoch``."""
-    data = lrc.epoch_data.setdefault(epoch, EpochData(None))
-    if overwrite or not data.learning_rate:
-        data.learning_rate = float(learning_rate)
-
-
 def set_pretrain_learning_rate(config: Any, pretrain: Pretrain, lrc: LearningRateControl, epoch: int) -> None:
     """As RETURNN: pretrain epochs train at ``pretrain_learning_rate`` (default: the initial rate), the first epoch
     after them at the initial rate; with ``use_learning_rate_control_always`` the control decides those too."""
@@ -107,9 +97,9 @@ def set_pretrain_learning_rate(config: Any, pretrain: Pretrain, lrc: LearningRat
         return
     num = pretrain.get_train_num_epochs()
     if epoch <= num:
-        set_epoch_learning_rate(lrc, epoch, config.float("pretrain_learning_rate", lrc.default_learning_rate))
+        lrc.set_default_learning_rate_for_epoch(epoch, config.float("pretrain_learning_rate", lrc.default_learning_rate))
     elif epoch == num + 1:
-        set_epoch_learning_rate(lrc, epoch, lrc.default_learning_rate)
+        lrc.set_default_learning_rate_for_epoch(epoch, lrc.default_learning_rate)
 
 
 def apply_epoch_config(config: Any, pretrain: Pretrain, lrc: LearningRateControl, epoch: int,
@@ -126,7 +116,7 @@ def apply_epoch_config(config: Any, pretrain: Pretrain, lrc: LearningRateControl
                           f"{overrides!r}")
     for key, value in overrides.items():
         if key == "learning_rate":
-            set_epoch_learning_rate(lrc, epoch, float(value), overwrite=True)
+            lrc.set_default_learning_rate_for_epoch(epoch, float(value), overwrite=True)
             continue
         if not config.has(key):
             raise ConfigError(f"pretrain network of epoch {epoch}: '#config' sets {key!r}, which the config does not "

@@ -61,9 +61,7 @@ class LearningRateControl:
         else:
             schedule = {i + 1: float(v) for i, v in enumerate(learning_rates or [])}
         for epoch, lr in sorted(schedule.items()):
-            data = self.epoch_data.setdefault(epoch, EpochData(None))
-            if not data.learning_rate:  # a rate already in the file wins (RETURNN: set_default_learning_rate_for_epoch)
-                data.learning_rate = lr
+            self.set_default_learning_rate_for_epoch(epoch, lr)  # a rate already in the file wins
 
     @classmethod
     def options_from_config(cls, config: Any) -> dict[str, Any]:
@@ -92,6 +90,13 @@ class LearningRateControl:
     def from_config(cls, config: Any, **extra: Any) -> LearningRateControl:
         """Build from the config (subclasses add their own keys)."""
         return cls(**cls.options_from_config(config), **extra)
+
+    def set_default_learning_rate_for_epoch(self, epoch: int, learning_rate: float, *, overwrite: bool = False) -> None:
+        """``epoch`` trains at ``learning_rate``; unless ``overwrite``, only when it has no rate yet (from
+        ``learning_rates`` or the state file of an earlier run), as RETURNN's method of this name."""
+        data = self.epoch_data.setdefault(epoch, EpochData(None))
+        if overwrite or not data.learning_rate:
+            data.learning_rate = float(learning_rate)
 
     # -- decisions ------------------------------------------------------------------------------
     def learning_rate(self, epoch: int) -> float:
