@@ -154,12 +154,7 @@ def resolve_network(
         layer_class = layer.get("class")
         if not isinstance(layer_class, str):
             raise NetworkError(f"layer {name!r} has no 'class'")
-        raw_from = layer.get("from", ["data"])
-        if raw_from is None or (raw_from == "null" and "null" not in net_dict):
-            raw_from = []  # RETURNN's Theano networks wrote "from": "null" for a layer without sources
-        if isinstance(raw_from, str):
-            raw_from = [raw_from]
-        sources = [_parse_source(name, s, names, data_keys, default_input) for s in raw_from]
+        sources = [_parse_source(name, s, names, data_keys, default_input) for s in layer_sources(layer, net_dict)]
         if layer_class != "concat" and any(s.axis is not None for s in sources):
             raise NetworkError(f"layer {name!r}: (source, axis) pairs in 'from' are only for class 'concat'")
         opts = {k: v for k, v in layer.items() if k not in ("class", "from")}
@@ -180,6 +175,15 @@ def resolve_network(
     if not outputs:
         raise NetworkError("the network has no output layer (name one 'output', or set a loss or is_output_layer)")
     return NetworkDescription({n: specs[n] for n in order}, outputs, data_keys)
+
+
+def layer_sources(layer: Mapping[str, Any], layer_names: Iterable[str] = ()) -> list[Any]:
+    """A layer's ``from`` as a list: default ``["data"]``; none for None, or for RETURNN's Theano-era ``"null"``
+    unless ``layer_names`` has a layer of that name."""
+    src = layer.get("from", ["data"])
+    if src is None or (src == "null" and "null" not in layer_names):
+        return []
+    return [src] if isinstance(src, str) else list(src)
 
 
 def _targets(opts: Mapping[str, Any]) -> list[str]:

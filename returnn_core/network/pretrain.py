@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from returnn_core.errors import ConfigError
+from returnn_core.network.description import layer_sources
 
 #: the names RETURNN accepts for ``construction_algo`` besides a callable
 CONSTRUCTION_ALGOS = ("from_output", "from_input", "no_network_modifications")
@@ -67,12 +68,6 @@ def resolve_wrap_values(value: Any, epoch: int) -> Any:
     if isinstance(value, (list, tuple)) and _has_wrap_value(value):
         return type(value)(resolve_wrap_values(v, epoch) for v in value)
     return value
-
-
-def layer_sources(layer: Mapping[str, Any]) -> list[str]:
-    """A layer's ``from`` as a list (default ``["data"]``)."""
-    src = layer.get("from", ["data"])
-    return [src] if isinstance(src, str) else list(src)
 
 
 class Pretrain:
@@ -205,15 +200,15 @@ class Pretrain:
     def _smaller_from_output(self, net: NetDict) -> NetDict | None:
         net = copy.deepcopy(net)
         while True:
-            current = sorted({s for name in self.output_layers for s in layer_sources(net[name])})
+            current = sorted({s for name in self.output_layers for s in layer_sources(net[name], net)})
             new_sources: set[str] = set()
             removed: set[str] = set()
             for name in self.output_layers:
-                for src in layer_sources(net[name]):
+                for src in layer_sources(net[name], net):
                     if src in self.input_layers:
                         new_sources.add(src)
                     elif src in net:
-                        new_sources.update(layer_sources(net[src]))
+                        new_sources.update(layer_sources(net[src], net))
                         del net[src]
                         removed.add(src)
                     elif src not in removed:
@@ -243,13 +238,13 @@ class Pretrain:
     def _descendants(self, sources: Sequence[str]) -> list[str]:
         """Layers of the original network that read one of ``sources``."""
         return [name for name, layer in sorted(_layer_items(self._original))
-                if any(s in layer_sources(layer) for s in sources)]
+                if any(s in layer_sources(layer, self._original) for s in sources)]
 
     def _existing_inputs(self, net: Mapping[str, Any], name: str, visited: set[str] | None = None) -> list[str]:
         """The sources of ``name`` in ``net``, with absent layers replaced by their own sources (recursively)."""
         visited = visited if visited is not None else {name}
         out: list[str] = []
-        for src in layer_sources(self._original[name]):
+        for src in layer_sources(self._original[name], self._original):
             if src in net or src == "data":
                 if src not in out:
                     out.append(src)
@@ -266,7 +261,7 @@ class Pretrain:
         def add(name: str) -> None:
             needed.discard(name)
             new[name] = copy.deepcopy(self._original[name])
-            needed.update(s for s in layer_sources(new[name]) if s not in new and s != "data")
+            needed.update(s for s in layer_sources(new[name], new) if s not in new and s != "data")
 
         # fixed (trainable False) layers right after the input, e.g. windowing, come along for free
         sources = ["data"]
@@ -291,7 +286,7 @@ class Pretrain:
             return None  # nothing is missing: this is the full network
         for name in sorted(new):
             srcs = self._existing_inputs(new, name)
-            if srcs != layer_sources(new[name]):
+            if srcs != layer_sources(new[name], new):
                 new[name]["from"] = [s for s in srcs if s != "data"]
         return new
 
