@@ -140,8 +140,9 @@ def test_unknown_isa_is_clear() -> None:
         cpu_kernels.set_isa("sse9")
 
 
-def test_kernels_leave_the_blas_thread_count_alone() -> None:
-    """A kernel call restores OpenBLAS's thread count: PyTensor's dot products share this OpenBLAS and keep theirs."""
+@pytest.fixture
+def blas_threads():
+    """OpenBLAS's thread count getter, set to 2 for the test (restored after it)."""
     from returnn_native.toolchain import find_blas
 
     blas = find_blas()
@@ -149,12 +150,30 @@ def test_kernels_leave_the_blas_thread_count_alone() -> None:
     get = getattr(lib, f"{blas.symbol_prefix}openblas_get_num_threads")
     set_ = getattr(lib, f"{blas.symbol_prefix}openblas_set_num_threads")
     before = get()
-    try:
-        set_(2)
-        _fwd_bwd(*_problem(4, 3, 8), direction=1)
-        assert get() == 2
-    finally:
-        set_(before)
+    set_(2)
+    yield get
+    set_(before)
+
+
+def test_kernels_leave_the_blas_thread_count_alone(blas_threads) -> None:
+    """A kernel call restores OpenBLAS's thread count: PyTensor's dot products share this OpenBLAS and keep theirs."""
+    _fwd_bwd(*_problem(4, 3, 8), direction=1)
+    assert blas_threads() == 2
+
+
+def test_overlapping_calls_leave_the_blas_thread_count_alone(blas_threads) -> None:
+    """Calls that overlap (TF runs a BLSTM's directions on two threads) restore it too, not one call's 1 from the
+    other: a single-threaded OpenBLAS afterwards made PyTensor's dot products half as fast in a process that ran TF."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    problem = _problem(8, 30, 128)  # calls long enough to overlap
+    with ThreadPoolExecutor(4) as pool:
+        for _ in range(10):
+            list(pool.map(lambda d: _fwd_bwd(*problem, direction=d), (1, -1, 1, -1)))
+            assert blas_threads() == 2
+    first, second = _problem(4, 20, 8, seed=1), _problem(4, 20, 8, seed=2)
+    cpu_kernels.lstm_fwd_pair(first[:5], second[:5], (1, -1))
+    assert blas_threads() == 2
 
 
 def test_concurrent_calls_match_sequential(isa_and_threads) -> None:

@@ -13,6 +13,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
 #include <system_error>
 #include <thread>
 
@@ -194,19 +195,27 @@ Part my_part(int B, int n, int min_rows) {
   return p;
 }
 
-// The BLAS runs with `threads` threads (1 while our own threads call it) for the guard's lifetime; the caller's
-// setting is restored afterwards, so other users of the same OpenBLAS (e.g. PyTensor's dot products) keep theirs.
+// The BLAS runs with 1 thread while any kernel call is running (our own threads call it), and with the caller's
+// setting again once the last one ends, so other users of the same OpenBLAS (e.g. PyTensor's dot products) keep
+// theirs. Counted, not saved per call: two calls that overlap (TF runs a BLSTM's directions on two of its threads)
+// would otherwise each save the other's 1 and leave the BLAS single-threaded for good.
+#ifdef RETURNN_BLAS_OPENBLAS
+std::mutex g_blas_mutex;
+int g_blas_users = 0, g_blas_saved = 0;
+#endif
 struct BlasThreads {
 #ifdef RETURNN_BLAS_OPENBLAS
-  int saved;
-  explicit BlasThreads(int threads) : saved(RN_BLAS(openblas_get_num_threads)()) {
-    if (saved != threads) RN_BLAS(openblas_set_num_threads)(threads);
+  BlasThreads() {
+    std::lock_guard<std::mutex> lock(g_blas_mutex);
+    if (g_blas_users++ == 0) {
+      g_blas_saved = RN_BLAS(openblas_get_num_threads)();
+      if (g_blas_saved != 1) RN_BLAS(openblas_set_num_threads)(1);
+    }
   }
   ~BlasThreads() {
-    if (RN_BLAS(openblas_get_num_threads)() != saved) RN_BLAS(openblas_set_num_threads)(saved);
+    std::lock_guard<std::mutex> lock(g_blas_mutex);
+    if (--g_blas_users == 0 && g_blas_saved != 1) RN_BLAS(openblas_set_num_threads)(g_blas_saved);
   }
-#else
-  explicit BlasThreads(int) {}
 #endif
 };
 
@@ -376,7 +385,7 @@ int lstm_fwd(int nt, int B, int T, int n, int direction, const float* z, const f
   AmxRows amx_h;
   if (use_amx && (!amx_w.alloc(4 * amx_block) || !amx_h.alloc(nt, B, n))) return 2;
 #endif
-  BlasThreads blas_guard(1);
+  BlasThreads blas_guard;
   const int t_first = direction > 0 ? 0 : T - 1, t_end = direction > 0 ? T - 1 : 0;
 #pragma omp parallel num_threads(nt)
   {
@@ -491,7 +500,7 @@ int lstm_bwd(int nt, int B, int T, int n, int direction, const float* w_re, cons
   copy(dh, dh_final, B * n);
   copy(dc, dc_final, B * n);
   {
-    BlasThreads blas_guard(1);
+    BlasThreads blas_guard;
 #pragma omp parallel num_threads(nt)
     {
       const Part part = my_part(B, n, use_amx ? kMinRowsPerThreadAmx : kMinRowsPerThread);
@@ -577,7 +586,6 @@ int lstm_bwd(int nt, int B, int T, int n, int direction, const float* w_re, cons
 // initial thread of its own OpenMP teams, as when TF calls the kernel from two of its threads.
 template <class A, class Bf>
 int run_pair(int nt_a, int nt_b, A a, Bf b) {
-  BlasThreads blas_guard(1);  // once for both: the calls' own guards would restore each other's settings
   if (g_num_threads >= 2) {
     try {
       int rc_b = 0;
