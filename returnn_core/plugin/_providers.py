@@ -41,7 +41,7 @@ KNOWN_PROVIDERS: dict[str, dict[str, str]] = {
         **{name: "sprint" for name in ("SprintCacheDataset", "ExternSprintDataset")},
     },
     "rec_units": {"nativelstm": "native"},
-    "native_ops": {"NativeLstm": "native"},
+    "native_ops": {"NativeLstm": "native", "NativeMatMul": "native"},
     "output_writers": {"hdf": "datasets"},
     "cli_tools": {
         "dump-dataset": "datasets",

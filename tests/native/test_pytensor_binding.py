@@ -87,6 +87,11 @@ def test_c_op_matches_reference(seed: int, direction: int) -> None:
     check_against_reference(make_case(seed, direction), mode="CVM")
 
 
+def test_layer_that_fills_the_amx_tiles_matches_reference() -> None:
+    """40 inputs and units: under ISA amx the input projection runs on NativeMatMul, within the same tolerance."""
+    check_against_reference(make_case(9, 1, sizes=(6, 9, 40, 40), weight_scales=(0.2, 0.2)), mode="CVM")
+
+
 @pytest.mark.parametrize("direction", [1, -1])
 def test_python_perform_matches_reference(direction: int) -> None:
     """The py linker calls ``perform`` (the same kernels through ctypes)."""

@@ -5,7 +5,8 @@ from returnn_core.plugin import Registrar, hookimpl
 
 @hookimpl
 def returnn_register_native_ops(registry: Registrar) -> None:
-    """NativeLstm bindings: ``native_lstm(z, w_re, mask, h0, c0, *, direction) -> (y, h_final, c_final)``."""
+    """NativeLstm bindings: ``native_lstm(z, w_re, mask, h0, c0, *, direction) -> (y, h_final, c_final)``; NativeMatMul
+    bindings: ``native_matmul(a, b, *, transpose_a, transpose_b) -> op(a) op(b)`` (the input projection's GEMM)."""
     registry.register(
         "NativeLstm",
         "returnn_native.tf_ops:native_lstm",
@@ -18,6 +19,13 @@ def returnn_register_native_ops(registry: Registrar) -> None:
         backend="theano",
         description="fused LSTM fwd+bwd, PyTensor C op (C++/BLAS)",
     )
+    for backend, module, kind in (("tf", "tf_ops", "TF custom op"), ("theano", "pytensor_ops", "PyTensor C op")):
+        registry.register(
+            "NativeMatMul",
+            f"returnn_native.{module}:native_matmul",
+            backend=backend,
+            description=f"input-projection GEMM, split-bf16 on AMX tiles (else BLAS), {kind}",
+        )
 
 
 @hookimpl

@@ -67,6 +67,8 @@ def _cdll() -> ctypes.CDLL:
     lib.returnn_native_set_isa.argtypes = [ctypes.c_int]
     lib.returnn_native_set_isa.restype = ctypes.c_int
     lib.returnn_native_get_isa.restype = ctypes.c_int
+    lib.returnn_matmul_cpu.argtypes = [ctypes.c_int] * 3 + [_F, ctypes.c_int, _F, ctypes.c_int, _F]
+    lib.returnn_matmul_cpu.restype = ctypes.c_int
     return lib
 
 
@@ -105,6 +107,36 @@ def get_isa() -> str:
     """The kernels' step GEMM in use; env ``RETURNN_NATIVE_ISA`` (one of ``ISAS``) chooses it where available."""
     code = int(_cdll().returnn_native_get_isa())
     return next(name for name, value in ISAS.items() if value == code)
+
+
+#: the smallest input and unit counts whose projection fills the AMX tiles (K >= 32, N = 4n >= 128, as the kernel
+#: library's own threshold for running a GEMM on them); smaller layers keep the framework's matmul
+AMX_PROJECTION_MIN = (32, 32)
+
+
+def native_matmul_preferred(n_in: int, n_out: int) -> bool:
+    """Whether a layer's input projection (n_in -> 4 n_out) should use :func:`matmul`'s kernel: under ISA ``amx``,
+    where it outruns a float32 sgemm (1.3-1.8x for 500 units on 2 cores), for layers big enough to fill the tiles."""
+    return n_in >= AMX_PROJECTION_MIN[0] and n_out >= AMX_PROJECTION_MIN[1] and get_isa() == "amx"
+
+
+def matmul(a: Any, b: Any, transpose_a: bool = False, transpose_b: bool = False) -> Any:
+    """``op(a) @ op(b)`` for 2-D float32 arrays, ``op`` transposing where asked: the input projection's GEMM (on
+    split-bf16 AMX tiles under ISA ``amx``, about 1e-5 relative error; else the BLAS)."""
+    import numpy as np
+
+    a, b = np.ascontiguousarray(a, dtype=np.float32), np.ascontiguousarray(b, dtype=np.float32)
+    if a.ndim != 2 or b.ndim != 2:
+        raise NativeOpError(f"NativeMatMul: a and b must be matrices, got shapes {a.shape} and {b.shape}")
+    M, K = a.shape[::-1] if transpose_a else a.shape
+    K2, N = b.shape[::-1] if transpose_b else b.shape
+    if K != K2:
+        raise NativeOpError(f"NativeMatMul: inner dimensions differ: op(a) is {(M, K)}, op(b) is {(K2, N)}")
+    c = np.empty((M, N), np.float32)
+    rc = _cdll().returnn_matmul_cpu(M, N, K, _p(a), int(bool(transpose_a)), _p(b), int(bool(transpose_b)), _p(c))
+    if rc:
+        raise NativeOpError(f"NativeMatMul kernel failed with code {rc} (M, N, K = {M}, {N}, {K})")
+    return c
 
 
 def _arr(a: Any, shape: tuple[int, ...], what: str) -> Any:

@@ -90,5 +90,17 @@ NATIVE_LSTM = NativeOpSpec(
     doc="Fused LSTM over a whole padded batch, one direction, masked frames keep the state.",
 )
 
+NATIVE_MATMUL = NativeOpSpec(
+    name="NativeMatMul",
+    cpu_source="lstm_cpu.cc",
+    cuda_source="",  # CPU only: on a GPU the framework's matmul serves
+    header="lstm.h",
+    cpu_function="returnn_matmul_cpu",
+    inputs=(TensorSpec("a", ("M", "K"), "(K, M) with transpose_a"), TensorSpec("b", ("K", "N"), "(N, K) with transpose_b")),
+    outputs=(TensorSpec("product", ("M", "N")),),
+    attrs=("transpose_a: bool", "transpose_b: bool"),
+    doc="An input projection's GEMM op(a) op(b) (split-bf16 AMX tiles under ISA amx); its gradient is two more.",
+)
+
 #: All ops by name.
-OPS: dict[str, NativeOpSpec] = {NATIVE_LSTM.name: NATIVE_LSTM}
+OPS: dict[str, NativeOpSpec] = {NATIVE_LSTM.name: NATIVE_LSTM, NATIVE_MATMUL.name: NATIVE_MATMUL}

@@ -1,5 +1,5 @@
-"""PyTensor binding: NativeLstm as C ops (forward and gradient) linking the CPU kernel library, and a rewrite that
-runs independent pairs of them (a BLSTM's two directions) in one kernel call."""
+"""PyTensor binding: NativeLstm as C ops (forward and gradient) linking the CPU kernel library, a rewrite that
+runs independent pairs of them (a BLSTM's two directions) in one kernel call, and the input projection's GEMM op."""
 
 from __future__ import annotations
 
@@ -16,8 +16,17 @@ from pytensor.graph.traversal import ancestors
 from pytensor.link.c.op import COp
 
 from returnn_native.build_cache import source_path
-from returnn_native.cpu_kernels import build_cpu_kernels, lstm_bwd, lstm_bwd_pair, lstm_fwd, lstm_fwd_pair
+from returnn_native.cpu_kernels import (
+    build_cpu_kernels,
+    lstm_bwd,
+    lstm_bwd_pair,
+    lstm_fwd,
+    lstm_fwd_pair,
+    matmul,
+    native_matmul_preferred,
+)
 from returnn_native.errors import NativeOpError
+from returnn_native.matmul_grad import matmul_gradients
 
 # Shared C helpers: contiguous float32 views of the inputs and reusable C-contiguous outputs.
 _SUPPORT_CODE = r"""
@@ -301,6 +310,71 @@ class PairNativeLstms(GraphRewriter):
 
 
 optdb.register("pair_native_lstms", PairNativeLstms(), "fast_run", position=49.2)
+
+
+class NativeMatMulOp(_KernelLinking):
+    """``op(a) @ op(b)`` of float32 matrices on the kernel library's GEMM, ``op`` transposing where the props say."""
+
+    __props__ = ("transpose_a", "transpose_b")
+
+    def __init__(self, transpose_a: bool = False, transpose_b: bool = False) -> None:
+        self.transpose_a, self.transpose_b = bool(transpose_a), bool(transpose_b)
+
+    def make_node(self, a: Any, b: Any) -> Apply:
+        a, b = _f32(a, 2, "a"), _f32(b, 2, "b")
+        rows = a.type.shape[1 if self.transpose_a else 0]
+        cols = b.type.shape[0 if self.transpose_b else 1]
+        return Apply(self, [a, b], [pt.tensor(dtype="float32", shape=(rows, cols))])
+
+    def perform(self, node: Any, inputs: list[Any], output_storage: list[list[Any]]) -> None:
+        output_storage[0][0] = matmul(*inputs, self.transpose_a, self.transpose_b)
+
+    def pullback(self, inputs: Any, outputs: Any, cotangents: Any) -> list[Any]:
+        operands = dict(zip(("a", "b"), inputs), dc=cotangents[0])
+        grads = matmul_gradients(self.transpose_a, self.transpose_b)
+        return [NativeMatMulOp(tx, ty)(operands[x], operands[y]) for x, y, tx, ty in grads]
+
+    def c_code(self, node: Any, name: str, inp: list[str], out: list[str], sub: dict[str, str]) -> str:
+        (a, b), (c,) = inp, out
+        ta, tb = int(self.transpose_a), int(self.transpose_b)
+        return f"""{{
+        PyArrayObject* a_ = (PyArrayObject*)PyArray_GETCONTIGUOUS({a});
+        PyArrayObject* b_ = a_ ? (PyArrayObject*)PyArray_GETCONTIGUOUS({b}) : NULL;
+        int ok_ = b_ != NULL;
+        const npy_intp M = ok_ ? PyArray_DIMS(a_)[{1 if ta else 0}] : 0, K = ok_ ? PyArray_DIMS(a_)[{0 if ta else 1}] : 0;
+        const npy_intp K2 = ok_ ? PyArray_DIMS(b_)[{1 if tb else 0}] : 0, N = ok_ ? PyArray_DIMS(b_)[{0 if tb else 1}] : 0;
+        if (ok_ && K != K2) {{
+          PyErr_Format(PyExc_ValueError, "NativeMatMul: inner dimensions differ: op(a) has %ld columns, op(b) %ld rows",
+                       (long)K, (long)K2);
+          ok_ = 0;
+        }}
+        const npy_intp dims_[2] = {{M, N}};
+        if (ok_ && rn_alloc_output(&{c}, 2, dims_)) ok_ = 0;
+        if (ok_) {{
+          const int rc_ = returnn_matmul_cpu((int)M, (int)N, (int)K, (const float*)PyArray_DATA(a_), {ta},
+                                             (const float*)PyArray_DATA(b_), {tb}, (float*)PyArray_DATA({c}));
+          if (rc_) {{ PyErr_Format(PyExc_RuntimeError, "NativeMatMul kernel failed with code %d", rc_); ok_ = 0; }}
+        }}
+        Py_XDECREF(a_);
+        Py_XDECREF(b_);
+        if (!ok_) {{ {sub["fail"]} }}
+        }}"""
+
+
+def native_matmul(a: Any, b: Any, *, transpose_a: bool = False, transpose_b: bool = False) -> Any:
+    """``op(a) @ op(b)`` of float32 PyTensor matrices on the kernel library's GEMM (see ``cpu_kernels.matmul``)."""
+    return NativeMatMulOp(transpose_a, transpose_b)(a, b)
+
+
+def projection_matmul(n_in: int, n_out: int) -> Any:
+    """The matmul for the input projection ``x W`` of a layer (n_in -> 4 n_out): :func:`native_matmul` where the
+    kernel library runs it faster than a float32 GEMM (see ``cpu_kernels.native_matmul_preferred``) and the CUDA op
+    is not in use, else ``pt.dot``."""
+    from returnn_native.cuda_kernels import cuda_mode
+
+    if native_matmul_preferred(n_in, n_out) and cuda_mode() != "on":
+        return native_matmul
+    return pt.dot
 
 
 def native_lstm_op(direction: int = 1) -> Any:

@@ -29,10 +29,10 @@ class NativeLstmUnit(GatedUnit):
         """Symbolic run over x (B, T, n_in) with mask (B, T); returns y (B, T, n) and (h, c)."""
         import pytensor.tensor as pt
 
-        from returnn_native.pytensor_ops import native_lstm
+        from returnn_native.pytensor_ops import native_lstm, projection_matmul
 
         x = pt.as_tensor_variable(x)
-        z = pt.dot(x.reshape((-1, self.n_in)), params["W"]) + params["b"]
+        z = projection_matmul(self.n_in, self.n_out)(x.reshape((-1, self.n_in)), params["W"]) + params["b"]
         z = z.reshape((x.shape[0], x.shape[1], 4 * self.n_out))
         if initial_state is None:
             zeros = pt.zeros((x.shape[0], self.n_out), dtype="float32")

@@ -1,4 +1,5 @@
-"""TensorFlow binding: the NativeLstm custom op (compiled on first use) with its registered gradient."""
+"""TensorFlow binding: the NativeLstm custom op (compiled on first use) with its registered gradient, and the input
+projection's GEMM op NativeMatMul (three variants by transposed operand, each differentiable)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 from returnn_native.build_cache import BuildResult, BuildSpec, build_library, source_path
 from returnn_native.cpu_kernels import build_cpu_kernels
 from returnn_native.errors import NativeOpError
+from returnn_native.matmul_grad import matmul_gradients
 from returnn_native.toolchain import find_cxx
 
 #: The binding shim only moves tensors around (TF C kernel API, C headers only: compiles in about a second).
@@ -80,10 +82,52 @@ def _register_gradient(module: Any) -> None:
         )
         return [dz, dw_re, None, dh0, dc0]
 
+    _register(tf, "ReturnnNativeLstm", _grad)
+    for op_name, (ta, tb) in _MATMUL_OPS.items():
+        _register(tf, op_name, functools.partial(_matmul_grad, module, ta, tb))
+
+
+def _register(tf: Any, op_name: str, grad: Any) -> None:
     try:
-        tf.RegisterGradient("ReturnnNativeLstm")(_grad)
+        tf.RegisterGradient(op_name)(grad)
     except KeyError:  # already registered in this process (e.g. by an earlier load of the same op)
         pass
+
+
+#: NativeMatMul's op per transposed operand (a, b); both transposed is never needed (see matmul_grad)
+_MATMUL_OPS = {"ReturnnNativeMatMul": (False, False), "ReturnnNativeMatMulTA": (True, False),
+               "ReturnnNativeMatMulTB": (False, True)}
+
+
+def _matmul(module: Any, a: Any, b: Any, ta: bool, tb: bool) -> Any:
+    if ta and tb:
+        raise NativeOpError("NativeMatMul: transposing both operands is not supported; transpose the product")
+    op = module.returnn_native_mat_mul_ta if ta else module.returnn_native_mat_mul_tb if tb else module.returnn_native_mat_mul
+    return op(a, b)
+
+
+def _matmul_grad(module: Any, ta: bool, tb: bool, op: Any, dc: Any) -> list[Any]:
+    """Gradients of c = op(a) op(b) w.r.t. a and b, as products of the same ops."""
+    operands = dict(zip(("a", "b"), op.inputs), dc=dc)
+    return [_matmul(module, operands[x], operands[y], tx, ty) for x, y, tx, ty in matmul_gradients(ta, tb)]
+
+
+def native_matmul(a: Any, b: Any, *, transpose_a: bool = False, transpose_b: bool = False) -> Any:
+    """``op(a) @ op(b)`` of float32 TF matrices on the kernel library's GEMM (see ``cpu_kernels.matmul``)."""
+    return _matmul(load_tf_op_library(), a, b, transpose_a, transpose_b)
+
+
+def projection_matmul(n_in: int, n_out: int) -> Any:
+    """The matmul for the input projection ``x W`` of a layer (n_in -> 4 n_out): NativeMatMul where the kernel library
+    runs it faster than a float32 GEMM (see ``cpu_kernels.native_matmul_preferred``) and TF has no GPU to place it on
+    (the op has CPU kernels only), else ``tf.matmul``."""
+    import tensorflow as tf
+
+    from returnn_native.cpu_kernels import native_matmul_preferred
+
+    if native_matmul_preferred(n_in, n_out) and not tf.config.list_logical_devices("GPU"):
+        return native_matmul
+    return tf.matmul
 
 
 def native_lstm(z: Any, w_re: Any, mask: Any, h0: Any, c0: Any, *, direction: int = 1) -> tuple[Any, Any, Any]:

@@ -29,11 +29,11 @@ class NativeLstmUnit(GatedUnit):
         """Run over x (B, T, n_in) with mask (B, T); returns y (B, T, n) and (h, c)."""
         import tensorflow as tf
 
-        from returnn_native.tf_ops import native_lstm
+        from returnn_native.tf_ops import native_lstm, projection_matmul
 
         x = tf.convert_to_tensor(x, tf.float32)
         shape = tf.shape(x)
-        z = tf.matmul(tf.reshape(x, [-1, self.n_in]), params["W"]) + params["b"]
+        z = projection_matmul(self.n_in, self.n_out)(tf.reshape(x, [-1, self.n_in]), params["W"]) + params["b"]
         z = tf.reshape(z, [shape[0], shape[1], 4 * self.n_out])
         if initial_state is None:
             zeros = tf.zeros([shape[0], self.n_out], tf.float32)

@@ -46,6 +46,11 @@ int returnn_lstm_bwd_pair_cpu(int B, int T, int n, int direction, const float* w
                               const float* dy2, const float* dh_final2, const float* dc_final2, float* dz2,
                               float* dw_re2, float* dh02, float* dc02);
 
+/* c (M, N) = op(a) x op(b), all float32 row-major: op(a) (M, K) is a, or a (K, M) transposed; op(b) (K, N) is b,
+ * or b (N, K) transposed. The input projection's GEMMs; under ISA 3 (AMX) on split-bf16 tiles for large shapes. */
+int returnn_matmul_cpu(int M, int N, int K, const float* a, int transpose_a, const float* b, int transpose_b,
+                       float* c);
+
 void returnn_native_set_num_threads(int num_threads);
 int returnn_native_get_num_threads(void);
 

@@ -600,7 +600,103 @@ int run_pair(int nt_a, int nt_b, A a, Bf b) {
   return rc_a ? rc_a : b(nt_b);
 }
 
+// ---- The input projection's GEMMs (z = x W and its gradients dx = dz W^T, dW = x^T dz) for the bindings.
+// Under ISA "amx" on split-bf16 tiles (about 1e-5 relative error, as the step GEMMs), which outrun a float32 sgemm;
+// elsewhere, and for shapes too small to fill the tiles, the BLAS.
+
+// A grow-only buffer per calling thread: a layer's GEMMs run with the same shapes every step, so nothing is
+// allocated (or faulted in) after the first; TF calls from a few pool threads, each with its own.
+struct AmxScratch {
+  uint16_t* data = nullptr;
+  size_t size = 0;
+  ~AmxScratch() { std::free(data); }
+  uint16_t* get(size_t count) {
+    if (count > size) {
+      std::free(data);
+      data = static_cast<uint16_t*>(std::aligned_alloc(64, (count * sizeof(uint16_t) + 63) / 64 * 64));
+      size = data ? count : 0;
+    }
+    return data;
+  }
+};
+
+#if RN_HAVE_AMX
+// The product runs in blocks, so that the split operands stay bounded whatever B*T is (a few tens of MB per calling
+// thread, not a split copy of each operand): K in blocks of kAmxGemmDepth (packed B: up to 4096 x N), and within
+// one, A in blocks of kAmxGemmRows rows (512 x 4096 split: 8 MB; amx_gemm then keeps 512 x 512 of it in L2).
+const int kAmxGemmDepth = 4096, kAmxGemmRows = 512;
+
+int matmul_amx(int nt, int M, int N, int K, const float* a, bool ta, const float* b, bool tb, float* c) {
+  static thread_local AmxScratch packed_buf, rows_buf;
+  const int kb_max = K < kAmxGemmDepth ? K : kAmxGemmDepth, rb_max = M < kAmxGemmRows ? M : kAmxGemmRows;
+  const int ld = amx_chunks(kb_max) * kAmxChunk, np = panels(N);
+  const long half = (long)(rb_max + 31) / 32 * 32 * ld;
+  uint16_t* packed = packed_buf.get((size_t)np * amx_chunks(kb_max) * kAmxChunkFloats);
+  uint16_t* hi = rows_buf.get(2 * (size_t)half);
+  if (!packed || !hi) return 2;
+  uint16_t* lo = hi + half;
+#pragma omp parallel num_threads(nt)
+  {
+    const int team = team_size(), tid = thread_num();
+    int p0, p1;
+    slice(np, team, tid, 1, &p0, &p1);
+    AmxTiles tiles(true);
+    for (int k0 = 0; k0 < K; k0 += kAmxGemmDepth) {
+      const int kn = K - k0 < kAmxGemmDepth ? K - k0 : kAmxGemmDepth, kld = amx_chunks(kn) * kAmxChunk;
+      // rows k0.. of op(B), element (k, j): b[k * N + j], or b[j * K + k] when B is stored transposed
+      pack_amx(tb ? b + k0 : b + (long)k0 * N, tb ? 1 : N, tb ? K : 1, kn, N, p0, p1, packed);
+      for (int r0 = 0; r0 < M; r0 += kAmxGemmRows) {
+        const int rn = M - r0 < kAmxGemmRows ? M - r0 : kAmxGemmRows;
+        int m0, m1;
+        slice(rn, team, tid, 16, &m0, &m1);
+        if (r0 > 0) {
+#pragma omp barrier
+        }  // everyone is done with the last row block before it is overwritten
+        if (ta)  // op(A) = S^T, S (K, M): columns r0.. of rows k0..
+          split_rows_transposed(m0, m1, kn, a + (long)k0 * M + r0, M, hi, lo, kld);
+        else if (m1 > m0)
+          split_rows(m1 - m0, kn, a + (long)(r0 + m0) * K + k0, K, hi + (long)m0 * kld, lo + (long)m0 * kld, kld);
+        const int from = ta ? (kn + 1) / 2 * 2 : kn;  // the transposed split writes whole pairs
+        for (int r = m0; r < m1 && kld > from; ++r) {  // zero beyond K: the buffers are reused (NaN * 0 is NaN)
+          std::memset(hi + (long)r * kld + from, 0, sizeof(uint16_t) * (kld - from));
+          std::memset(lo + (long)r * kld + from, 0, sizeof(uint16_t) * (kld - from));
+        }
+#pragma omp barrier
+        if (p1 > p0)
+          amx_gemm(rn, N, kn, hi, lo, kld, packed, p0, p1, c + (long)r0 * N, N, k0 > 0);
+      }
+#pragma omp barrier
+    }
+  }
+  return 0;
+}
+#endif
+
+// Below these sizes the tiles' padding (16 rows, 32 columns, 32 of K) costs more than AMX gains over the BLAS.
+const int kAmxGemmMinRows = 32, kAmxGemmMinCols = 128, kAmxGemmMinDepth = 32;
+
 }  // namespace
+
+extern "C" int returnn_matmul_cpu(int M, int N, int K, const float* a, int transpose_a, const float* b,
+                                  int transpose_b, float* c) {
+  if (M < 0 || N < 0 || K < 0) return 1;
+  if (M == 0 || N == 0) return 0;
+  if (K == 0) {
+    std::memset(c, 0, sizeof(float) * (size_t)M * N);
+    return 0;
+  }
+#if RN_HAVE_AMX
+  if (current_isa() == kIsaAmx && M >= kAmxGemmMinRows && N >= kAmxGemmMinCols && K >= kAmxGemmMinDepth) {
+    ActiveCall active;
+    const int share = returnn_native_get_num_threads() / (g_active.load() > 1 ? g_active.load() : 1);
+    const int nt = share < 1 ? 1 : (share < panels(N) ? share : panels(N));
+    return matmul_amx(nt, M, N, K, a, transpose_a != 0, b, transpose_b != 0, c);
+  }
+#endif
+  RN_BLAS(cblas_sgemm)(kRowMajor, transpose_a ? kTrans : kNoTrans, transpose_b ? kTrans : kNoTrans, M, N, K, 1.f, a,
+                       transpose_a ? M : K, b, transpose_b ? K : N, 0.f, c, N);
+  return 0;
+}
 
 extern "C" int returnn_lstm_fwd_cpu(int B, int T, int n, int direction, const float* z, const float* w_re,
                                     const float* mask, const float* h0, const float* c0, float* y, float* h_final,

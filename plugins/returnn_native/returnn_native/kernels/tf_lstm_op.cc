@@ -1,4 +1,5 @@
-// TensorFlow binding of NativeLstm through TF's stable C kernel API (ops ReturnnNativeLstm, ReturnnNativeLstmGrad).
+// TensorFlow binding of NativeLstm through TF's stable C kernel API (ops ReturnnNativeLstm, ReturnnNativeLstmGrad, and
+// the input projection's GEMMs ReturnnNativeMatMul, ReturnnNativeMatMulTA, ReturnnNativeMatMulTB).
 // Only C headers are needed, so the binding compiles in well under a second instead of the ~10 s that
 // TensorFlow's C++ framework headers take.
 #include <cstdio>
@@ -202,11 +203,62 @@ void ComputeLstmGrad(void* kernel, TF_OpKernelContext* ctx) {
   if (!io.ok()) TF_OpKernelContext_Failure(ctx, status.get());
 }
 
-// ---- registration (runs when tf.load_op_library loads this library)
-
+// Reports a failed registration (there is no caller to return it to).
 void Check(TF_Status* status, const char* what) {
   if (TF_GetCode(status) != TF_OK) std::fprintf(stderr, "returnn-native: %s: %s\n", what, TF_Message(status));
 }
+
+// ---- ReturnnNativeMatMul{,TA,TB}: c = op(a) op(b), op transposing a (TA) or b (TB); one op per variant, so that
+// shape inference knows the result's shape (the C shape API cannot read bool attrs). The three are closed under
+// differentiation: the gradients of each are products of the others.
+
+template <bool TA, bool TB>
+void MatMulShape(TF_ShapeInferenceContext* ctx, TF_Status* status) {
+  ShapePtr a = Input(ctx, 0, 2, status), b = Input(ctx, 1, 2, status);
+  ShapePtr rows = Sub(ctx, a.get(), TA ? 1 : 0, TA ? 2 : 1, status);
+  ShapePtr cols = Sub(ctx, b.get(), TB ? 0 : 1, TB ? 1 : 2, status);
+  ShapePtr out = Concat(ctx, rows.get(), cols.get(), status);
+  SetOutput(ctx, 0, out.get(), status);
+}
+
+template <bool TA, bool TB>
+void ComputeMatMul(void*, TF_OpKernelContext* ctx) {
+  StatusPtr status(TF_NewStatus());
+  Io io{ctx, "NativeMatMul", status.get(), {}};
+  const int64_t a0 = io.Dim(0, 0), a1 = io.Dim(0, 1), b0 = io.Dim(1, 0), b1 = io.Dim(1, 1);
+  const int64_t M = TA ? a1 : a0, K = TA ? a0 : a1, K2 = TB ? b1 : b0, N = TB ? b0 : b1;
+  if (io.ok() && K != K2) {
+    std::string msg = "NativeMatMul: inner dimensions differ: op(a) has " + std::to_string(K) + " columns, op(b) " +
+                      std::to_string(K2) + " rows";
+    TF_SetStatus(status.get(), TF_INVALID_ARGUMENT, msg.c_str());
+  }
+  const float* a = io.In(0, "a", {a0, a1});
+  const float* b = io.In(1, "b", {b0, b1});
+  float* c = io.Out(0, {M, N});
+  if (io.ok() && returnn_matmul_cpu(static_cast<int>(M), static_cast<int>(N), static_cast<int>(K), a, TA, b, TB, c))
+    TF_SetStatus(status.get(), TF_INTERNAL, "NativeMatMul kernel failed");
+  if (!io.ok()) TF_OpKernelContext_Failure(ctx, status.get());
+}
+
+void* CreateMatMulKernel(TF_OpKernelConstruction*) { return nullptr; }
+void DeleteMatMulKernel(void*) {}
+
+template <bool TA, bool TB>
+void RegisterMatMul(const char* name, TF_Status* status) {
+  TF_OpDefinitionBuilder* b = TF_NewOpDefinitionBuilder(name);
+  TF_OpDefinitionBuilderAddInput(b, "a: float");
+  TF_OpDefinitionBuilderAddInput(b, "b: float");
+  TF_OpDefinitionBuilderAddOutput(b, "product: float");
+  TF_OpDefinitionBuilderSetShapeInferenceFunction(b, &MatMulShape<TA, TB>);
+  TF_RegisterOpDefinition(b, status);
+  Check(status, name);
+  TF_KernelBuilder* k = TF_NewKernelBuilder(name, "CPU", &CreateMatMulKernel, &ComputeMatMul<TA, TB>,
+                                            &DeleteMatMulKernel);
+  TF_RegisterKernelBuilder((std::string(name) + "Cpu").c_str(), k, status);
+  Check(status, name);
+}
+
+// ---- registration (runs when tf.load_op_library loads this library)
 
 bool RegisterAll() {
   StatusPtr status(TF_NewStatus());
@@ -240,6 +292,9 @@ bool RegisterAll() {
   k = TF_NewKernelBuilder("ReturnnNativeLstmGrad", "CPU", &CreateKernel, &ComputeLstmGrad, &DeleteKernel);
   TF_RegisterKernelBuilder("ReturnnNativeLstmGradCpu", k, status.get());
   Check(status.get(), "registering CPU kernel of ReturnnNativeLstmGrad");
+  RegisterMatMul<false, false>("ReturnnNativeMatMul", status.get());
+  RegisterMatMul<true, false>("ReturnnNativeMatMulTA", status.get());
+  RegisterMatMul<false, true>("ReturnnNativeMatMulTB", status.get());
   return true;
 }
 
