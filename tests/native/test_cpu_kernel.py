@@ -77,18 +77,6 @@ def test_avx512_matches_generic_blas(direction: int, isa_and_threads) -> None:
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
 
 
-def _available_isas() -> list[str]:
-    """The step GEMMs the kernel library built for this host can run (the caller restores the ISA)."""
-    found = []
-    for isa in ("generic", "avx512", "amx"):
-        try:
-            cpu_kernels.set_isa(isa)
-        except NativeOpError:
-            continue
-        found.append(isa)
-    return found
-
-
 # B=37: row groups of 32 (two tiles) and 5 (one); n=260 (AMX from 256 units): K chunks of 32 with a padded tail
 # (9 forward, 33 backward), panels of 32 and a tail of 4 columns. B*T=4200 frames: the weight gradient in two blocks
 # of frames (4096 and a tail); over 60 steps recurrent weights of scale 0.2 (gain ~3) would amplify any rounding
@@ -100,7 +88,7 @@ def test_amx_split_bf16_is_float32_accurate(direction: int, sizes: tuple[int, in
     """AMX with split-bf16 operands: forward and backward within 1e-4 (absolute and relative) of the float32 BLAS
     path, and far closer to it than a single bf16 rounding of the operands (one step's GEMM rounded so is off by
     ~1e-1 here)."""
-    if "amx" not in _available_isas():
+    if "amx" not in cpu_kernels.available_isas():
         pytest.skip("kernel library built without AMX, or the OS does not grant the tile state")
     problem = _problem(*sizes, seed=direction + 5, w_scale=w_scale)
     cpu_kernels.set_num_threads(1)
@@ -125,7 +113,7 @@ def test_two_threads_match_one(B: int, n: int, isa_and_threads) -> None:
     """Threads splitting the batch (B >= 16; with AMX, n >= 256, B >= 64) or the units (B=3, n=136; B=40, n=260)
     match a single thread, on every ISA."""
     problem = _problem(B, 5, n, seed=B)
-    for isa in _available_isas():
+    for isa in cpu_kernels.available_isas():
         cpu_kernels.set_isa(isa)
         results = []
         for threads in (1, 2):
@@ -188,3 +176,10 @@ def test_concurrent_calls_match_sequential(isa_and_threads) -> None:
     for got, want in zip(concurrent, sequential * 3):
         for a, b in zip(got, want):
             np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_available_isas_leave_the_choice_alone() -> None:
+    before = cpu_kernels.get_isa()
+    isas = cpu_kernels.available_isas()
+    assert "generic" in isas and before in isas and "auto" not in isas
+    assert cpu_kernels.get_isa() == before

@@ -15,19 +15,7 @@ TOL = 1e-4
 SHAPES = [(5, 7, 9), (37, 45, 300), (100, 70, 129), (300, 16, 200), (64, 520, 160), (530, 4133, 130)]
 
 
-def _isas() -> list[str]:
-    out = []
-    for isa in ("generic", "avx512", "amx"):
-        try:
-            cpu_kernels.set_isa(isa)
-        except NativeOpError:
-            continue
-        out.append(isa)
-    cpu_kernels.set_isa("auto")
-    return out
-
-
-@pytest.fixture(params=_isas())
+@pytest.fixture(params=cpu_kernels.available_isas())
 def isa(request):
     """Each ISA the kernel library runs on this CPU (AMX only where it has the tiles)."""
     cpu_kernels.set_isa(request.param)

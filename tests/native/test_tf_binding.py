@@ -64,25 +64,24 @@ def assert_close(got, want, what: str) -> None:
 @pytest.mark.parametrize("seed", range(4))
 def test_eager_matches_reference(seed: int, direction: int) -> None:
     case = make_case(seed, direction)
+    outs = check_against_reference(case)
+    assert not np.any(np.asarray(outs[0])[case.mask == 0])  # masked frames output zeros
+
+
+def check_against_reference(case: LstmCase) -> list:
+    """The unit's outputs and gradients within TOL of the reference LSTM's; returns the outputs."""
     outs, grads = run_with_grads(native, case)
     ref_outs, ref_grads = run_with_grads(reference_lstm, case)
     for name, got, want in zip(("y", "h", "c"), outs, ref_outs):
         assert_close(got, want, name)
     for name in grads:
         assert_close(grads[name], ref_grads[name], f"d{name}")
-    # masked frames output zeros
-    assert not np.any(np.asarray(outs[0])[case.mask == 0])
+    return outs
 
 
 def test_layer_that_fills_the_amx_tiles_matches_reference() -> None:
     """40 inputs and units: under ISA amx the input projection runs on NativeMatMul, within the same tolerance."""
-    case = make_case(9, -1, sizes=(6, 9, 40, 40), weight_scales=(0.2, 0.2))
-    outs, grads = run_with_grads(native, case)
-    ref_outs, ref_grads = run_with_grads(reference_lstm, case)
-    for name, got, want in zip(("y", "h", "c"), outs, ref_outs):
-        assert_close(got, want, name)
-    for name in grads:
-        assert_close(grads[name], ref_grads[name], f"d{name}")
+    check_against_reference(make_case(9, -1, sizes=(6, 9, 40, 40), weight_scales=(0.2, 0.2)))
 
 
 def test_tf_function_matches_eager() -> None:

@@ -103,6 +103,16 @@ def set_isa(name: str) -> None:
         raise NativeOpError(f"NativeLstm: ISA {name!r} is not available in the kernel library built for this CPU")
 
 
+def available_isas() -> list[str]:
+    """The ISAs (but ``auto``) the kernel library built for this host can run; the one in use stays chosen."""
+    current, found = get_isa(), []
+    for name in ISAS:
+        if name != "auto" and not _cdll().returnn_native_set_isa(ISAS[name]):
+            found.append(name)
+    set_isa(current)
+    return found
+
+
 def get_isa() -> str:
     """The kernels' step GEMM in use; env ``RETURNN_NATIVE_ISA`` (one of ``ISAS``) chooses it where available."""
     code = int(_cdll().returnn_native_get_isa())
