@@ -59,6 +59,25 @@ def test_reused_buffers_do_not_leak_into_a_smaller_product(isa: str) -> None:
     _assert_close(got, _product(a, b, False, False))
 
 
+def test_calls_at_once_get_their_own_buffers(isa: str) -> None:
+    """Calls running at the same time (TF runs a BLSTM's projections on two threads) each lease their own split
+    buffers from the pool and match the same products run one by one."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    problems = [(_operands(*shape, ta, False, seed=i), ta) for i, (shape, ta) in
+                enumerate([((530, 4133, 130), False), ((100, 70, 129), True), ((64, 520, 160), False)] * 2)]
+    threads = cpu_kernels.get_num_threads()
+    cpu_kernels.set_num_threads(2)
+    try:
+        want = [cpu_kernels.matmul(a, b, ta) for (a, b), ta in problems]
+        with ThreadPoolExecutor(4) as pool:
+            got = list(pool.map(lambda p: cpu_kernels.matmul(*p[0], p[1]), problems * 2))
+    finally:
+        cpu_kernels.set_num_threads(threads)
+    for g, w in zip(got, want * 2):
+        np.testing.assert_array_equal(g, w)
+
+
 def test_empty_and_mismatched_shapes() -> None:
     assert cpu_kernels.matmul(np.ones((3, 0), np.float32), np.ones((0, 4), np.float32)).tolist() == [[0.0] * 4] * 3
     assert cpu_kernels.matmul(np.ones((0, 5), np.float32), np.ones((5, 4), np.float32)).shape == (0, 4)

@@ -14,8 +14,10 @@
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
+#include <new>
 #include <system_error>
 #include <thread>
+#include <vector>
 
 #if defined(__AVX512F__)
 #include <immintrin.h>
@@ -604,37 +606,71 @@ int run_pair(int nt_a, int nt_b, A a, Bf b) {
 // Under ISA "amx" on split-bf16 tiles (about 1e-5 relative error, as the step GEMMs), which outrun a float32 sgemm;
 // elsewhere, and for shapes too small to fill the tiles, the BLAS.
 
-// A grow-only buffer per calling thread: a layer's GEMMs run with the same shapes every step, so nothing is
-// allocated (or faulted in) after the first; TF calls from a few pool threads, each with its own.
+// Grow-only buffers for one call's split operands, kept for the next call: a layer's GEMMs run with the same shapes
+// every step, so nothing is allocated (or faulted in) after the first. Held in a pool, not per thread, so that they
+// number as many as calls ever ran at once (TF may call from any of its many pool threads).
 struct AmxScratch {
-  uint16_t* data = nullptr;
-  size_t size = 0;
-  ~AmxScratch() { std::free(data); }
-  uint16_t* get(size_t count) {
-    if (count > size) {
-      std::free(data);
-      data = static_cast<uint16_t*>(std::aligned_alloc(64, (count * sizeof(uint16_t) + 63) / 64 * 64));
-      size = data ? count : 0;
+  uint16_t* packed = nullptr;
+  uint16_t* rows = nullptr;
+  size_t packed_size = 0, rows_size = 0;
+  ~AmxScratch() {
+    std::free(packed);
+    std::free(rows);
+  }
+  static bool grow(uint16_t** data, size_t* size, size_t count) {
+    if (count > *size) {
+      std::free(*data);
+      *data = static_cast<uint16_t*>(std::aligned_alloc(64, (count * sizeof(uint16_t) + 63) / 64 * 64));
+      *size = *data ? count : 0;
     }
-    return data;
+    return *data != nullptr;
+  }
+  bool reserve(size_t packed_count, size_t rows_count) {
+    return grow(&packed, &packed_size, packed_count) && grow(&rows, &rows_size, rows_count);
   }
 };
 
+// One pool's buffers for the lifetime of a call.
+class AmxScratchLease {
+ public:
+  AmxScratchLease() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (free_.empty()) {
+      scratch_ = new (std::nothrow) AmxScratch;
+    } else {
+      scratch_ = free_.back();
+      free_.pop_back();
+    }
+  }
+  ~AmxScratchLease() {
+    if (!scratch_) return;
+    std::lock_guard<std::mutex> lock(mutex_);
+    free_.push_back(scratch_);  // never freed: the pool lives as long as the library
+  }
+  AmxScratch* get() const { return scratch_; }
+
+ private:
+  AmxScratch* scratch_;
+  static std::mutex mutex_;
+  static std::vector<AmxScratch*> free_;
+};
+std::mutex AmxScratchLease::mutex_;
+std::vector<AmxScratch*> AmxScratchLease::free_;
+
 #if RN_HAVE_AMX
-// The product runs in blocks, so that the split operands stay bounded whatever B*T is (a few tens of MB per calling
-// thread, not a split copy of each operand): K in blocks of kAmxGemmDepth (packed B: up to 4096 x N), and within
+// The product runs in blocks, so that the split operands stay bounded whatever B*T is (a few tens of MB per call
+// running at once, not a split copy of each operand): K in blocks of kAmxGemmDepth (packed B: up to 4096 x N), and within
 // one, A in blocks of kAmxGemmRows rows (512 x 4096 split: 8 MB; amx_gemm then keeps 512 x 512 of it in L2).
 const int kAmxGemmDepth = 4096, kAmxGemmRows = 512;
 
 int matmul_amx(int nt, int M, int N, int K, const float* a, bool ta, const float* b, bool tb, float* c) {
-  static thread_local AmxScratch packed_buf, rows_buf;
   const int kb_max = K < kAmxGemmDepth ? K : kAmxGemmDepth, rb_max = M < kAmxGemmRows ? M : kAmxGemmRows;
   const int ld = amx_chunks(kb_max) * kAmxChunk, np = panels(N);
   const long half = (long)(rb_max + 31) / 32 * 32 * ld;
-  uint16_t* packed = packed_buf.get((size_t)np * amx_chunks(kb_max) * kAmxChunkFloats);
-  uint16_t* hi = rows_buf.get(2 * (size_t)half);
-  if (!packed || !hi) return 2;
-  uint16_t* lo = hi + half;
+  AmxScratchLease lease;
+  AmxScratch* scratch = lease.get();
+  if (!scratch || !scratch->reserve((size_t)np * amx_chunks(kb_max) * kAmxChunkFloats, 2 * (size_t)half)) return 2;
+  uint16_t *packed = scratch->packed, *hi = scratch->rows, *lo = hi + half;
 #pragma omp parallel num_threads(nt)
   {
     const int team = team_size(), tid = thread_num();
