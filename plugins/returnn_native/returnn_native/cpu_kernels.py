@@ -96,7 +96,8 @@ ISAS = {"auto": 0, "generic": 1, "avx512": 2, "amx": 3}
 
 def set_isa(name: str) -> None:
     """Choose the kernels' step GEMM: ``generic`` (BLAS per step), ``avx512`` (packed micro-kernel), ``amx``
-    (split-bf16 on AMX tiles, for layers of 256 units or more; smaller ones run ``avx512``) or ``auto``."""
+    (split-bf16 on AMX tiles, for layers of 256 units or more; smaller ones run ``avx512``; it also moves the
+    units' input projections onto :func:`matmul`, see :func:`native_matmul_preferred`) or ``auto``."""
     if name not in ISAS:
         raise NativeOpError(f"NativeLstm: unknown ISA {name!r}; choose one of {', '.join(ISAS)}")
     if _cdll().returnn_native_set_isa(ISAS[name]):
