@@ -229,23 +229,10 @@ def lstm_bwd(
     return run_bwd(_cdll().returnn_lstm_bwd_cpu, *args, direction=direction)
 
 
-def run_bwd(
-    fn: Any,
-    w_re: Any,
-    mask: Any,
-    h0: Any,
-    c0: Any,
-    gates: Any,
-    cells: Any,
-    h_prev: Any,
-    dy: Any,
-    dh_final: Any,
-    dc_final: Any,
-    direction: int = 1,
-) -> tuple[Any, ...]:
-    """Check and convert the arrays, allocate the outputs, call the C backward function ``fn``."""
-    args = _bwd_args(w_re, mask, h0, c0, gates, cells, h_prev, dy, dh_final, dc_final, direction)
-    (outs,) = _call(fn, "backward kernel", [args])
+def run_bwd(fn: Any, *arrays: Any, direction: int = 1) -> tuple[Any, ...]:
+    """Check and convert the arrays (the inputs of :func:`lstm_bwd`, in its order), allocate the outputs, call the C
+    backward function ``fn``."""
+    (outs,) = _call(fn, "backward kernel", [_bwd_args(*arrays, direction)])
     return outs
 
 
