@@ -116,13 +116,19 @@ int default_threads() {
 // Kernel calls running right now in this process (TF runs a BLSTM's two directions at once).
 std::atomic<int> g_active{0};
 
-// Threads for a (B, n) problem: one per 64 units or 8 sequences, so small problems stay single-threaded; calls that
-// run at the same time share the threads instead of each taking all of them.
-int threads_for(int B, int n) {
+// The threads one call may take (at least 1): calls that run at the same time share them instead of each taking
+// all of them.
+int thread_share() {
   if (g_num_threads <= 0) g_num_threads = default_threads();
-  int nt = n / 64 > B / 8 ? n / 64 : B / 8;
   const int active = g_active.load() > 1 ? g_active.load() : 1;
-  const int share = g_num_threads / active > 1 ? g_num_threads / active : 1;
+  return g_num_threads / active > 1 ? g_num_threads / active : 1;
+}
+
+// Threads for a (B, n) problem: one per 64 units or 8 sequences, so small problems stay single-threaded, within the
+// call's share.
+int threads_for(int B, int n) {
+  int nt = n / 64 > B / 8 ? n / 64 : B / 8;
+  const int share = thread_share();
   if (nt < 1) nt = 1;
   return nt < share ? nt : share;
 }
@@ -724,8 +730,8 @@ extern "C" int returnn_matmul_cpu(int M, int N, int K, const float* a, int trans
 #if RN_HAVE_AMX
   if (current_isa() == kIsaAmx && M >= kAmxGemmMinRows && N >= kAmxGemmMinCols && K >= kAmxGemmMinDepth) {
     ActiveCall active;
-    const int share = returnn_native_get_num_threads() / (g_active.load() > 1 ? g_active.load() : 1);
-    const int nt = share < 1 ? 1 : (share < panels(N) ? share : panels(N));
+    const int share = thread_share();
+    const int nt = share < panels(N) ? share : panels(N);
     return matmul_amx(nt, M, N, K, a, transpose_a != 0, b, transpose_b != 0, c);
   }
 #endif
